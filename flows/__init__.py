@@ -1,0 +1,1 @@
+"""flows: the ``lego`` command line and end-to-end flows."""
