@@ -1,0 +1,139 @@
+"""Bit-exact fixed-point softmax (base-2 exponent, small 2^f table, integer reciprocal).
+
+Row-wise over the last axis of integer logits ``x`` with ``in_frac_bits`` fractional bits
+(value ``x / 2**Fi``). With ``c = SoftmaxFixedConfig`` and all shifts round-half-up
+(:func:`golden.fixed_point.round_shift_right`)::
+
+    d   = x - max(x)                                   <= 0, exact
+    L   = round(log2(e) * 2**c.log2e_bits)             constant
+    t   = round_shift_right(d * L, Fi + Lb - Ft)       d * log2(e), Ft = c.t_frac_bits bits
+    n   = t >> Ft          (floor, <= 0)               integer part
+    f   = t - (n << Ft)    in [0, 2**Ft)               fractional part
+    i   = f >> (Ft - Tb);  r = f mod 2**(Ft - Tb)      table index (2**Tb entries) and remainder
+    T[j] = round(2**(j / 2**Tb) * 2**P)  j = 0..2**Tb  table, P = c.exp_bits
+    y   = T[i] + round_shift_right((T[i+1] - T[i]) * r, Ft - Tb)   (interpolate) or T[i]
+    e   = round_shift_right(y, min(-n, P + 2))         2**(d log2 e) with P fractional bits
+    S   = sum(e)                                       >= 2**P (the max element has e = 2**P)
+    R   = reciprocal(S, P + O)                         round(2**(P+O) / S), O = c.out_frac_bits
+    p   = round_shift_right(e * R, P)                  probability with O fractional bits
+
+Error bound (:meth:`SoftmaxFixedConfig.error_bound`), for a row of ``n`` elements, against the
+exact softmax of the fixed-point logit values. Each ``e_i = e*_i (1 + rho_i) + a_i`` with
+``|rho_i| <= rho = eps_table + ln2 * 2**-(Ft+1)`` (interpolation error
+``(h^2 / 8) ln2^2 2**h``, ``h = 2**-Tb``, or ``2**h - 1`` without interpolation) and
+``|a_i| <= a = 1.5 * 2**-P + ln2 * 2**-(Lb+1) / e`` (table, product and shift rounding; the
+``log2 e`` rounding gives ``e*_i * ln2 * |d_i| * 2**-(Lb+1) <= ln2 * 2**-(Lb+1) / e`` since
+``|d| exp(-|d|) <= 1/e``). With ``S, S* >= 1``::
+
+    |p_i - p*_i| <= (2 rho + (n + 1) a) (1 + rho + n a) + 2**-O
+
+(last term: reciprocal plus output rounding, half an output LSB each). The bound is worst-case;
+measured errors are several times smaller (see ``tests/golden/test_softmax_fixed.py``).
+Accumulator widths: ``e <= 2**P`` so ``S < n * 2**P + 1``; ``e * R <= 2**(P+O)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixed_point import reciprocal, round_shift_right
+
+__all__ = ["SoftmaxFixedConfig", "exp2_table", "softmax_fixed", "softmax_fixed_float"]
+
+
+@dataclass(frozen=True)
+class SoftmaxFixedConfig:
+    """Bit widths of the fixed-point softmax; defaults: 32-entry interpolated table."""
+
+    in_frac_bits: int = 8
+    log2e_bits: int = 16
+    t_frac_bits: int = 16
+    table_bits: int = 5
+    exp_bits: int = 16
+    out_frac_bits: int = 15
+    interpolate: bool = True
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("in_frac_bits", 0, 24), ("log2e_bits", 4, 24),
+                             ("t_frac_bits", 1, 24), ("table_bits", 1, 10),
+                             ("exp_bits", 4, 24), ("out_frac_bits", 1, 24)):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi:
+                raise ValueError(f"{name} must be an int in {lo}..{hi}, got {val!r}")
+        if self.table_bits > self.t_frac_bits:
+            raise ValueError(f"table_bits ({self.table_bits}) must be <= t_frac_bits "
+                             f"({self.t_frac_bits})")
+        if self.in_frac_bits + self.log2e_bits < self.t_frac_bits:
+            raise ValueError(f"in_frac_bits + log2e_bits ({self.in_frac_bits + self.log2e_bits})"
+                             f" must be >= t_frac_bits ({self.t_frac_bits})")
+
+    @property
+    def log2e_code(self) -> int:
+        return int(round(math.log2(math.e) * (1 << self.log2e_bits)))
+
+    def error_bound(self, n: int) -> float:
+        """Worst-case ``|p - softmax|`` for a row of ``n`` elements (module docstring)."""
+        h = 2.0 ** -self.table_bits
+        ln2 = math.log(2.0)
+        eps = h * h / 8 * ln2 * ln2 * 2 ** h if self.interpolate else 2 ** h - 1
+        rho = eps + ln2 * 2.0 ** -(self.t_frac_bits + 1)
+        a = 1.5 * 2.0 ** -self.exp_bits + ln2 * 2.0 ** -(self.log2e_bits + 1) / math.e
+        return (2 * rho + (n + 1) * a) * (1 + rho + n * a) + 2.0 ** -self.out_frac_bits
+
+
+def exp2_table(cfg: SoftmaxFixedConfig) -> np.ndarray:
+    """``T[j] = round(2**(j / 2**Tb) * 2**P)`` for ``j = 0..2**Tb`` (the last entry is 2**(P+1))."""
+    j = np.arange((1 << cfg.table_bits) + 1, dtype=np.float64)
+    return np.floor(2.0 ** (j / (1 << cfg.table_bits)) * (1 << cfg.exp_bits) + 0.5).astype(np.int64)
+
+
+def _exp2_neg(t: np.ndarray, cfg: SoftmaxFixedConfig) -> np.ndarray:
+    """``2**(t / 2**Ft)`` for ``t <= 0`` with ``P`` fractional bits (steps n, f, i, r, y, e)."""
+    ft, tb, p = cfg.t_frac_bits, cfg.table_bits, cfg.exp_bits
+    table = exp2_table(cfg)
+    n = t >> ft
+    f = t - (n << ft)
+    idx = f >> (ft - tb)
+    y = table[idx]
+    if cfg.interpolate:
+        r = f & ((1 << (ft - tb)) - 1)
+        y = y + round_shift_right((table[idx + 1] - table[idx]) * r, ft - tb)
+    shift = np.minimum(-n, p + 2)
+    e = np.empty_like(y)
+    for s in np.unique(shift):
+        sel = shift == s
+        e[sel] = round_shift_right(y[sel], int(s))
+    return e
+
+
+def softmax_fixed(x: np.ndarray, cfg: SoftmaxFixedConfig | None = None) -> np.ndarray:
+    """Fixed-point softmax over the last axis: int64 probabilities with ``out_frac_bits`` bits.
+
+    ``x`` must hold integers within int32 (logits with ``cfg.in_frac_bits`` fractional bits).
+    """
+    cfg = cfg or SoftmaxFixedConfig()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"x must hold integers (fixed-point logits), got dtype {arr.dtype}")
+    if arr.ndim < 1 or arr.shape[-1] < 1:
+        raise ValueError(f"x must have a non-empty last axis, got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < -(1 << 31) or hi >= 1 << 31:
+        bad = lo if lo < -(1 << 31) else hi
+        raise ValueError(f"x holds {bad}, outside the int32 range of the logit input")
+    d = arr - arr.max(axis=-1, keepdims=True)
+    t = round_shift_right(d * cfg.log2e_code, cfg.in_frac_bits + cfg.log2e_bits - cfg.t_frac_bits)
+    e = _exp2_neg(t, cfg)
+    s = e.sum(axis=-1, keepdims=True)
+    r = reciprocal(s, cfg.exp_bits + cfg.out_frac_bits)
+    return round_shift_right(e * r, cfg.exp_bits)
+
+
+def softmax_fixed_float(x: np.ndarray, cfg: SoftmaxFixedConfig | None = None) -> np.ndarray:
+    """:func:`softmax_fixed` output as float64 probabilities (``p / 2**out_frac_bits``)."""
+    cfg = cfg or SoftmaxFixedConfig()
+    return softmax_fixed(x, cfg).astype(np.float64) / float(1 << cfg.out_frac_bits)

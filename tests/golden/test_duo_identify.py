@@ -1,0 +1,107 @@
+"""Retrieval-head identification: gate ranking on a hand-built model, task layout, CLI smoke.
+
+The full experiment (``python -m golden.duo_identify``) takes minutes; here a hand-constructed
+one-layer attention "model" with known head roles checks the gate optimisation itself: two
+purely local heads (a strong recency bias) and two retrieval heads (they attend to a marker far
+outside the streaming window). After optimisation the local heads must hold the lowest gates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from golden.duo_attention import mixed_attention
+from golden.duo_identify import main, optimize_gates, selection
+from golden.duo_identify_model import PasskeyTask
+
+T, SINK, RECENT, D = 48, 2, 6, 8
+
+
+def _hand_model_inputs(n: int, seed: int) -> torch.Tensor:
+    """(n, T, D + 1): random content vectors plus a marker flag at a far random position."""
+    g = torch.Generator().manual_seed(seed)
+    content = torch.randn(n, T, D, generator=g)
+    flag = torch.zeros(n, T, 1)
+    pos = torch.randint(SINK + 2, T - RECENT - 10, (n,), generator=g)
+    flag[torch.arange(n), pos, 0] = 1.0
+    return torch.cat([content, flag], dim=-1)
+
+
+def _hand_hidden(x: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+    """Heads 0, 3: recency score ``2 (j - p)``; heads 1, 2: score ``12 * flag_j`` (retrieval).
+
+    Head 2 also weights its output by 0.5 (a weaker retrieval head). Values are the contents.
+    """
+    n = x.shape[0]
+    content, flag = x[..., :D], x[..., D]
+    pos = torch.arange(T, dtype=torch.float32)
+    s = math.sqrt(D)
+    q = torch.zeros(n, 4, T, D)
+    k = torch.zeros(n, 4, T, D)
+    for h in (0, 3):  # q . k / sqrt(D) = 2 (j - p)
+        q[:, h, :, 0], q[:, h, :, 1] = 2 * s, -2 * s * pos
+        k[:, h, :, 0], k[:, h, :, 1] = pos, 1.0
+    for h in (1, 2):  # q . k / sqrt(D) = 12 * flag_j
+        q[:, h, :, 0] = 12 * s
+        k[:, h, :, 0] = flag
+    v = content.unsqueeze(1).expand(n, 4, T, D)
+    a = torch.ones(4) if alpha is None else alpha.reshape(4)
+    out = mixed_attention(q, k, v, a, SINK, RECENT)
+    out = out * torch.tensor([1.0, 1.0, 0.5, 1.0]).reshape(1, 4, 1, 1)
+    return out.permute(0, 2, 1, 3).reshape(n, T, 4 * D)
+
+
+def test_gates_rank_local_heads_lowest():
+    data = [_hand_model_inputs(16, s) for s in range(60)]
+    res = optimize_gates(_hand_hidden, lambda s: data[s], torch.arange(T - 4, T), (1, 4),
+                         steps=60, lr=0.05, lam=0.5)
+    alpha = res.alpha.flatten()
+    local, retrieval = alpha[[0, 3]], alpha[[1, 2]]
+    assert local.max() < 0.1 and retrieval.min() > 0.5
+    assert selection(res.alpha, 2).flatten().tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert res.distill[-1] < 0.2 and res.distill[0] < 1e-6  # starts at full attention
+    # deterministic
+    again = optimize_gates(_hand_hidden, lambda s: data[s], torch.arange(T - 4, T), (1, 4),
+                           steps=60, lr=0.05, lam=0.5)
+    assert torch.equal(again.alpha, res.alpha)
+
+
+def test_selection():
+    a = torch.tensor([[0.1, 0.9, 0.5], [0.9, 0.0, 0.3]])
+    assert selection(a, 2).tolist() == [[0, 1, 0], [1, 0, 0]]
+    low = selection(a, 2, top=False)
+    assert low.tolist() == [[1, 0, 0], [0, 1, 0]]
+    with pytest.raises(ValueError, match=r"k must be in 0..6, got 7"):
+        selection(a, 7)
+
+
+def test_passkey_task_layout():
+    task = PasskeyTask(length=64)
+    tok, lm_mask, key_pos = task.batch(32, torch.Generator().manual_seed(0))
+    assert tok.shape == (32, 64) and lm_mask.shape == (32, 63)
+    for b in range(32):
+        kp = int(key_pos[b])
+        assert tok[b, kp] == 1 and torch.equal(tok[b, kp:kp + 5], tok[b, -5:])
+        digits = tok[b, -4:]
+        assert len(set(digits.tolist())) == 4 and bool(((digits >= 2) & (digits < 12)).all())
+        assert kp + 4 <= 64 - 5 - 22  # the key ends min_gap before the first answer position
+        assert not lm_mask[b, kp - 1:kp + 6].any()  # no LM loss on or right after digits
+    assert task.answer_positions.tolist() == [59, 60, 61, 62]
+    with pytest.raises(ValueError, match=r"length must be >= 40, got 20"):
+        PasskeyTask(length=20)
+
+
+def test_cli_smoke(capsys):
+    argv = ["--steps", "3", "--gate-steps", "2", "--eval-n", "8", "--random-draws", "1",
+            "--length", "48", "--layers", "1", "--heads", "4", "--batch", "4", "--mlp", "16",
+            "--d-model", "16", "--head-dim", "4"]
+    assert main(argv) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last["accuracy"]) == {"full", "all_streaming", "0.25", "0.5"}
+    assert set(last["accuracy"]["0.5"]) == {"k", "optimized", "random_mean", "random_max",
+                                           "inverted"}
+    assert len(last["alpha"]) == 1 and len(last["alpha"][0]) == 4
