@@ -31,28 +31,50 @@ def _version() -> str:
         return "unknown"
 
 
+def _dims(text: str) -> dict[str, int]:
+    """``"i=7,j=5"`` -> ``{"i": 7, "j": 5}``."""
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        if not eq or not name.strip() or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected NAME=INT[,NAME=INT...], got {text!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lego", description="LEGO co-design flows: emit RTL, simulate, check.")
+    p = _Parser(prog="lego", description="LEGO co-design flows: generate spatial arrays from a "
+                "tensor operation and a dataflow, emit Verilog, simulate against golden.")
     p.add_argument("--version", action="version", version=f"lego {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    e = sub.add_parser("emit", help="write the default design's Verilog")
+    e = sub.add_parser("emit", help="write a design's Verilog and JSON report")
+    _spec_options(e)
     e.add_argument("--out", required=True, metavar="DIR", help="output directory")
 
-    s = sub.add_parser("sim", help="build and run the default test in Verilator; print JSON")
+    s = sub.add_parser("sim", help="simulate a design against golden; print one JSON object")
+    _spec_options(s)
     _sim_options(s)
 
-    d = sub.add_parser("demo", help="emit, simulate and report on the default design")
+    d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
     _sim_options(d)
     return p
 
 
+def _spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", metavar="SPEC.yaml",
+                   help="design spec (default: the built-in 4x4 int8 output-stationary GEMM)")
+    p.add_argument("--dims", type=_dims, metavar="i=..,j=..",
+                   help="override problem extents of the spec")
+
+
 def _sim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="operand seed (default 0)")
-    p.add_argument("--mode", choices=("bulk", "per_cycle"), default="bulk",
-                   help="bulk: one wait for done; per_cycle: Python on every clock edge")
-    p.add_argument("--waves", action="store_true", help="record a VCD of the run")
+    p.add_argument("--engine", choices=("cocotb", "fast", "pysim"), default="cocotb",
+                   help="cocotb + Verilator (default), the fast C++ Verilator harness, or "
+                        "Amaranth's simulator")
+    p.add_argument("--waves", action="store_true", help="record a VCD (cocotb engine)")
 
 
 def _sim_report(run) -> dict:
@@ -60,49 +82,58 @@ def _sim_report(run) -> dict:
         "bit_exact": run.bit_exact,
         "cycles": run.cycles,
         "expected_cycles": run.expected_cycles,
-        "sim_cycles_per_s": round(run.sim_cycles_per_s, 1),
-        "build_s": round(run.build.seconds, 2),
-        "build_cached": run.build.cached,
+        "sim_cycles_per_s": round(run.sim_cycles_per_s, 1) if run.run_wall_s else None,
+        "build_s": round(run.build_s, 2),
+        "build_cached": run.build_cached,
     }
     if run.waves is not None:
         report["waves"] = str(run.waves)
     return report
 
 
-def _cmd_emit(args) -> int:
-    from .default_design import emit_default
+def _ok(run) -> bool:
+    return run.bit_exact and run.cycles == run.expected_cycles
 
-    emitted = emit_default(args.out)
-    print(f"wrote {emitted.verilog} ({emitted.lines} lines)")
+
+def _cmd_emit(args) -> int:
+    from .default_design import emit, resolve_spec
+
+    emitted = emit(resolve_spec(args.spec, args.dims), args.out)
+    print(f"wrote {emitted.verilog} ({emitted.lines} lines) and {emitted.report}")
     return 0
 
 
 def _cmd_sim(args) -> int:
-    from .default_design import simulate_default
+    from .default_design import resolve_spec, simulate
 
-    run = simulate_default(seed=args.seed, mode=args.mode, waves=args.waves)
-    print(json.dumps(_sim_report(run)))
-    return 0 if run.bit_exact and run.cycles == run.expected_cycles else 1
+    run = simulate(resolve_spec(args.spec, args.dims), seed=args.seed, engine=args.engine,
+                   waves=args.waves)
+    print(json.dumps({"engine": args.engine, **_sim_report(run)}))
+    return 0 if _ok(run) else 1
 
 
 def _cmd_demo(args) -> int:
-    from .default_design import DEFAULT_K, DEFAULT_SPEC, emit_default, simulate_default
+    from .default_design import default_spec, emit, simulate
 
+    spec = default_spec()
     t0 = time.perf_counter()
-    emitted = emit_default(args.out)
+    emitted = emit(spec, args.out)
     t_emit = time.perf_counter() - t0
-    run = simulate_default(seed=args.seed, mode=args.mode, waves=args.waves)
-    ok = run.bit_exact and run.cycles == run.expected_cycles
-    spec = DEFAULT_SPEC
-    print(f"design   {spec.rows}x{spec.cols} {spec.mac.a_type}x{spec.mac.b_type} MAC array, "
-          f"int{spec.mac.acc_bits} accumulators (output-stationary systolic)")
-    print(f"emit     {emitted.verilog} ({emitted.lines} lines, {t_emit:.2f} s)")
-    print(f"build    Verilator {run.build.seconds:.1f} s"
-          f"{' (cached)' if run.build.cached else ''}")
-    print(f"sim      GEMM {spec.rows}x{DEFAULT_K}x{spec.cols}, seed {args.seed}: "
-          f"{run.cycles} cycles (expected {run.expected_cycles}), "
-          f"{run.sim_cycles_per_s:,.0f} simulated cycles/s")
+    run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves)
+    f = emitted.figures
+    dims = "x".join(str(v) for v in f["problem"].values())
+    print(f"design   {spec.name}: {'x'.join(map(str, spec.array))} array, dataflow "
+          f"{spec.dataflow.name}, reuse " + ", ".join(
+              f"{n}: {'/'.join(t['reuse'])}" for n, t in f["tensors"].items()))
+    print(f"emit     {emitted.verilog} ({emitted.lines} lines, {t_emit:.2f} s), "
+          f"{f['registers']['total_bits']} register bits, {f['banks']['count']} banks "
+          f"(netlist cross-checked)")
+    print(f"build    {args.engine}: {run.build_s:.1f} s{' (cached)' if run.build_cached else ''}")
+    rate = f", {run.sim_cycles_per_s:,.0f} simulated cycles/s" if run.run_wall_s else ""
+    print(f"sim      {dims} problem, seed {args.seed}: {run.cycles} cycles "
+          f"(expected {run.expected_cycles}, utilization {f['utilization']:.1%}){rate}")
     print(f"check    RTL vs golden: {'bit-exact' if run.bit_exact else 'MISMATCH'}")
+    ok = _ok(run)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -1,48 +1,76 @@
-"""The built-in default design and test that ``lego emit``, ``lego sim`` and ``lego demo`` use."""
+"""The built-in default design and the emit/simulate steps the ``lego`` commands share."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden.int_gemm import random_operands
-from hw.emit import to_verilog, write_text_atomic
-from hw.mac_array import MacArray, MacArraySpec
-from sim.mac_array import GemmRun, simulate_gemm
+import yaml
 
-__all__ = ["DEFAULT_K", "DEFAULT_SPEC", "TOP", "emit_default", "simulate_default"]
+from hw.emit import write_text_atomic
+from hw.report import check_against_netlist, design_report
+from hw.spec import DesignSpec, load_spec, spec_from_dict
+from sim.design import DesignRun, emit_design, simulate_design
 
-#: 4x4 int8 output-stationary MAC array, int32 accumulators, operand buffers of 64 words.
-DEFAULT_SPEC = MacArraySpec(rows=4, cols=4, depth=64)
-DEFAULT_K = 64
-TOP = "mac_array"
+__all__ = ["DEFAULT_SPEC_YAML", "Emitted", "default_spec", "emit", "resolve_spec", "simulate"]
+
+#: 4x4 int8 output-stationary GEMM (also shipped as examples/gemm_os.yaml).
+DEFAULT_SPEC_YAML = """\
+# GEMM C[i,j] += A[i,k] * B[k,j], output-stationary systolic on a 4x4 array:
+# A flows right, B flows down, each FU keeps one C[i,j] for the whole reduction.
+name: gemm_os
+op:
+  dims: {i: 8, j: 8, k: 16}
+  tensors:
+    A: {index: "i, k", role: input, type: int8}
+    B: {index: "k, j", role: input, type: int8}
+    C: {index: "i, j", role: accumulate, type: int32}
+array: [4, 4]
+dataflow:
+  name: output_stationary
+  space: ["i", "j"]
+  time: "i + j + k"
+  tile: {i: 4, j: 4, k: 16}
+  outer_order: [i, j, k]
+"""
+
+
+def default_spec() -> DesignSpec:
+    return spec_from_dict(yaml.safe_load(DEFAULT_SPEC_YAML))
+
+
+def resolve_spec(path: str | None, dims: dict[str, int] | None = None) -> DesignSpec:
+    """The spec at ``path`` (or the default), resized by ``dims``."""
+    spec = default_spec() if path is None else load_spec(path)
+    return spec.with_extents(dims) if dims else spec
 
 
 @dataclass(frozen=True)
 class Emitted:
     verilog: Path
+    report: Path
     lines: int
+    figures: dict
 
 
-def emit_default(out_dir: str | Path) -> Emitted:
-    """Write the default design's Verilog to ``out_dir/mac_array.v`` (created if missing)."""
+def emit(spec: DesignSpec, out_dir: str | Path) -> Emitted:
+    """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
+    _, top, verilog = emit_design(spec)
+    figures = design_report(top)
+    figures["netlist"] = check_against_netlist(figures, verilog)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create output directory {out}: {exc.strerror}") from None
-    text = to_verilog(MacArray(DEFAULT_SPEC), TOP)
-    try:
-        path = write_text_atomic(out / f"{TOP}.v", text)
+        v = write_text_atomic(out / f"{spec.name}.v", verilog)
+        r = write_text_atomic(out / f"{spec.name}.json", json.dumps(figures, indent=2) + "\n")
     except OSError as exc:
         raise OSError(f"cannot write to {out}: {exc.strerror}") from None
-    return Emitted(path, text.count("\n"))
+    return Emitted(v, r, verilog.count("\n"), figures)
 
 
-def simulate_default(seed: int = 0, mode: str = "bulk", waves: bool = False,
-                     k: int = DEFAULT_K) -> GemmRun:
-    """Random int8 operands (extremes included) through the default array, checked by golden."""
-    a, b = random_operands(DEFAULT_SPEC.rows, k, DEFAULT_SPEC.cols, seed=seed)
-    return simulate_gemm(DEFAULT_SPEC, a, b, mode=mode, seed=seed, waves=waves)
+def simulate(spec: DesignSpec, seed: int = 0, engine: str = "cocotb",
+             waves: bool = False) -> DesignRun:
+    return simulate_design(spec, seed=seed, engine=engine, waves=waves)

@@ -16,11 +16,19 @@ def to_verilog(component: wiring.Component, name: str) -> str:
     """Verilog of ``component`` as top module ``name``.
 
     Source locations are not emitted, so the text depends only on the design: the same spec
-    gives byte-identical Verilog in any checkout.
+    gives byte-identical Verilog in any checkout. A component with a ``domain`` attribute (a
+    reset-less :class:`ClockDomain` it adds itself) gets that domain's clock as port ``clk``.
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, got {name!r}")
-    return verilog.convert(component, name=name, emit_src=False)
+    domain = getattr(component, "domain", None)
+    if domain is None:
+        return verilog.convert(component, name=name, emit_src=False)
+    # A component that brings its own (reset-free) clock domain exposes only its clock.
+    ports = {"__".join(map(str, path)): value
+             for path, _, value in component.signature.flatten(component)}
+    return verilog.convert(component, name=name, emit_src=False,
+                           ports=[domain.clk, *ports.values()])
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -1,10 +1,10 @@
-"""One multiply-accumulate function unit (FU): ``acc <= (clear ? 0 : acc) + (en ? a * b : 0)``."""
+"""The multiply-accumulate function unit (FU) that generated arrays instantiate."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Mux, Shape, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,29 +58,37 @@ def _shape(t: IntType) -> Shape:
 
 
 class MacUnit(wiring.Component):
-    """A MAC FU with a registered, two's-complement (wrapping) accumulator.
+    """One FU: ``sum = (first ? 0 : source) + a * b`` (combinational, wrapping).
 
-    Ports: ``a``, ``b`` operands; ``en`` adds ``a * b``; ``clear`` restarts the sum from zero in
-    the same cycle (``clear & en`` loads ``a * b``); ``acc`` is the accumulator register.
-    Purely combinational besides ``acc``: forwarding registers belong to the interconnect.
+    ``stationary=True``: ``source`` is the FU's own accumulator register, which takes ``sum``
+    on cycles with ``en`` (output-stationary dataflows). ``stationary=False``: ``source`` is the
+    ``psum_in`` port (a partial sum arriving from a neighbour; reduction chains) and the FU
+    holds no state. Forwarding registers belong to the interconnect, not to the FU.
     """
 
-    def __init__(self, spec: MacSpec = MacSpec()) -> None:
+    def __init__(self, spec: MacSpec = MacSpec(), stationary: bool = True) -> None:
         self.spec = spec
-        super().__init__({
+        self.stationary = stationary
+        ports = {
             "a": In(spec.a_shape),
             "b": In(spec.b_shape),
-            "en": In(1),
-            "clear": In(1),
-            "acc": Out(spec.acc_shape),
-        })
+            "first": In(1),
+            "sum": Out(spec.acc_shape),
+        }
+        if stationary:
+            ports["en"] = In(1)
+        else:
+            ports["psum_in"] = In(spec.acc_shape)
+        super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        product = self.a * self.b
-        base = Mux(self.clear, 0, self.acc)
-        with m.If(self.en):
-            m.d.sync += self.acc.eq(base + product)
-        with m.Elif(self.clear):
-            m.d.sync += self.acc.eq(0)
+        if self.stationary:
+            acc = Signal(self.spec.acc_shape, name="acc")
+            source = acc
+            with m.If(self.en):
+                m.d.sync += acc.eq(self.sum)
+        else:
+            source = self.psum_in
+        m.d.comb += self.sum.eq(Mux(self.first, 0, source) + self.a * self.b)
         return m

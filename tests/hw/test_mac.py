@@ -34,10 +34,10 @@ class TestMacSpec:
 class TestMacUnit:
     @pytest.mark.parametrize("a_type,b_type", [("int4", "int4"), ("uint4", "int4"),
                                                ("int4", "uint4"), ("uint4", "uint4")])
-    def test_exhaustive_int4_products(self, a_type, b_type):
-        """Every int4 operand pair, accumulated with clear/en as the array drives them."""
+    def test_stationary_exhaustive_int4(self, a_type, b_type):
+        """Every int4 operand pair, accumulated with first/en as an array drives them."""
         spec = MacSpec(a_type, b_type, acc_bits=12)
-        dut = MacUnit(spec)
+        dut = MacUnit(spec, stationary=True)
         pairs = list(itertools.product(range(spec.a_type.min, spec.a_type.max + 1),
                                        range(spec.b_type.min, spec.b_type.max + 1)))
         seen = []
@@ -45,14 +45,16 @@ class TestMacUnit:
         async def bench(ctx):
             acc = 0
             for n, (a, b) in enumerate(pairs):
-                clear, en = n % 7 == 0, n % 5 != 3
+                first, en = n % 7 == 0, n % 5 != 3
                 ctx.set(dut.a, a)
                 ctx.set(dut.b, b)
-                ctx.set(dut.clear, clear)
+                ctx.set(dut.first, first)
                 ctx.set(dut.en, en)
+                total = (0 if first else acc) + a * b
+                seen.append((ctx.get(dut.sum), _wrap(total, 12)))
                 await ctx.tick()
-                acc = (0 if clear else acc) + (a * b if en else 0)
-                seen.append((ctx.get(dut.acc), _wrap(acc, 12)))
+                if en:
+                    acc = total
 
         sim = Simulator(dut)
         sim.add_clock(1e-6)
@@ -61,21 +63,22 @@ class TestMacUnit:
         assert len(seen) == len(pairs)
         assert all(got == want for got, want in seen)
 
-    def test_wraps_like_twos_complement(self):
+    def test_chain_is_combinational(self):
         spec = MacSpec("int8", "int8", acc_bits=16)
-        dut = MacUnit(spec)
+        dut = MacUnit(spec, stationary=False)
         out = []
 
         async def bench(ctx):
-            ctx.set(dut.a, -128)
-            ctx.set(dut.b, -128)
-            ctx.set(dut.en, 1)
-            for _ in range(3):
-                await ctx.tick()
-                out.append(ctx.get(dut.acc))
+            for a, b, psum, first in [(-128, -128, 5, 0), (-128, -128, 30000, 0),
+                                      (3, -4, 999, 1), (127, 127, -32768, 0)]:
+                ctx.set(dut.a, a)
+                ctx.set(dut.b, b)
+                ctx.set(dut.psum_in, psum)
+                ctx.set(dut.first, first)
+                out.append((ctx.get(dut.sum), _wrap((0 if first else psum) + a * b, 16)))
 
         sim = Simulator(dut)
-        sim.add_clock(1e-6)
         sim.add_testbench(bench)
         sim.run()
-        assert out == [_wrap(16384 * n, 16) for n in (1, 2, 3)]
+        assert all(got == want for got, want in out)
+        assert "en" not in dut.signature.members and "psum_in" in dut.signature.members

