@@ -17,18 +17,21 @@ def to_verilog(component: wiring.Component, name: str) -> str:
 
     Source locations are not emitted, so the text depends only on the design: the same spec
     gives byte-identical Verilog in any checkout. A component with a ``domain`` attribute (a
-    reset-less :class:`ClockDomain` it adds itself) gets that domain's clock as port ``clk``.
+    reset-less :class:`ClockDomain` it adds itself) gets that domain's clock as port ``clk``;
+    one with ``verilog_dependencies()`` gets those modules' Verilog appended.
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, got {name!r}")
     domain = getattr(component, "domain", None)
     if domain is None:
-        return verilog.convert(component, name=name, emit_src=False)
-    # A component that brings its own (reset-free) clock domain exposes only its clock.
-    ports = {"__".join(map(str, path)): value
-             for path, _, value in component.signature.flatten(component)}
-    return verilog.convert(component, name=name, emit_src=False,
-                           ports=[domain.clk, *ports.values()])
+        text = verilog.convert(component, name=name, emit_src=False)
+    else:
+        # A component that brings its own (reset-free) clock domain exposes only its clock.
+        ports = [value for _, _, value in component.signature.flatten(component)]
+        text = verilog.convert(component, name=name, emit_src=False,
+                               ports=[domain.clk, *ports])
+    deps = getattr(component, "verilog_dependencies", None)
+    return text + "".join(deps()) if deps is not None else text
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

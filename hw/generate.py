@@ -15,14 +15,24 @@ from __future__ import annotations
 
 from collections import Counter
 
-from amaranth.hdl import ClockDomain, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    Signal,
+    signed,
+    unsigned,
+)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .images import HostMap, host_map
 from .mac import MacSpec, MacUnit
-from .plan import ArrayPlan, Bank, Window
+from .plan import ArrayPlan, Stream, Window
 
 __all__ = ["GeneratedArray"]
 
@@ -38,8 +48,20 @@ def _name(prefix: str, coord) -> str:
 class GeneratedArray(wiring.Component):
     """The generated accelerator for ``plan`` (see the module docstring for the protocol)."""
 
-    def __init__(self, plan: ArrayPlan) -> None:
+    #: How FUs are built: "instance" (one Verilog module, instantiated per FU: fast emission,
+    #: see :meth:`verilog_dependencies`) or "inline" (Amaranth submodules: Amaranth's
+    #: simulator can run it).
+    FU_STYLES = ("instance", "inline")
+
+    def __init__(self, plan: ArrayPlan, fu_style: str = "instance") -> None:
+        if fu_style not in self.FU_STYLES:
+            raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")
         self.plan = plan
+        self.fu_style = fu_style
+        out = plan.output
+        a_in, b_in = (t.tensor for t in plan.inputs)
+        self.mac = MacSpec(a_in.dtype, b_in.dtype, out.tensor.dtype.bits)
+        self.stationary = out.vector is not None and out.vector.kind == "stationary"
         self.host: HostMap = host_map(plan)
         bank_bits = max(1, (len(plan.banks) - 1).bit_length())
         self.addr_bits = bank_bits + self.host.word_bits
@@ -51,6 +73,35 @@ class GeneratedArray(wiring.Component):
             "host_we": In(1), "host_rdata": Out(self.host.data_bits),
             "start": In(1), "busy": Out(1), "done": Out(1),
         })
+
+    @property
+    def fu_module(self) -> str:
+        return f"{self.plan.spec.name}_fu"
+
+    def verilog_dependencies(self) -> list[str]:
+        """Verilog of the modules that the emitted top instantiates (the FU, once)."""
+        if self.fu_style != "instance":
+            return []
+        from amaranth.back import verilog
+
+        text = verilog.convert(MacUnit(self.mac, self.stationary), name=self.fu_module,
+                               emit_src=False,
+                               missing_domain=lambda n: ClockDomain(n, reset_less=True))
+        return [text]
+
+    def _fu(self, m, name):
+        """An FU: a MacUnit submodule, or an Instance of the FU module with MacUnit's ports."""
+        if self.fu_style == "inline":
+            m.submodules[name] = unit = MacUnit(self.mac, self.stationary)
+            return unit
+        sig = MacUnit.fu_signature(self.mac, self.stationary)
+        nets = sig.flip().create(path=(name,))      # the instance's nets, as unit.<port>
+        ports = {("i_" if member.flow == In else "o_") + pname: getattr(nets, pname)
+                 for pname, member in sig.members.items()}
+        if self.stationary:         # only the accumulating FU has state (and a clock)
+            ports["i_clk"] = ClockSignal("sync")
+        m.submodules[name] = Instance(self.fu_module, **ports)
+        return nets
 
     # -- registers, counted by purpose -------------------------------------------------------
     def _reg(self, m, shape, name, purpose, init=0):
@@ -79,7 +130,7 @@ class GeneratedArray(wiring.Component):
         for b, bank in enumerate(plan.banks):
             dtype = next(t for t in op.tensors if t.name == bank.tensor).dtype
             mem = Memory(shape=unsigned(dtype.bits), depth=bank.depth, init=[])
-            m.submodules[_name(f"bank_{bank.tensor}", bank.root)] = mem
+            m.submodules[f"bank{b}_{bank.tensor}"] = mem
             wp = mem.write_port()
             rp = mem.read_port(transparent_for=(wp,))
             # Yosys maps a synchronous read port to a registered read address.
@@ -101,15 +152,15 @@ class GeneratedArray(wiring.Component):
         for tree in plan.inputs:
             x = tree.tensor
             vals = {}
-            for b, bank in enumerate(plan.banks):
-                if bank.tensor == x.name:
-                    rp = ports[b][0]
-                    active, addr = ctl.address(bank)
-                    with m.If(self.busy):
+            for stream in plan.streams:
+                if stream.tensor == x.name:
+                    rp = ports[stream.bank][0]
+                    active, addr = ctl.address(stream)
+                    with m.If(active):      # the streams sharing a bank take turns
                         m.d.comb += rp.addr.eq(addr)
-                    v = Signal(_shape(x.dtype), name=_name(x.name, bank.root))
+                    v = Signal(_shape(x.dtype), name=_name(x.name, stream.root))
                     m.d.comb += v.eq(rp.data)
-                    vals[bank.root] = v
+                    vals[stream.root] = v
             for f in _topological(tree.parent):
                 if f not in vals:
                     p, delay = tree.parent[f]
@@ -121,8 +172,7 @@ class GeneratedArray(wiring.Component):
         out = plan.output
         c_shape = signed(out.tensor.dtype.bits)
         a_in, b_in = (t.tensor for t in plan.inputs)
-        mac = MacSpec(a_in.dtype, b_in.dtype, out.tensor.dtype.bits)
-        stationary = out.vector is not None and out.vector.kind == "stationary"
+        mac, stationary = self.mac, self.stationary
         finals = {}
         order = list(plan.fus)
         if out.vector is not None:      # upstream FUs of a chain first
@@ -130,8 +180,7 @@ class GeneratedArray(wiring.Component):
                                                                strict=True)))
         for f in order:
             win = plan.fus[f]
-            fu = MacUnit(mac, stationary=stationary)
-            m.submodules[_name("fu", f)] = fu
+            fu = self._fu(m, _name("fu", f))
             m.d.comb += [fu.a.eq(operands[a_in.name][f]), fu.b.eq(operands[b_in.name][f])]
             if out.vector is None:          # no reduction inside a tile: every product is final
                 m.d.comb += fu.first.eq(1)
@@ -151,24 +200,33 @@ class GeneratedArray(wiring.Component):
                 m.d.comb += fu.psum_in.eq(0)
             finals[f] = fu.sum
 
-        # Output write-back: read-modify-write (the first reduction tile overwrites).
+        # Output write-back, one registered stage per bank (its streams take turns); when a
+        # reduction spans tiles it reads, adds and writes back (the first tile overwrites).
+        rmw = plan.accumulates_across_tiles
         for b, bank in enumerate(plan.banks):
             if bank.tensor != out.tensor.name:
                 continue
             rp, wp = ports[b]
-            _, addr = ctl.address(bank)
-            write = ctl.any_active(out.write[bank.root])
-            fresh = ctl.history_bit(bank.window)
-            tag = _name("wb", bank.root)
-            en_q = self._reg(m, 1, f"{tag}_en", "write-back")
-            addr_q = self._reg(m, len(addr), f"{tag}_addr", "write-back")
-            val_q = self._reg(m, c_shape, f"{tag}_val", "write-back")
-            fresh_q = self._reg(m, 1, f"{tag}_fresh", "write-back")
-            m.d.sync += [en_q.eq(self.busy & write), addr_q.eq(addr),
-                         val_q.eq(finals[bank.root]), fresh_q.eq(fresh)]
+            depth_shape = range(max(bank.depth, 2))
+            en_q = self._reg(m, 1, f"wb{b}_en", "write-back")
+            addr_q = self._reg(m, depth_shape, f"wb{b}_addr", "write-back")
+            val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
+            fresh_q = self._reg(m, 1, f"wb{b}_fresh", "write-back") if rmw else None
+            any_write = Const(0, 1)
+            for k in bank.members:
+                stream = plan.streams[k]
+                _, addr = ctl.address(stream)
+                write = ctl.any_active(out.write[stream.root])
+                any_write = any_write | write
+                with m.If(write):
+                    m.d.sync += [addr_q.eq(addr), val_q.eq(finals[stream.root])]
+                    if rmw:
+                        m.d.sync += fresh_q.eq(ctl.history_bit(stream.window))
+                        m.d.comb += rp.addr.eq(addr)
+            m.d.sync += en_q.eq(self.busy & any_write)
             with m.If(self.busy):
-                m.d.comb += [rp.addr.eq(addr), wp.addr.eq(addr_q), wp.en.eq(en_q),
-                             wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q)]
+                m.d.comb += [wp.addr.eq(addr_q), wp.en.eq(en_q),
+                             wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q if rmw else val_q)]
         return m
 
 
@@ -214,9 +272,9 @@ class _Controller:
         self.restart = top.start & ~top.busy
         self._tile_counters()
         self._bases = {}
-        for bank in plan.banks:
-            if bank.tensor not in self._bases:
-                self._bases[bank.tensor] = self._base_history(bank)
+        for stream in plan.streams:
+            if stream.tensor not in self._bases:
+                self._bases[stream.tensor] = self._base_history(stream)
         self._fresh = self._fresh_history()
 
     def _memo(self, key, make):
@@ -248,23 +306,23 @@ class _Controller:
                 m.d.sync += c.eq(Mux(wraps, 0, c + 1))
             inner_done = inner_done & wraps
 
-    def _base_history(self, bank: Bank):
-        """Word base of the bank's tensor for tiles N, N-1, ...: a delta per stepping dim."""
+    def _base_history(self, stream: Stream):
+        """Word base of the stream's tensor for tiles N, N-1, ...: a delta per stepping dim."""
         plan, m, top = self.top.plan, self.m, self.top
-        if bank.entries == 1:
+        if stream.entries == 1:
             return None
-        width = (bank.depth * 2).bit_length()
-        hist = [top._reg(m, width, f"base_{bank.tensor}_{k}", "address generators")
+        width = (stream.depth * 2).bit_length()
+        hist = [top._reg(m, width, f"base_{stream.tensor}_{k}", "address generators")
                 for k in range(self.max_lag + 1)]
         order = list(self.counters)
         with m.If(self.restart):
             m.d.sync += [h.eq(0) for h in hist]
         for pos, d in enumerate(order):
             inner = order[pos + 1:]
-            delta = bank.strides[d] - sum(bank.strides[e] * (plan.n_tiles_per_dim[e] - 1)
-                                          for e in inner)
+            delta = stream.strides[d] - sum(stream.strides[e] * (plan.n_tiles_per_dim[e] - 1)
+                                            for e in inner)
             with m.If(self.carry[d]):
-                m.d.sync += hist[0].eq(hist[0] + delta * bank.words_per_tile)
+                m.d.sync += hist[0].eq(hist[0] + delta * stream.words_per_tile)
         with m.If(self.advance):
             m.d.sync += [hist[k].eq(hist[k - 1]) for k in range(1, len(hist))]
         return hist
@@ -330,13 +388,17 @@ class _Controller:
             return s
         return self._memo(key, make)
 
-    def address(self, bank: Bank):
-        act, pos, ge, q = self.window(bank.window)
-        hist = self._bases[bank.tensor]
-        base = 0 if hist is None else Mux(ge, hist[q], hist[q + 1])
-        addr = Signal(range(max(bank.depth, 2)), name=_name(f"addr_{bank.tensor}", bank.root))
-        self.m.d.comb += addr.eq(base + pos if bank.stream else base)
-        return act, addr
+    def address(self, stream: Stream):
+        """(window active, address in the stream's bank) of ``stream``."""
+        def make():
+            act, pos, ge, q = self.window(stream.window)
+            hist = self._bases[stream.tensor]
+            base = 0 if hist is None else Mux(ge, hist[q], hist[q + 1])
+            depth = self.top.plan.banks[stream.bank].depth
+            addr = Signal(range(max(depth, 2)), name=_name(f"addr_{stream.tensor}", stream.root))
+            self.m.d.comb += addr.eq(stream.offset + (base + pos if stream.stream else base))
+            return act, addr
+        return self._memo(("addr", stream.tensor, stream.root), make)
 
     def history_bit(self, w: Window):
         _, _, ge, q = self.window(w)
@@ -349,8 +411,8 @@ def _lag(w: Window, period: int) -> int:
 
 def _all_windows(plan: ArrayPlan):
     yield from plan.fus.values()
-    for b in plan.banks:
-        yield b.window
+    for stream in plan.streams:
+        yield stream.window
     for ws in (*plan.output.first.values(), *plan.output.write.values()):
         yield from ws
 

@@ -1,8 +1,9 @@
 """Host-side memory images of an :class:`~hw.plan.ArrayPlan`: what to load, where results are.
 
-Bank ``b`` word ``w`` of an input holds the element its root FU streams at that point: entry
-``n`` (the tile coordinates of the dims the tensor depends on) and cycle ``t0 + w`` (or ``t0``
-for a stationary stream). Elements outside the tensor (halo of the padded problem) read as 0.
+Word ``w`` of a stream's entry ``n`` holds the element its root FU reads at that point: entry
+``n`` is the tile coordinates of the dims the tensor depends on, ``w`` the cycle ``t0 + w``
+(``t0`` for a stationary stream). Elements outside the tensor (halo of the padded problem)
+read as 0. A stream lives at an offset inside its (possibly shared) bank.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plan import ArrayPlan, Bank
+from .plan import ArrayPlan, Stream
 
 __all__ = ["HostMap", "host_map"]
 
@@ -24,30 +25,31 @@ class HostMap:
     plan: ArrayPlan
     word_bits: int
     data_bits: int
-    #: per output element (true shape, row-major): (bank index, word)
+    #: per output element (true shape, row-major): (bank index, word in the bank)
     out_locations: np.ndarray
 
-    def address(self, bank: int, word: int) -> int:
-        return (bank << self.word_bits) | word
+    def address(self, stream: Stream, word: int) -> int:
+        """Host address of ``word`` of ``stream`` (its bank, after its offset)."""
+        return (stream.bank << self.word_bits) | (stream.offset + word)
 
     def input_writes(self, operands: dict[str, np.ndarray]) -> list[tuple[int, int]]:
         """``(host_addr, raw word)`` writes that load both inputs (validated, range-checked)."""
         plan = self.plan
         writes = []
-        for b, bank in enumerate(plan.banks):
-            x = _tensor(plan, bank.tensor)
+        for stream in plan.streams:
+            x = _tensor(plan, stream.tensor)
             if x.role != "input":
                 continue
             data = _checked(plan, x, operands)
             mask = (1 << x.dtype.bits) - 1
-            for word, elem in _bank_elements(plan, bank):
+            for word, elem in _stream_elements(plan, stream):
                 value = int(data[elem]) if elem is not None else 0
-                writes.append((self.address(b, word), value & mask))
+                writes.append((self.address(stream, word), value & mask))
         return writes
 
     def output_reads(self) -> list[int]:
         """Host addresses to read, one per output element in row-major order."""
-        return [self.address(int(b), int(w)) for b, w in self.out_locations.reshape(-1, 2)]
+        return [(int(b) << self.word_bits) | int(w) for b, w in self.out_locations.reshape(-1, 2)]
 
     def decode_output(self, words: list[int]) -> np.ndarray:
         """Raw words from :meth:`output_reads` -> the output tensor (signed per its type)."""
@@ -79,15 +81,15 @@ def _checked(plan: ArrayPlan, x, operands: dict[str, np.ndarray]) -> np.ndarray:
     return data
 
 
-def _entries(plan: ArrayPlan, bank: Bank):
-    """(entry index, tile origin per dim) for every distinct tile of the bank's tensor."""
-    dep = [d for d, s in enumerate(bank.strides) if s]
+def _entries(plan: ArrayPlan, stream: Stream):
+    """(entry index, tile origin per dim) for every distinct tile of the stream's tensor."""
+    dep = [d for d, s in enumerate(stream.strides) if s]
     for coords in itertools.product(*(range(plan.n_tiles_per_dim[d]) for d in dep)):
         origin = [0] * len(plan.tile)
         entry = 0
         for d, n in zip(dep, coords, strict=True):
             origin[d] = n * plan.tile[d]
-            entry += n * bank.strides[d]
+            entry += n * stream.strides[d]
         yield entry, origin
 
 
@@ -97,14 +99,14 @@ def _element(x, iteration, shape):
     return idx if all(0 <= i < n for i, n in zip(idx, shape, strict=True)) else None
 
 
-def _bank_elements(plan: ArrayPlan, bank: Bank, times=None):
-    """(word, element index or None) for every word of ``bank``."""
-    x = _tensor(plan, bank.tensor)
+def _stream_elements(plan: ArrayPlan, stream: Stream, times=None):
+    """(word, element index or None) for every word of ``stream`` (``times``: these only)."""
+    x = _tensor(plan, stream.tensor)
     shape = plan.spec.op.tensor_extent(x, plan.spec.op.extents)
-    offsets = times if times is not None else range(bank.words_per_tile)
-    intra = [(w, plan.iteration(bank.root, bank.t0 + w)) for w in offsets]
-    for entry, origin in _entries(plan, bank):
-        base = entry * bank.words_per_tile
+    offsets = times if times is not None else range(stream.words_per_tile)
+    intra = [(w, plan.iteration(stream.root, stream.t0 + w)) for w in offsets]
+    for entry, origin in _entries(plan, stream):
+        base = entry * stream.words_per_tile
         for w, it in intra:
             full = tuple(o + i for o, i in zip(origin, it, strict=True))
             yield base + w, _element(x, full, shape)
@@ -113,26 +115,27 @@ def _bank_elements(plan: ArrayPlan, bank: Bank, times=None):
 def host_map(plan: ArrayPlan) -> HostMap:
     """The host view of ``plan``; checks that every output element has exactly one home."""
     op = plan.spec.op
-    word_bits = max(1, max(b.depth for b in plan.banks).bit_length())
+    word_bits = max(1, (max(b.depth for b in plan.banks) - 1).bit_length())
     data_bits = max(t.dtype.bits for t in op.tensors)
     out = op.output
     shape = op.tensor_extent(out, op.extents)
     loc = np.full((*shape, 2), -1, dtype=np.int64)
-    for b, bank in enumerate(plan.banks):
-        if bank.tensor != out.name:
+    for stream in plan.streams:
+        if stream.tensor != out.name:
             continue
-        t_write = [w.start - (bank.window.start) for w in plan.output.write[bank.root]]
-        times = sorted({t for w, s in zip(plan.output.write[bank.root], t_write, strict=True)
-                        for t in range(s, s + w.length)})
-        if not bank.stream:
+        writes = plan.output.write[stream.root]
+        times = sorted({w.start - stream.window.start + k for w in writes
+                        for k in range(w.length)})
+        if not stream.stream:
             times = [0]
-        for word, elem in _bank_elements(plan, bank, times):
+        for word, elem in _stream_elements(plan, stream, times):
             if elem is None:
                 continue
-            if loc[elem][0] >= 0 and tuple(loc[elem]) != (b, word):
+            here = (stream.bank, stream.offset + word)
+            if loc[elem][0] >= 0 and tuple(loc[elem]) != here:
                 raise ValueError(f"generator error: output element {elem} is written to two "
-                                 f"places (bank {loc[elem][0]} and bank {b})")
-            loc[elem] = (b, word)
+                                 f"places (bank {loc[elem][0]} and bank {stream.bank})")
+            loc[elem] = here
     if (loc[..., 0] < 0).any():
         missing = tuple(int(i) for i in np.argwhere(loc[..., 0] < 0)[0])
         raise ValueError(f"generator error: output element {missing} is never written")

@@ -69,6 +69,11 @@ class MacUnit(wiring.Component):
     def __init__(self, spec: MacSpec = MacSpec(), stationary: bool = True) -> None:
         self.spec = spec
         self.stationary = stationary
+        super().__init__(self.fu_signature(spec, stationary))
+
+    @staticmethod
+    def fu_signature(spec: MacSpec, stationary: bool) -> wiring.Signature:
+        """The FU's ports (also what an instantiated FU module exposes)."""
         ports = {
             "a": In(spec.a_shape),
             "b": In(spec.b_shape),
@@ -79,7 +84,7 @@ class MacUnit(wiring.Component):
             ports["en"] = In(1)
         else:
             ports["psum_in"] = In(spec.acc_shape)
-        super().__init__(ports)
+        return wiring.Signature(ports)
 
     def elaborate(self, platform) -> Module:
         m = Module()

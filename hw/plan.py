@@ -12,7 +12,7 @@ cycles at a fixed offset from its tile's start, so consecutive tiles never colli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil, prod
 
 from .affine import determinant, integer_inverse, matvec, null_vectors
@@ -20,7 +20,7 @@ from .arborescence import minimum_arborescence
 from .reuse import ReuseVector, reuse_vectors
 from .spec import DesignSpec, SpecError, TensorSpec
 
-__all__ = ["ArrayPlan", "Bank", "InputTree", "OutputChain", "Window", "plan_array"]
+__all__ = ["ArrayPlan", "Bank", "InputTree", "OutputChain", "Stream", "Window", "plan_array"]
 
 MEMORY = "memory"
 #: cost of feeding an FU from a memory port, in register-bit equivalents per operand bit.
@@ -36,8 +36,12 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Bank:
-    """One memory bank: the private stream of one root FU for one tensor."""
+class Stream:
+    """The memory traffic of one root FU for one tensor, and where it lives.
+
+    Word ``w`` of tile entry ``e`` sits at ``offset + e * words_per_tile + w`` of bank
+    ``bank``; streams whose windows never overlap (every period) share a bank.
+    """
 
     tensor: str
     root: tuple[int, ...]
@@ -47,10 +51,21 @@ class Bank:
     words_per_tile: int
     entries: int              #: distinct tiles of the dims this tensor depends on
     strides: tuple[int, ...]  #: entry stride per outer dim (0 where independent)
+    bank: int = -1
+    offset: int = 0
 
     @property
     def depth(self) -> int:
         return self.entries * self.words_per_tile
+
+
+@dataclass(frozen=True)
+class Bank:
+    """One physical memory: a tensor's streams that are never accessed in the same cycle."""
+
+    tensor: str
+    depth: int
+    members: tuple[int, ...]  #: indices into :attr:`ArrayPlan.streams`
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,15 @@ class ArrayPlan:
     span: int                               #: cycles from a tile's first to last activity
     inputs: tuple[InputTree, InputTree]
     output: OutputChain
+    streams: tuple[Stream, ...]
     banks: tuple[Bank, ...]
+
+    @property
+    def accumulates_across_tiles(self) -> bool:
+        """Some reduction dim spans several tiles: write-back must read-modify-write."""
+        out = self.output.tensor
+        return any(n > 1 and not any(row[d] for row in out.access)
+                   for d, n in enumerate(self.n_tiles_per_dim))
 
     @property
     def n_tiles(self) -> int:
@@ -255,25 +278,26 @@ def plan_array(spec: DesignSpec) -> ArrayPlan:
     def rel(lo, hi):
         return Window(lo - t_base, hi - lo + 1)
 
-    # One bank per root; a tensor's banks share one layout (words per tile, entry strides).
-    banks = []
+    # One stream per root; a tensor's streams share one layout (words per tile, strides).
+    streams = []
     for x in op.inputs:
         stream = any(matvec(acc(x), g))
         wins = {r: (lo, hi) for (name, r), (lo, hi) in root_windows.items() if name == x.name}
         words = max(hi - lo + 1 for lo, hi in wins.values()) if stream else 1
         for r, (lo, hi) in sorted(wins.items()):
-            banks.append(_bank(spec, x, r, rel(lo - 1, hi - 1), lo, stream, words, n_tiles))
+            streams.append(_stream(spec, x, r, rel(lo - 1, hi - 1), lo, stream, words, n_tiles))
     stream = any(matvec(acc(out), g))
     words = max(hi - lo + 1 for lo, hi in write_span.values()) if stream else 1
     for f, (lo, hi) in sorted(write_span.items()):
-        banks.append(_bank(spec, out, f, rel(lo, hi), lo, stream, words, n_tiles))
+        streams.append(_stream(spec, out, f, rel(lo, hi), lo, stream, words, n_tiles))
+    streams, banks = _partition(streams, period)
 
     shift = {f: Window(iv[0] - t_base, iv[1] - iv[0] + 1) for f, (_, iv) in fus.items()}
     first = {f: tuple(rel(*w) for w in ws) for f, ws in out_chain.first.items()}
     write = {f: tuple(rel(*w) for w in ws) for f, ws in out_chain.write.items()}
     return ArrayPlan(spec, active, t_mat, inv, tile, padded, n_tiles, shift, t_base, period,
                      span, (trees[0], trees[1]),
-                     OutputChain(out, out_chain.vector, first, write), tuple(banks))
+                     OutputChain(out, out_chain.vector, first, write), streams, banks)
 
 
 def _delay(f, p, moving: list[ReuseVector]) -> int:
@@ -321,8 +345,8 @@ def _check_padding(spec: DesignSpec, padded) -> None:
                 f"zero on the padding; choose a tile that divides {e}")
 
 
-def _bank(spec, x: TensorSpec, root, window: Window, t0: int, stream: bool, words: int,
-          n_tiles) -> Bank:
+def _stream(spec, x: TensorSpec, root, window: Window, t0: int, stream: bool, words: int,
+            n_tiles) -> Stream:
     dims = spec.op.dims
     strides = [0] * len(dims)
     step = 1
@@ -331,5 +355,39 @@ def _bank(spec, x: TensorSpec, root, window: Window, t0: int, stream: bool, word
         if n_tiles[d] > 1 and any(row[d] for row in x.access):
             strides[d] = step
             step *= n_tiles[d]
-    return Bank(x.name, root, window, t0, stream, words, step, tuple(strides))
+    return Stream(x.name, root, window, t0, stream, words, step, tuple(strides))
+
+
+def _overlap(a: Window, b: Window, period: int) -> bool:
+    """Do windows ``a`` and ``b``, each repeating every ``period`` cycles, ever overlap?"""
+    d = (b.start - a.start) % period
+    return d < a.length or d > period - b.length
+
+
+def _partition(streams: list[Stream], period: int):
+    """Banks: greedy colouring of each tensor's streams by window overlap (interval-graph
+    colouring, first fit in start order), so concurrent accesses never share a bank."""
+    groups: list[tuple[str, list[int]]] = []
+    rank = {t: i for i, t in enumerate(dict.fromkeys(s.tensor for s in streams))}
+    order = sorted(range(len(streams)), key=lambda k: (rank[streams[k].tensor],
+                                                       streams[k].window.start,
+                                                       streams[k].root))
+    for k in order:
+        s = streams[k]
+        for tensor, members in groups:
+            if tensor == s.tensor and not any(_overlap(s.window, streams[o].window, period)
+                                              for o in members):
+                members.append(k)
+                break
+        else:
+            groups.append((s.tensor, [k]))
+    out = list(streams)
+    banks = []
+    for b, (tensor, members) in enumerate(groups):
+        offset = 0
+        for k in members:
+            out[k] = replace(streams[k], bank=b, offset=offset)
+            offset += streams[k].depth
+        banks.append(Bank(tensor, offset, tuple(members)))
+    return tuple(out), tuple(banks)
 

@@ -26,23 +26,27 @@ def design_report(top: GeneratedArray) -> dict:
     banks = []
     for b, bank in enumerate(plan.banks):
         dtype = next(t for t in op.tensors if t.name == bank.tensor).dtype
-        banks.append({"index": b, "tensor": bank.tensor, "root": list(bank.root),
-                      "depth": bank.depth, "width": dtype.bits,
-                      "stream": bank.stream, "words_per_tile": bank.words_per_tile})
+        banks.append({"index": b, "tensor": bank.tensor, "depth": bank.depth,
+                      "width": dtype.bits,
+                      "roots": [list(plan.streams[k].root) for k in bank.members]})
     per_tensor = Counter(b["tensor"] for b in banks)
+    roots = Counter(s.tensor for s in plan.streams)
     tensors = {}
     for tree in plan.inputs:
         tensors[tree.tensor.name] = {
             "role": "input",
             "reuse": sorted({v.kind for v in tree.vectors}) or ["none"],
-            "memory_roots": per_tensor[tree.tensor.name],
+            "memory_roots": roots[tree.tensor.name],
+            "banks": per_tensor[tree.tensor.name],
             "forwarding_edges": sum(1 for p, _ in tree.parent.values() if p is not None),
         }
     out = plan.output
     tensors[out.tensor.name] = {
         "role": "accumulate",
         "reuse": [out.vector.kind] if out.vector else ["none"],
-        "writer_roots": per_tensor[out.tensor.name],
+        "writer_roots": roots[out.tensor.name],
+        "banks": per_tensor[out.tensor.name],
+        "read_modify_write": plan.accumulates_across_tiles,
     }
     return {
         "name": spec.name,

@@ -47,10 +47,11 @@ class DesignRun:
         return self.cycles / self.run_wall_s if self.run_wall_s > 0 else float("inf")
 
 
-def emit_design(spec: DesignSpec) -> tuple[ArrayPlan, GeneratedArray, str]:
+def emit_design(spec: DesignSpec, fu_style: str = "instance"
+                ) -> tuple[ArrayPlan, GeneratedArray, str]:
     """Plan, elaborate and emit ``spec`` (top module named after the spec)."""
     plan = plan_array(spec)
-    top = GeneratedArray(plan)
+    top = GeneratedArray(plan, fu_style=fu_style)
     return plan, top, to_verilog(top, spec.name)
 
 
@@ -92,7 +93,11 @@ def simulate_design(spec: DesignSpec, operands: dict[str, np.ndarray] | None = N
     if waves and engine != "cocotb":
         raise ValueError("waves are recorded by the cocotb engine only")
     operands = random_operands(spec, seed) if operands is None else operands
-    plan, top, verilog = emit_design(spec)
+    if engine == "pysim":   # Amaranth's simulator runs the FUs as Amaranth submodules
+        plan = plan_array(spec)
+        top = GeneratedArray(plan, fu_style="inline")
+    else:
+        plan, top, verilog = emit_design(spec)
     host = top.host
     writes = host.input_writes(operands)        # validates shapes and ranges
     expected = golden_output(spec, operands)

@@ -110,3 +110,25 @@ class TestPropertyRandomDataflows:
             return
         np.testing.assert_array_equal(run.output, run.expected)
         assert run.cycles == run.expected_cycles
+
+
+class TestFuStyles:
+    def test_instance_and_inline_agree_on_registers(self):
+        from hw.emit import to_verilog
+        from hw.generate import GeneratedArray
+        from hw.plan import plan_array
+
+        plan = plan_array(load_spec("examples/gemm_ws.yaml"))
+        counts = {}
+        for style in GeneratedArray.FU_STYLES:
+            top = GeneratedArray(plan, fu_style=style)
+            to_verilog(top, "ws")
+            counts[style] = dict(top.register_bits)
+        assert counts["instance"] == counts["inline"]
+
+    def test_bad_style(self):
+        from hw.generate import GeneratedArray
+        from hw.plan import plan_array
+
+        with pytest.raises(ValueError, match="fu_style must be one of"):
+            GeneratedArray(plan_array(load_spec("examples/gemm_os.yaml")), fu_style="flat")

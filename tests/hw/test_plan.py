@@ -1,7 +1,7 @@
 import pytest
 
 from hw.affine import determinant, integer_inverse, null_vectors
-from hw.plan import plan_array
+from hw.plan import _overlap, plan_array
 from hw.spec import SpecError, load_spec, spec_from_dict
 
 from .test_spec import gemm
@@ -45,7 +45,7 @@ class TestReuse:
         assert _kinds(b) == [("stationary", (0, 0), 1)]
         assert all(par is None for par, _ in b.parent.values())   # every FU holds its own B
         assert p.output.vector.kind == "delay" and p.output.vector.d_space == (1, 0)
-        writers = {b.root for b in p.banks if b.tensor == "C"}
+        writers = {s.root for s in p.streams if s.tensor == "C"}
         assert writers == {(3, j) for j in range(4)}             # sums leave the bottom row
 
     def test_input_stationary(self):
@@ -60,6 +60,27 @@ class TestReuse:
         assert all(delay == 0 for _, delay in a.parent.values())
         assert len([f for f, (par, _) in a.parent.items() if par is None]) == 4  # one per row
         assert p.output.vector.kind == "stationary"
+
+
+class TestBanks:
+    def test_output_writers_share_banks(self):
+        p = _plan("gemm_os")
+        out = [b for b in p.banks if b.tensor == "C"]
+        # 16 writers, one word each per tile; those on one anti-diagonal write together,
+        # and the longest anti-diagonal of a 4x4 array has 4 FUs.
+        assert len(out) == 4 and sum(len(b.members) for b in out) == 16
+        for b in out:
+            diagonals = [sum(p.streams[k].root) for k in b.members]
+            assert len(set(diagonals)) == len(diagonals)
+
+    def test_concurrent_inputs_do_not_share(self):
+        p = _plan("gemm_os")
+        assert [len(b.members) for b in p.banks if b.tensor in "AB"] == [1] * 8
+
+    def test_read_modify_write_only_across_tiles(self):
+        assert not _plan("gemm_os").accumulates_across_tiles    # k in one tile
+        assert _plan("gemm_ws").accumulates_across_tiles        # k split into 2 tiles
+        assert _plan("conv2d").accumulates_across_tiles         # r, s are outer loops
 
 
 class TestTiming:
@@ -140,6 +161,13 @@ class TestPropertyPlans:
             assert all(w.length <= plan.period for w in plan.fus.values())
             # every output element is written to exactly one bank word (host_map checks)
             host_map(plan)
+            # streams sharing a bank are never active in the same cycle; offsets tile the bank
+            for bank in plan.banks:
+                members = [plan.streams[k] for k in bank.members]
+                for x, a in enumerate(members):
+                    for b in members[x + 1:]:
+                        assert not _overlap(a.window, b.window, plan.period)
+                assert sum(m.depth for m in members) == bank.depth
 
         check()
         assert seen["ok"] > 200
