@@ -42,6 +42,14 @@ def _dims(text: str) -> dict[str, int]:
     return out
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lego", description="LEGO co-design flows: generate spatial arrays from a "
                 "tensor operation and a dataflow, emit Verilog, simulate against golden.")
@@ -55,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="simulate a design against golden; print one JSON object")
     _spec_options(s)
     _sim_options(s)
+
+    g = sub.add_parser("gpu-ref", help="run a Triton kernel against golden; roofline at paper "
+                       "scale")
+    g.add_argument("--workload", default="svdquant",
+                   choices=("svdquant", "linear-attention", "duo-attention", "coat"),
+                   help="which kernel (default: svdquant)")
+    g.add_argument("--shape", type=_ints, metavar="N,N,..",
+                   help="problem shape (svdquant: tokens,N,K; linear-attention: "
+                        "batch,heads,tokens,head_dim; duo-attention: "
+                        "batch,q_heads,kv_heads,tokens,head_dim; coat: elements)")
+    g.add_argument("--seed", type=int, default=0, help="input seed (default 0)")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
@@ -138,7 +157,14 @@ def _cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
-_COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo}
+def _cmd_gpu_ref(args) -> int:
+    from .gpu_ref import format_report, run_gpu_ref
+
+    print(format_report(run_gpu_ref(args.workload, args.shape, args.seed)))
+    return 0
+
+
+_COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

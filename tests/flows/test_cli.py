@@ -119,3 +119,20 @@ class TestCli:
         assert r.returncode == 0, r.stderr
         assert "bit-exact" in r.stdout and r.stdout.rstrip().endswith("PASS")
         assert (tmp_path / "gemm_os.v").is_file() and (tmp_path / "gemm_os.json").is_file()
+
+
+class TestGpuRef:
+    def test_linear_attention(self):
+        r = lego("gpu-ref", "--workload", "linear-attention", "--shape", "1,1,64,32")
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        assert result["max_rel_err"] < 1e-4
+        if result["device"].startswith("interpreter"):
+            assert "roofline" in r.stdout and "unfused moves" in r.stdout
+        assert result["roofline"][0]["unfused_over_fused_traffic"] > 1.5
+
+    def test_bad_shape(self):
+        r = lego("gpu-ref", "--workload", "svdquant", "--shape", "4,4")
+        assert r.returncode == 1 and "--shape for svdquant is tokens,N,K" in r.stderr
+        r = lego("gpu-ref", "--workload", "svdquant", "--shape", "4,x")
+        assert r.returncode == 2 and "expected integers" in r.stderr

@@ -16,6 +16,8 @@ from hw.netlist import Port, VerilogParseError, read_netlist
 from hw.plan import plan_array
 from hw.spec import spec_from_dict
 
+from .test_spec import gemm
+
 
 @pytest.fixture(scope="module", autouse=True)
 def fresh_parser_in_tmp_cwd(tmp_path_factory):
@@ -74,15 +76,7 @@ def small():
     return read_netlist(text, "small")
 
 
-_OS_2x2 = {
-    "name": "arr",
-    "op": {"dims": {"i": 2, "j": 2, "k": 8}, "tensors": {
-        "A": {"index": "i, k", "role": "input", "type": "int8"},
-        "B": {"index": "k, j", "role": "input", "type": "int8"},
-        "C": {"index": "i, j", "role": "accumulate", "type": "int32"}}},
-    "array": [2, 2],
-    "dataflow": {"space": ["i", "j"], "time": "i + j + k"},
-}
+_OS_2x2 = gemm(**{"name": "arr", "array": [2, 2], "op.dims": {"i": 2, "j": 2, "k": 8}})
 
 
 @pytest.fixture(scope="module")
