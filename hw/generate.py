@@ -55,6 +55,7 @@ class GeneratedArray(wiring.Component):
 
     def __init__(self, plan: ArrayPlan, fu_style: str = "instance") -> None:
         if fu_style not in self.FU_STYLES:
+            self._MustUse__silence = True   # never elaborated: no UnusedElaboratable warning
             raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")
         self.plan = plan
         self.fu_style = fu_style

@@ -38,12 +38,14 @@ import heapq
 import itertools
 import math
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulp
 
-from hw.primitive import PrimitiveGraph
+from hw.primitive import Node, PrimitiveGraph
 
 __all__ = [
     "PipelineResult", "apply_pipeline", "asap_pipeline", "brute_force_pipeline",
@@ -96,8 +98,10 @@ def insert_pipeline(graph: PrimitiveGraph, stage_budget: float, *, solver: str =
     _check_loops(graph, pairs, stage_budget)
     prob, stage_vars = _build_lp(graph, pairs, align_outputs, share_fanout)
     build_s = time.perf_counter() - start
-    backend = (pulp.HiGHS(msg=False, timeLimit=time_limit_s) if solver == "highs"
-               else pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s))
+    with warnings.catch_warnings():     # PuLP 3.3 deprecates the bundled CBC's class name
+        warnings.filterwarnings("ignore", "PULP_CBC_CMD is deprecated", DeprecationWarning)
+        backend = (pulp.HiGHS(msg=False, timeLimit=time_limit_s) if solver == "highs"
+                   else pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s))
     start = time.perf_counter()
     prob.solve(backend)
     solve_s = time.perf_counter() - start
@@ -109,10 +113,9 @@ def insert_pipeline(graph: PrimitiveGraph, stage_budget: float, *, solver: str =
                            f"{pulp.LpStatus[prob.status]}, solution "
                            f"{pulp.LpSolution[prob.sol_status]}, time limit {time_limit_s})")
     stages = _integral_stages({n: v.varValue for n, v in stage_vars.items()})
-    if not _is_feasible(graph, stages, stage_budget):
+    if not _checker(graph, stage_budget)(stages):
         raise RuntimeError("LP stages violate the stage budget or the edge order (a bug)")
-    return _result(graph, stages, share_fanout, "optimal", solver, solve_s,
-                   build_s)
+    return _result(graph, stages, share_fanout, "optimal", solver, solve_s, build_s)
 
 
 def asap_pipeline(graph: PrimitiveGraph, stage_budget: float, *, align_outputs: bool = True,
@@ -173,11 +176,12 @@ def brute_force_pipeline(graph: PrimitiveGraph, stage_budget: float,
     top = len(groups) if max_stage is None else max_stage
     base = {n: 0 for n, node in nodes.items() if node.kind == "input"}
     best: tuple[tuple[int, int], dict[str, int]] | None = None
+    feasible = _checker(graph, stage_budget)
     for combo in itertools.product(range(top + 1), repeat=len(groups)):
         stages = dict(base)
         for group, stage in zip(groups, combo, strict=True):
             stages.update(dict.fromkeys(group, stage))
-        if not _is_feasible(graph, stages, stage_budget):
+        if not feasible(stages):
             continue
         key = (_bits(graph, stages, share_fanout), _latency(graph, stages))
         if best is None or key < best[0]:
@@ -243,34 +247,32 @@ def _cut_pairs(graph: PrimitiveGraph, budget: float) -> list[tuple[str, str, flo
     pairs: list[tuple[str, str, float]] = []
     for u in order:
         if nodes[u].kind not in ("register", "const") and nodes[u].delay > 0:
-            pairs.extend(_cuts_from(graph, u, budget, pos))
+            pairs.extend(_cuts_from(graph, nodes, u, budget, pos))
     return pairs
 
 
-def _cuts_from(graph: PrimitiveGraph, u: str, budget: float,
+def _cuts_from(graph: PrimitiveGraph, nodes: dict[str, Node], u: str, budget: float,
                pos: dict[str, int]) -> list[tuple[str, str, float]]:
-    nodes = graph.nodes
     within = {u: nodes[u].delay}            # D(u, w) for the nodes searched past
-    heap: list[tuple[int, str]] = []
+    heap: list[tuple[int, str]] = []        # (topological position, node): preds come first
     queued: set[str] = set()
     pairs = []
-    frontier = [u]
-    while frontier or heap:
-        for x in frontier:
-            for e in graph.out_edges(x):
-                if e.dst not in queued and nodes[e.dst].kind != "register":
-                    queued.add(e.dst)
-                    heapq.heappush(heap, (pos[e.dst], e.dst))
-        frontier = []
-        if not heap:
-            break
+
+    def reach(x: str) -> None:
+        for e in graph.out_edges(x):
+            if e.dst not in queued and nodes[e.dst].kind != "register":
+                queued.add(e.dst)
+                heapq.heappush(heap, (pos[e.dst], e.dst))
+
+    reach(u)
+    while heap:
         _, w = heapq.heappop(heap)
         delay = nodes[w].delay + max(within[e.src] for e in graph.in_edges(w) if e.src in within)
         if delay > budget + _TOL:
             pairs.append((u, w, delay))
         else:
             within[w] = delay
-            frontier = [w]
+            reach(w)
     return pairs
 
 
@@ -278,42 +280,11 @@ def _check_loops(graph: PrimitiveGraph, pairs: list[tuple[str, str, float]],
                  budget: float) -> None:
     """A pair inside one strongly connected component would need a register inside a
     feedback loop, which would change what the loop computes."""
-    comp = _components(graph)
+    comp = graph.strong_components()
     for u, v, delay in pairs:
         if comp[u] == comp[v]:
             raise ValueError(f"infeasible stage budget: path {u} -> {v} has delay {delay:g} > "
                              f"budget {budget:g} inside a register feedback loop")
-
-
-def _components(graph: PrimitiveGraph) -> dict[str, int]:
-    """Strongly connected component id per node (Kosaraju, iterative)."""
-    finished, seen = [], set()
-    for root in graph.nodes:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(graph.out_edges(root)))]
-        while stack:
-            name, it = stack[-1]
-            nxt = next((e.dst for e in it if e.dst not in seen), None)
-            if nxt is None:
-                finished.append(name)
-                stack.pop()
-            else:
-                seen.add(nxt)
-                stack.append((nxt, iter(graph.out_edges(nxt))))
-    comp: dict[str, int] = {}
-    for root in reversed(finished):
-        if root in comp:
-            continue
-        comp[root], todo = len(comp), [root]
-        cid = comp[root]
-        while todo:
-            for e in graph.in_edges(todo.pop()):
-                if e.src not in comp:
-                    comp[e.src] = cid
-                    todo.append(e.src)
-    return comp
 
 
 def _build_lp(graph: PrimitiveGraph, pairs: list[tuple[str, str, float]], align: bool,
@@ -321,10 +292,10 @@ def _build_lp(graph: PrimitiveGraph, pairs: list[tuple[str, str, float]], align:
     """The LP of the module docstring, continuous variables only."""
     nodes = graph.nodes
     staged = [n for n, node in nodes.items() if node.kind != "const"]
-    r = {n: pulp.LpVariable(f"r{i}", lowBound=0, upBound=0 if nodes[n].kind == "input" else None)
-         for i, n in enumerate(staged)}
-    latency = pulp.LpVariable("L", lowBound=0)
     prob = pulp.LpProblem("pipeline", pulp.LpMinimize)
+    r = {n: prob.add_variable(f"r{i}", 0, 0 if nodes[n].kind == "input" else None)
+         for i, n in enumerate(staged)}
+    latency = prob.add_variable("L", 0)
     cost: dict[pulp.LpVariable, float] = defaultdict(float)
 
     def at_least(hi: pulp.LpVariable, lo: pulp.LpVariable, rhs: int, sense=pulp.LpConstraintGE):
@@ -334,9 +305,10 @@ def _build_lp(graph: PrimitiveGraph, pairs: list[tuple[str, str, float]], align:
     for i, u in enumerate(staged):
         out = graph.out_edges(u)
         for e in out:
-            at_least(r[e.dst], r[u], 0)
+            if e.dst != u:                  # a register holding itself: no constraint
+                at_least(r[e.dst], r[u], 0)
         if share and len(out) > 1:
-            shared = pulp.LpVariable(f"m{i}", lowBound=0)
+            shared = prob.add_variable(f"m{i}", 0)
             for e in out:
                 at_least(shared, r[e.dst], 0)
             width = max(e.width for e in out)
@@ -370,27 +342,31 @@ def _integral_stages(values: dict[str, float | None]) -> dict[str, int]:
     return stages
 
 
-def _is_feasible(graph: PrimitiveGraph, stages: dict[str, int], budget: float) -> bool:
-    """Stages never decrease along an edge (constants aside) and every combinational path
-    inside one stage has delay <= budget (arrival times recomputed, registers reset them)."""
+def _checker(graph: PrimitiveGraph, budget: float) -> Callable[[dict[str, int]], bool]:
+    """``check(stages)``: stages never decrease along an edge (constants aside) and every
+    combinational path inside one stage has delay <= budget (arrival times recomputed in
+    topological order, registers reset them)."""
     nodes = graph.nodes
-    arrival: dict[str, float] = {}
-    for v in graph.topological_order():
-        if nodes[v].kind == "const":
-            continue
-        acc = 0.0
-        for e in graph.in_edges(v):
-            src = nodes[e.src]
-            if src.kind == "const":
-                continue
-            if stages[v] < stages[e.src]:
+    plan = [(v, nodes[v].delay, [(e.src, nodes[e.src].kind == "register")
+                                 for e in graph.in_edges(v) if nodes[e.src].kind != "const"])
+            for v in graph.topological_order() if nodes[v].kind != "const"]
+    limit = budget + _TOL
+
+    def check(stages: dict[str, int]) -> bool:
+        arrival: dict[str, float] = {}
+        for v, delay, preds in plan:
+            stage, acc = stages[v], 0.0
+            for src, is_reg in preds:
+                if stages[src] > stage:
+                    return False
+                if not is_reg and stages[src] == stage and arrival[src] > acc:
+                    acc = arrival[src]
+            arrival[v] = acc + delay
+            if arrival[v] > limit:
                 return False
-            if src.kind != "register" and stages[e.src] == stages[v]:
-                acc = max(acc, arrival[e.src])
-        arrival[v] = acc + nodes[v].delay
-        if arrival[v] > budget + _TOL:
-            return False
-    return True
+        return True
+
+    return check
 
 
 def _bits(graph: PrimitiveGraph, stages: dict[str, int], share: bool) -> int:

@@ -226,7 +226,8 @@ class PrimitiveGraph:
     def longest_path(self) -> tuple[float, list[str]]:
         """The critical combinational path: ``(delay, names)``, with ``delay`` the largest sum of
         node delays along a path whose interior nodes are not registers, and ``names`` one such
-        path (it may start and end at a register). ``(0.0, [])`` for an empty graph.
+        path (it may start and end at a register; among equal delays the one ending last in
+        :meth:`topological_order`). ``(0.0, [])`` for an empty graph.
 
         ``arrival(v) = delay(v) + max(0, max over in-edges u -> v of out(u))`` with
         ``out(u) = 0`` for a register and ``arrival(u)`` otherwise; one pass in
@@ -244,13 +245,47 @@ class PrimitiveGraph:
             best_pred[name] = pred
         if not arrival:
             return 0.0, []
-        end = max(arrival, key=arrival.__getitem__)
+        end = ""
+        for name, value in arrival.items():         # the last of equals: run on to the sink
+            if not end or value >= arrival[end]:
+                end = name
         path = [end]
         while (pred := best_pred[path[-1]]) is not None:
             path.append(pred)
             if self._nodes[pred].kind == "register":
                 break
         return arrival[end], path[::-1]
+
+    def strong_components(self) -> dict[str, int]:
+        """Strongly connected component id per node (Kosaraju, iterative): nodes on a common
+        cycle, which in this graph always passes through a register, share an id."""
+        finished, seen = [], set()
+        for root in self._nodes:
+            if root in seen:
+                continue
+            seen.add(root)
+            stack = [(root, iter(self._out[root]))]
+            while stack:
+                name, edges = stack[-1]
+                nxt = next((e.dst for e in edges if e.dst not in seen), None)
+                if nxt is None:
+                    finished.append(name)
+                    stack.pop()
+                else:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(self._out[nxt])))
+        comp: dict[str, int] = {}
+        count = 0
+        for root in reversed(finished):
+            if root not in comp:
+                cid, todo, count = count, [root], count + 1
+                comp[root] = cid
+                while todo:
+                    for e in self._in[todo.pop()]:
+                        if e.src not in comp:
+                            comp[e.src] = cid
+                            todo.append(e.src)
+        return comp
 
     def register_bits(self) -> int:
         """Total width of the ``"register"`` nodes."""
