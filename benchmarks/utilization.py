@@ -20,24 +20,26 @@ from sim.design import simulate_design
 N = 256
 ARRAY = 16
 
-#: name: (space, time, tile, outer loop order)
+#: name: (space, time, tile for an (array x array) array and an n^3 problem, outer loop order)
 FLOWS = {
-    "output_stationary": (["i", "j"], "i + j + k", {"i": ARRAY, "j": ARRAY, "k": N}, "ijk"),
-    "weight_stationary": (["k", "j"], "i + j + k", {"i": N, "j": ARRAY, "k": ARRAY}, "jki"),
-    "input_stationary": (["i", "k"], "i + j + k", {"i": ARRAY, "j": N, "k": ARRAY}, "ikj"),
-    "multicast": (["i", "j"], "k", {"i": ARRAY, "j": ARRAY, "k": N}, "ijk"),
+    "output_stationary": (["i", "j"], "i + j + k", lambda a, n: {"i": a, "j": a, "k": n}, "ijk"),
+    "weight_stationary": (["k", "j"], "i + j + k", lambda a, n: {"i": n, "j": a, "k": a}, "jki"),
+    "input_stationary": (["i", "k"], "i + j + k", lambda a, n: {"i": a, "j": n, "k": a}, "ikj"),
+    "multicast": (["i", "j"], "k", lambda a, n: {"i": a, "j": a, "k": n}, "ijk"),
 }
 
 
-def spec_for(name: str, n: int = N):
-    space, time_, tile, order = FLOWS[name]
+def spec_for(name: str, n: int = N, array: int = ARRAY):
+    """The n^3 int8 GEMM on an (array x array) array with dataflow ``name``."""
+    space, time_, tile_of, order = FLOWS[name]
+    tile = tile_of(array, n)
     return spec_from_dict({
         "name": f"gemm_{name}",
         "op": {"dims": {"i": n, "j": n, "k": n}, "tensors": {
             "A": {"index": "i, k", "role": "input", "type": "int8"},
             "B": {"index": "k, j", "role": "input", "type": "int8"},
             "C": {"index": "i, j", "role": "accumulate", "type": "int32"}}},
-        "array": [ARRAY, ARRAY],
+        "array": [array, array],
         "dataflow": {"name": name, "space": space, "time": time_,
                      "tile": {d: min(t, n) for d, t in tile.items()},
                      "outer_order": list(order)},
