@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="simulate a design against golden; print one JSON object")
     _spec_options(s)
     _sim_options(s)
+    s.add_argument("--dataflow", metavar="NAME",
+                   help="for a fused spec (several dataflows): which one runs (default: first)")
 
     g = sub.add_parser("gpu-ref", help="run a Triton kernel against golden; roofline at paper "
                        "scale")
@@ -123,11 +125,14 @@ def _cmd_emit(args) -> int:
 
 
 def _cmd_sim(args) -> int:
-    from .default_design import resolve_spec, simulate
+    from .default_design import dataflow_index, resolve_spec, simulate
 
-    run = simulate(resolve_spec(args.spec, args.dims), seed=args.seed, engine=args.engine,
-                   waves=args.waves)
-    print(json.dumps({"engine": args.engine, **_sim_report(run)}))
+    spec = resolve_spec(args.spec, args.dims)
+    run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves,
+                   dataflow=args.dataflow)
+    specs = spec if isinstance(spec, list) else [spec]
+    name = specs[dataflow_index(spec, args.dataflow)].dataflow.name
+    print(json.dumps({"engine": args.engine, "dataflow": name, **_sim_report(run)}))
     return 0 if _ok(run) else 1
 
 

@@ -10,10 +10,11 @@ import yaml
 
 from hw.emit import write_text_atomic
 from hw.report import check_against_netlist, design_report
-from hw.spec import DesignSpec, load_spec, spec_from_dict
+from hw.spec import DesignSpec, SpecError, load_specs, spec_from_dict
 from sim.design import DesignRun, emit_design, simulate_design
 
-__all__ = ["DEFAULT_SPEC_YAML", "Emitted", "default_spec", "emit", "resolve_spec", "simulate"]
+__all__ = ["DEFAULT_SPEC_YAML", "Emitted", "dataflow_index", "default_spec", "emit",
+           "resolve_spec", "simulate"]
 
 #: 4x4 int8 output-stationary GEMM (also shipped as examples/gemm_os.yaml).
 DEFAULT_SPEC_YAML = """\
@@ -40,10 +41,24 @@ def default_spec() -> DesignSpec:
     return spec_from_dict(yaml.safe_load(DEFAULT_SPEC_YAML))
 
 
-def resolve_spec(path: str | None, dims: dict[str, int] | None = None) -> DesignSpec:
-    """The spec at ``path`` (or the default), resized by ``dims``."""
-    spec = default_spec() if path is None else load_spec(path)
-    return spec.with_extents(dims) if dims else spec
+def resolve_spec(path: str | None, dims: dict[str, int] | None = None
+                 ) -> DesignSpec | list[DesignSpec]:
+    """The spec at ``path`` (or the default), resized by ``dims``; a list if it is fused."""
+    specs = [default_spec()] if path is None else load_specs(path)
+    if dims:
+        specs = [s.with_extents(dims) for s in specs]
+    return specs[0] if len(specs) == 1 else specs
+
+
+def dataflow_index(spec: DesignSpec | list[DesignSpec], name: str | None) -> int:
+    """Index of the dataflow called ``name`` in a (possibly fused) spec; 0 when None."""
+    specs = spec if isinstance(spec, list) else [spec]
+    names = [s.dataflow.name for s in specs]
+    if name is None:
+        return 0
+    if name not in names:
+        raise SpecError(f"--dataflow {name!r} is not in the spec (dataflows: {', '.join(names)})")
+    return names.index(name)
 
 
 @dataclass(frozen=True)
@@ -54,23 +69,26 @@ class Emitted:
     figures: dict
 
 
-def emit(spec: DesignSpec, out_dir: str | Path) -> Emitted:
+def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path) -> Emitted:
     """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     _, top, verilog = emit_design(spec)
+    name = spec[0].name if isinstance(spec, list) else spec.name
     figures = design_report(top)
     figures["netlist"] = check_against_netlist(figures, verilog)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        v = write_text_atomic(out / f"{spec.name}.v", verilog)
-        r = write_text_atomic(out / f"{spec.name}.json", json.dumps(figures, indent=2) + "\n")
+        v = write_text_atomic(out / f"{name}.v", verilog)
+        r = write_text_atomic(out / f"{name}.json", json.dumps(figures, indent=2) + "\n")
     except OSError as exc:
         raise OSError(f"cannot write to {out}: {exc.strerror}") from None
     return Emitted(v, r, verilog.count("\n"), figures)
 
 
-def simulate(spec: DesignSpec, seed: int = 0, engine: str = "cocotb",
-             waves: bool = False) -> DesignRun:
-    return simulate_design(spec, seed=seed, engine=engine, waves=waves)
+def simulate(spec: DesignSpec | list[DesignSpec], seed: int = 0, engine: str = "cocotb",
+             waves: bool = False, dataflow: str | None = None) -> DesignRun:
+    """Simulate ``spec`` (for a fused spec, the dataflow named ``dataflow``: default first)."""
+    return simulate_design(spec, seed=seed, engine=engine, waves=waves,
+                           mode=dataflow_index(spec, dataflow))

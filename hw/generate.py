@@ -1,4 +1,4 @@
-"""Amaranth RTL of an :class:`~hw.plan.ArrayPlan`: FUs, interconnect, banks, controller.
+"""Amaranth RTL of one or several :class:`~hw.plan.ArrayPlan` s: FUs, interconnect, banks.
 
 One flat, reset-free module (registers start at their initial values; ``start`` re-arms the
 controller). Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`` writes
@@ -6,14 +6,16 @@ controller). Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`
 ``start`` runs the whole problem; ``busy`` is high for :attr:`ArrayPlan.run_cycles` cycles,
 then ``done`` stays high until the next start.
 
-Per-tile activities are :class:`~hw.plan.Window` s: at cycle ``c`` with phase
-``phi = c mod period`` and newest tile ``N = c div period``, a window at offset
-``q * period + o`` covers tile ``N - q`` (``phi >= o``) or ``N - q - 1`` (``phi < o``).
+Fusion: given several plans (dataflows) over the same array and FU arithmetic, one array
+serves them all; the ``mode`` port (latched at ``start``) selects the dataflow. The k-th bank
+of each tensor role is one physical memory (deepest wins); an FU input with different sources
+in different modes gets a mux; forwarding registers with the same source and delay are one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from amaranth.hdl import (
     ClockDomain,
@@ -30,11 +32,17 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .controller import TileController
 from .images import HostMap, host_map
 from .mac import MacSpec, MacUnit
-from .plan import ArrayPlan, Stream, Window
+from .plan import ArrayPlan
+from .spec import SpecError
 
-__all__ = ["GeneratedArray"]
+__all__ = ["FusionError", "GeneratedArray"]
+
+
+class FusionError(SpecError):
+    """Dataflows that cannot share one array (the message names the difference)."""
 
 
 def _shape(dtype):
@@ -45,35 +53,92 @@ def _name(prefix: str, coord) -> str:
     return prefix + "_" + "_".join(map(str, coord))
 
 
+def _roles(plan: ArrayPlan):
+    """(input 0, input 1, output) tensors of a plan: fusion matches tensors by role."""
+    return plan.inputs[0].tensor, plan.inputs[1].tensor, plan.output.tensor
+
+
+def _check_fusable(plans: list[ArrayPlan]) -> None:
+    first = plans[0]
+    for p in plans[1:]:
+        a, b = first.spec, p.spec
+        if a.array != b.array:
+            raise FusionError(f"dataflows {a.dataflow.name!r} and {b.dataflow.name!r} cannot "
+                              f"share an array: arrays {a.array} and {b.array}")
+        for r, (x, y) in enumerate(zip(_roles(first), _roles(p), strict=True)):
+            if x.dtype != y.dtype:
+                raise FusionError(f"dataflows {a.dataflow.name!r} and {b.dataflow.name!r} "
+                                  f"cannot share FUs: role {r} is {x.dtype} vs {y.dtype}")
+
+
 class GeneratedArray(wiring.Component):
-    """The generated accelerator for ``plan`` (see the module docstring for the protocol)."""
+    """The generated accelerator for ``plan`` (or fused ``plans``; see the module docstring)."""
 
     #: How FUs are built: "instance" (one Verilog module, instantiated per FU: fast emission,
     #: see :meth:`verilog_dependencies`) or "inline" (Amaranth submodules: Amaranth's
     #: simulator can run it).
     FU_STYLES = ("instance", "inline")
 
-    def __init__(self, plan: ArrayPlan, fu_style: str = "instance") -> None:
-        if fu_style not in self.FU_STYLES:
+    def __init__(self, plan: ArrayPlan | Sequence[ArrayPlan], fu_style: str = "instance"
+                 ) -> None:
+        plans = [plan] if isinstance(plan, ArrayPlan) else list(plan)
+        if fu_style not in self.FU_STYLES or not plans:
             self._MustUse__silence = True   # never elaborated: no UnusedElaboratable warning
+            if not plans:
+                raise ValueError("GeneratedArray needs at least one plan")
             raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")
-        self.plan = plan
-        self.fu_style = fu_style
-        out = plan.output
-        a_in, b_in = (t.tensor for t in plan.inputs)
-        self.mac = MacSpec(a_in.dtype, b_in.dtype, out.tensor.dtype.bits)
-        self.stationary = out.vector is not None and out.vector.kind == "stationary"
-        self.host: HostMap = host_map(plan)
-        bank_bits = max(1, (len(plan.banks) - 1).bit_length())
-        self.addr_bits = bank_bits + self.host.word_bits
+        try:
+            _check_fusable(plans)
+        except FusionError:
+            self._MustUse__silence = True
+            raise
+        self.plans, self.plan, self.fu_style = plans, plans[0], fu_style
+        a_in, b_in, out = _roles(self.plan)
+        self.mac = MacSpec(a_in.dtype, b_in.dtype, out.dtype.bits)
+        kinds = {p.output.vector.kind if p.output.vector else "none" for p in plans}
+        # A single stationary dataflow keeps its accumulator inside the FU module; fused or
+        # chained dataflows use the combinational FU and, if needed, an accumulator beside it.
+        self.stationary = kinds == {"stationary"} and len(plans) == 1
+        self._layout()
+        bank_bits = max(1, (len(self.banks) - 1).bit_length())
+        self.addr_bits = bank_bits + self.word_bits
         #: register bits by purpose, filled in by elaborate() (the report's numbers).
         self.register_bits: Counter[str] = Counter()
         self.domain = ClockDomain("sync", reset_less=True)
-        super().__init__({
+        ports = {
             "host_addr": In(self.addr_bits), "host_wdata": In(self.host.data_bits),
             "host_we": In(1), "host_rdata": Out(self.host.data_bits),
             "start": In(1), "busy": Out(1), "done": Out(1),
-        })
+        }
+        if len(plans) > 1:
+            ports["mode"] = In(range(len(plans)))
+        super().__init__(ports)
+
+    def _layout(self) -> None:
+        """Physical banks: the k-th bank of each tensor role across all plans."""
+        per_role: list[list[int]] = [[], [], []]      # depth of each physical bank per role
+        remaps = []
+        for plan in self.plans:
+            names = [t.name for t in _roles(plan)]
+            seen = [0, 0, 0]
+            remap = {}
+            for b, bank in enumerate(plan.banks):
+                r = names.index(bank.tensor)
+                k = seen[r]
+                seen[r] += 1
+                if k == len(per_role[r]):
+                    per_role[r].append(0)
+                per_role[r][k] = max(per_role[r][k], bank.depth)
+                remap[b] = (r, k)
+            remaps.append(remap)
+        offsets = [0, len(per_role[0]), len(per_role[0]) + len(per_role[1])]
+        #: physical banks: (role, depth)
+        self.banks = [(r, d) for r in range(3) for d in per_role[r]]
+        self.word_bits = max(1, (max(d for _, d in self.banks) - 1).bit_length())
+        self.bank_of = [{b: offsets[r] + k for b, (r, k) in remap.items()} for remap in remaps]
+        self.hosts: list[HostMap] = [host_map(p, self.bank_of[i], self.word_bits)
+                                     for i, p in enumerate(self.plans)]
+        self.host = self.hosts[0]
 
     @property
     def fu_module(self) -> str:
@@ -110,32 +175,63 @@ class GeneratedArray(wiring.Component):
         self.register_bits[purpose] += len(sig)
         return sig
 
-    def _delayed(self, m, value, cycles, name, purpose):
+    def _delayed(self, m, value, cycles, name, purpose, cache=None):
+        key = (id(value), cycles)
+        if cache is not None and key in cache:
+            return cache[key]
+        out = value
         for k in range(cycles):
-            reg = self._reg(m, value.shape(), f"{name}_d{k}", purpose)
-            m.d.sync += reg.eq(value)
-            value = reg
-        return value
+            reg = self._reg(m, out.shape(), f"{name}_d{k}", purpose)
+            m.d.sync += reg.eq(out)
+            out = reg
+        if cache is not None:
+            cache[key] = out
+        return out
 
     def elaborate(self, platform) -> Module:
         m = Module()
         m.domains.sync = self.domain
         self.register_bits.clear()
-        plan, op = self.plan, self.plan.spec.op
-        ctl = _Controller(self, m)
+        ctls, mode = self._controllers(m)
+        ports = self._memories(m)
+        operands = self._operands(m, ctls, mode, ports)
+        sums = self._fus(m, ctls, mode, operands)
+        self._write_back(m, ctls, ports, sums)
+        return m
 
-        # Banks with one read and one write port each, shared by host (idle) and datapath.
-        word = self.host_addr[:self.host.word_bits]
-        sel = self.host_addr[self.host.word_bits:]
+    def _controllers(self, m):
+        go_any = self.start & ~self.busy
+        if len(self.plans) == 1:
+            self.register_bits["control"] += 2      # busy, done
+            return [TileController(self, m, self.plan, busy=self.busy, done=self.done,
+                                   go=go_any, clear=go_any)], None
+        mode = self._reg(m, range(len(self.plans)), "mode_q", "control")
+        with m.If(go_any):
+            m.d.sync += mode.eq(self.mode)
+        self.register_bits["control"] += 1          # done
+        ctls, busy_any = [], Const(0, 1)
+        for i, plan in enumerate(self.plans):
+            busy = self._reg(m, 1, f"m{i}_busy", "control")
+            ctls.append(TileController(self, m, plan, busy=busy, done=self.done,
+                                       go=go_any & (self.mode == i), clear=go_any,
+                                       tag=f"m{i}_"))
+            busy_any = busy_any | busy
+        m.d.comb += self.busy.eq(busy_any)
+        return ctls, mode
+
+    def _memories(self, m):
+        """Banks with one read and one write port each, shared by host (idle) and datapath."""
+        word = self.host_addr[:self.word_bits]
+        sel = self.host_addr[self.word_bits:]
         ports = []
-        for b, bank in enumerate(plan.banks):
-            dtype = next(t for t in op.tensors if t.name == bank.tensor).dtype
-            mem = Memory(shape=unsigned(dtype.bits), depth=bank.depth, init=[])
-            m.submodules[f"bank{b}_{bank.tensor}"] = mem
+        for b, (role, depth) in enumerate(self.banks):
+            dtype = _roles(self.plan)[role].dtype
+            mem = Memory(shape=unsigned(dtype.bits), depth=depth, init=[])
+            m.submodules[f"bank{b}_{_roles(self.plan)[role].name}"] = mem
             wp = mem.write_port()
             rp = mem.read_port(transparent_for=(wp,))
             # Yosys maps a synchronous read port to a registered read address.
-            self.register_bits["memory read addresses"] += (bank.depth - 1).bit_length()
+            self.register_bits["memory read addresses"] += (depth - 1).bit_length()
             ports.append((rp, wp))
             m.d.comb += [rp.addr.eq(word), wp.addr.eq(word), wp.data.eq(self.host_wdata),
                          wp.en.eq(~self.busy & self.host_we & (sel == b))]
@@ -147,273 +243,114 @@ class GeneratedArray(wiring.Component):
                     m.d.comb += self.host_rdata.eq(rp.data)
             with m.Default():
                 m.d.comb += self.host_rdata.eq(0)
+        return ports
 
-        # Input operands: memory roots, then children through their delay lines.
-        operands = {}
-        for tree in plan.inputs:
-            x = tree.tensor
-            vals = {}
-            for stream in plan.streams:
-                if stream.tensor == x.name:
-                    rp = ports[stream.bank][0]
-                    active, addr = ctl.address(stream)
-                    with m.If(active):      # the streams sharing a bank take turns
-                        m.d.comb += rp.addr.eq(addr)
-                    v = Signal(_shape(x.dtype), name=_name(x.name, stream.root))
-                    m.d.comb += v.eq(rp.data)
-                    vals[stream.root] = v
-            for f in _topological(tree.parent):
-                if f not in vals:
-                    p, delay = tree.parent[f]
-                    vals[f] = self._delayed(m, vals[p], delay, _name(x.name, f),
-                                            "operand forwarding")
-            operands[x.name] = vals
+    def _operands(self, m, ctls, mode, ports):
+        """Per input role and FU: the operand (roots read banks, children forward)."""
+        operands = []
+        for role in range(2):
+            x = _roles(self.plan)[role]
+            fus = sorted({f for p in self.plans for f in p.fus})
+            value = {f: Signal(_shape(x.dtype), name=_name(x.name, f)) for f in fus}
+            cache: dict = {}
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                tree = plan.inputs[role]
+                src = {}
+                for stream in plan.streams:
+                    if stream.tensor == tree.tensor.name:
+                        rp = ports[self.bank_of[i][stream.bank]][0]
+                        active, addr = ctl.address(stream)
+                        with m.If(active):      # the streams sharing a bank take turns
+                            m.d.comb += rp.addr.eq(addr)
+                        src[stream.root] = rp.data
+                for f, (parent, delay) in tree.parent.items():
+                    if f not in src:
+                        src[f] = self._delayed(m, value[parent], delay, _name(x.name, f),
+                                               "operand forwarding", cache)
+                if mode is None:
+                    m.d.comb += [value[f].eq(s) for f, s in src.items()]
+                else:
+                    with m.If(mode == i):
+                        m.d.comb += [value[f].eq(s) for f, s in src.items()]
+            operands.append(value)
+        return operands
 
-        # FUs: one MacUnit each; partial sums stay in the FU or travel a chain.
-        out = plan.output
-        c_shape = signed(out.tensor.dtype.bits)
-        a_in, b_in = (t.tensor for t in plan.inputs)
-        mac, stationary = self.mac, self.stationary
-        finals = {}
-        order = list(plan.fus)
-        if out.vector is not None:      # upstream FUs of a chain first
-            order.sort(key=lambda f: sum(a * b for a, b in zip(f, out.vector.d_space,
-                                                               strict=True)))
-        for f in order:
-            win = plan.fus[f]
-            fu = self._fu(m, _name("fu", f))
-            m.d.comb += [fu.a.eq(operands[a_in.name][f]), fu.b.eq(operands[b_in.name][f])]
-            if out.vector is None:          # no reduction inside a tile: every product is final
-                m.d.comb += fu.first.eq(1)
-            else:
-                m.d.comb += fu.first.eq(ctl.any_active(out.first[f]))
-            if stationary:
-                m.d.comb += fu.en.eq(ctl.active(win))
-                self.register_bits["accumulators"] += mac.acc_bits
-            elif out.vector is not None:
-                up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
-                psum_in = Const(0, c_shape)     # a chain's first FU starts from zero
-                if up in finals:
-                    psum_in = self._delayed(m, finals[up], out.vector.d_time, _name("psum", up),
-                                            "partial-sum forwarding")
-                m.d.comb += fu.psum_in.eq(psum_in)
-            else:
-                m.d.comb += fu.psum_in.eq(0)
-            finals[f] = fu.sum
+    def _fus(self, m, ctls, mode, operands):
+        """One MacUnit per FU; partial sums stay in the FU or travel a chain."""
+        c_shape = signed(self.mac.acc_bits)
+        fus = sorted({f for p in self.plans for f in p.fus})
+        units = {f: self._fu(m, _name("fu", f)) for f in fus}
+        sums = {f: u.sum for f, u in units.items()}
+        cache: dict = {}
+        for f, fu in units.items():
+            m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
+            first, enable, sources = Const(0, 1), Const(0, 1), []
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                if f not in plan.fus:
+                    continue
+                out = plan.output
+                if out.vector is None:          # no reduction inside a tile: products are final
+                    first = first | ctl.busy
+                    continue
+                first = first | ctl.any_active(out.first[f])
+                if out.vector.kind == "stationary":
+                    enable = enable | ctl.active(plan.fus[f])
+                    sources.append((i, "acc"))
+                else:
+                    up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
+                    if up in plan.fus:
+                        sources.append((i, self._delayed(m, sums[up], out.vector.d_time,
+                                                         _name("psum", up),
+                                                         "partial-sum forwarding", cache)))
+            m.d.comb += fu.first.eq(first)
+            if self.stationary:
+                m.d.comb += fu.en.eq(enable)
+                self.register_bits["accumulators"] += self.mac.acc_bits
+                continue
+            acc = None
+            if any(isinstance(s, str) for _, s in sources):      # some mode accumulates here
+                acc = self._reg(m, c_shape, _name("acc", f), "accumulators")
+                with m.If(enable):
+                    m.d.sync += acc.eq(fu.sum)
+            for i, s in sources:
+                s = acc if isinstance(s, str) else s
+                if mode is None:
+                    m.d.comb += fu.psum_in.eq(s)
+                else:
+                    with m.If(mode == i):
+                        m.d.comb += fu.psum_in.eq(s)
+        return sums
 
-        # Output write-back, one registered stage per bank (its streams take turns); when a
-        # reduction spans tiles it reads, adds and writes back (the first tile overwrites).
-        rmw = plan.accumulates_across_tiles
-        for b, bank in enumerate(plan.banks):
-            if bank.tensor != out.tensor.name:
+    def _write_back(self, m, ctls, ports, sums):
+        """One registered stage per output bank (its streams take turns); a reduction that
+        spans tiles reads, adds and writes back (the first tile overwrites)."""
+        c_shape = signed(self.mac.acc_bits)
+        rmw = any(p.accumulates_across_tiles for p in self.plans)
+        for b, (role, depth) in enumerate(self.banks):
+            if role != 2:
                 continue
             rp, wp = ports[b]
-            depth_shape = range(max(bank.depth, 2))
             en_q = self._reg(m, 1, f"wb{b}_en", "write-back")
-            addr_q = self._reg(m, depth_shape, f"wb{b}_addr", "write-back")
+            addr_q = self._reg(m, range(max(depth, 2)), f"wb{b}_addr", "write-back")
             val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
             fresh_q = self._reg(m, 1, f"wb{b}_fresh", "write-back") if rmw else None
             any_write = Const(0, 1)
-            for k in bank.members:
-                stream = plan.streams[k]
-                _, addr = ctl.address(stream)
-                write = ctl.any_active(out.write[stream.root])
-                any_write = any_write | write
-                with m.If(write):
-                    m.d.sync += [addr_q.eq(addr), val_q.eq(finals[stream.root])]
-                    if rmw:
-                        m.d.sync += fresh_q.eq(ctl.history_bit(stream.window))
-                        m.d.comb += rp.addr.eq(addr)
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                for stream in plan.streams:
+                    if stream.tensor != plan.output.tensor.name or \
+                            self.bank_of[i][stream.bank] != b:
+                        continue
+                    _, addr = ctl.address(stream)
+                    write = ctl.any_active(plan.output.write[stream.root])
+                    any_write = any_write | write
+                    with m.If(write):
+                        m.d.sync += [addr_q.eq(addr), val_q.eq(sums[stream.root])]
+                        if rmw:
+                            fresh = (ctl.history_bit(stream.window)
+                                     if plan.accumulates_across_tiles else 1)
+                            m.d.sync += fresh_q.eq(fresh)
+                            m.d.comb += rp.addr.eq(addr)
             m.d.sync += en_q.eq(self.busy & any_write)
             with m.If(self.busy):
                 m.d.comb += [wp.addr.eq(addr_q), wp.en.eq(en_q),
                              wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q if rmw else val_q)]
-        return m
-
-
-def _topological(parent):
-    """FUs ordered so that every parent precedes its children."""
-    order, seen = [], set()
-    for f in parent:
-        chain = []
-        while f not in seen and f is not None:
-            chain.append(f)
-            seen.add(f)
-            f = parent[f][0]
-        order.extend(reversed(chain))
-    return order
-
-
-class _Controller:
-    """Cycle, phase and tile counters; window conditions; address bases; shared comparators."""
-
-    def __init__(self, top: GeneratedArray, m: Module) -> None:
-        self.top, self.m = top, m
-        plan = top.plan
-        self.period = plan.period
-        self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan)) + 1
-        self.cycle = top._reg(m, range(plan.run_cycles + 1), "cycle", "control")
-        self.phase = top._reg(m, range(max(plan.period, 2)), "phase", "control")
-        self.tile = top._reg(m, range(plan.n_tiles + self.max_lag + 2), "tile", "control")
-        self._cache = {}
-        top.register_bits["control"] += 2      # busy, done
-        last = plan.run_cycles - 1
-        with m.If(top.start & ~top.busy):
-            m.d.sync += [self.cycle.eq(0), self.phase.eq(0), self.tile.eq(0), top.busy.eq(1),
-                         top.done.eq(0)]
-        with m.Elif(top.busy):
-            m.d.sync += self.cycle.eq(self.cycle + 1)
-            with m.If(self.phase == plan.period - 1):
-                m.d.sync += [self.phase.eq(0), self.tile.eq(self.tile + 1)]
-            with m.Else():
-                m.d.sync += self.phase.eq(self.phase + 1)
-            with m.If(self.cycle == last):
-                m.d.sync += [top.busy.eq(0), top.done.eq(1)]
-        self.advance = (self.phase == plan.period - 1) & top.busy
-        self.restart = top.start & ~top.busy
-        self._tile_counters()
-        self._bases = {}
-        for stream in plan.streams:
-            if stream.tensor not in self._bases:
-                self._bases[stream.tensor] = self._base_history(stream)
-        self._fresh = self._fresh_history()
-
-    def _memo(self, key, make):
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
-
-    def _tile_counters(self):
-        plan, m = self.top.plan, self.m
-        dims = plan.spec.op.dims
-        self.counters = {}
-        for name in plan.spec.dataflow.outer_order:
-            d = dims.index(name)
-            if plan.n_tiles_per_dim[d] > 1:
-                self.counters[d] = self.top._reg(m, range(plan.n_tiles_per_dim[d]),
-                                                 f"tile_{name}", "control")
-        self.carry, self.wrap = {}, {}
-        inner_done = Const(1, 1)
-        with m.If(self.restart):
-            m.d.sync += [c.eq(0) for c in self.counters.values()]
-        for d in reversed(list(self.counters)):
-            c = self.counters[d]
-            wraps = c == plan.n_tiles_per_dim[d] - 1
-            self.carry[d] = Signal(name=f"step_{dims[d]}")
-            self.wrap[d] = Signal(name=f"wrap_{dims[d]}")
-            self.m.d.comb += [self.carry[d].eq(self.advance & inner_done & ~wraps),
-                              self.wrap[d].eq(self.advance & inner_done & wraps)]
-            with m.If(self.advance & inner_done):
-                m.d.sync += c.eq(Mux(wraps, 0, c + 1))
-            inner_done = inner_done & wraps
-
-    def _base_history(self, stream: Stream):
-        """Word base of the stream's tensor for tiles N, N-1, ...: a delta per stepping dim."""
-        plan, m, top = self.top.plan, self.m, self.top
-        if stream.entries == 1:
-            return None
-        width = (stream.depth * 2).bit_length()
-        hist = [top._reg(m, width, f"base_{stream.tensor}_{k}", "address generators")
-                for k in range(self.max_lag + 1)]
-        order = list(self.counters)
-        with m.If(self.restart):
-            m.d.sync += [h.eq(0) for h in hist]
-        for pos, d in enumerate(order):
-            inner = order[pos + 1:]
-            delta = stream.strides[d] - sum(stream.strides[e] * (plan.n_tiles_per_dim[e] - 1)
-                                            for e in inner)
-            with m.If(self.carry[d]):
-                m.d.sync += hist[0].eq(hist[0] + delta * stream.words_per_tile)
-        with m.If(self.advance):
-            m.d.sync += [hist[k].eq(hist[k - 1]) for k in range(1, len(hist))]
-        return hist
-
-    def _fresh_history(self):
-        """Per tile: is it the first tile of every reduction dim (so outputs overwrite)?"""
-        plan, m, top = self.top.plan, self.m, self.top
-        out = plan.output.tensor
-        red = [d for d in self.counters if not any(row[d] for row in out.access)]
-        hist = [top._reg(m, 1, f"fresh_{k}", "control", init=1)
-                for k in range(self.max_lag + 1)]
-        nxt = Const(1, 1)
-        for d in red:   # the next tile's coordinate of d is 0: d wraps, or stays at 0
-            nxt = nxt & ~self.carry[d] & ((self.counters[d] == 0) | self.wrap[d])
-        with m.If(self.restart):
-            m.d.sync += [h.eq(1) for h in hist]
-        with m.Elif(self.advance):
-            m.d.sync += [hist[0].eq(nxt)] + [hist[k].eq(hist[k - 1]) for k in range(1, len(hist))]
-        return hist
-
-    def _phase_ge(self, o):
-        if o == 0:
-            return Const(1, 1)
-        return self._memo(("ge", o), lambda: self._sig(self.phase >= o, f"ph_ge_{o}"))
-
-    def _exists(self, lag):
-        n = self.top.plan.n_tiles
-        lower = (self.tile >= lag) if lag else Const(1, 1)
-        return self._memo(("ex", lag), lambda: self._sig(
-            lower & (self.tile < n + lag), f"tile_live_{lag}"))
-
-    def _sig(self, expr, name):
-        s = Signal(name=name)
-        self.m.d.comb += s.eq(expr)
-        return s
-
-    def window(self, w: Window):
-        """(active, position in window, lag-selector) for window ``w``."""
-        def make():
-            q, o = divmod(w.start, self.period)
-            ge = self._phase_ge(o)
-            pos = Signal(range(self.period * 2), name=f"pos_{w.start}")
-            self.m.d.comb += pos.eq(Mux(ge, self.phase - o, self.phase + (self.period - o)))
-            act = Signal(name=f"win_{w.start}_{w.length}")
-            live = Mux(ge, self._exists(q), self._exists(q + 1))
-            self.m.d.comb += act.eq(self.top.busy & (pos < w.length) & live)
-            return act, pos, ge, q
-        return self._memo(("win", w), make)
-
-    def active(self, w: Window):
-        return self.window(w)[0]
-
-    def any_active(self, ws):
-        if not ws:
-            return Const(0, 1)
-        key = ("any", tuple(ws))
-        def make():
-            s = Signal(name=f"any_{ws[0].start}_{len(ws)}")
-            expr = Const(0, 1)
-            for w in ws:
-                expr = expr | self.active(w)
-            self.m.d.comb += s.eq(expr)
-            return s
-        return self._memo(key, make)
-
-    def address(self, stream: Stream):
-        """(window active, address in the stream's bank) of ``stream``."""
-        def make():
-            act, pos, ge, q = self.window(stream.window)
-            hist = self._bases[stream.tensor]
-            base = 0 if hist is None else Mux(ge, hist[q], hist[q + 1])
-            depth = self.top.plan.banks[stream.bank].depth
-            addr = Signal(range(max(depth, 2)), name=_name(f"addr_{stream.tensor}", stream.root))
-            self.m.d.comb += addr.eq(stream.offset + (base + pos if stream.stream else base))
-            return act, addr
-        return self._memo(("addr", stream.tensor, stream.root), make)
-
-    def history_bit(self, w: Window):
-        _, _, ge, q = self.window(w)
-        return Mux(ge, self._fresh[q], self._fresh[q + 1])
-
-
-def _lag(w: Window, period: int) -> int:
-    return w.start // period + 1
-
-
-def _all_windows(plan: ArrayPlan):
-    yield from plan.fus.values()
-    for stream in plan.streams:
-        yield stream.window
-    for ws in (*plan.output.first.values(), *plan.output.write.values()):
-        yield from ws
-

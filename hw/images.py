@@ -27,10 +27,12 @@ class HostMap:
     data_bits: int
     #: per output element (true shape, row-major): (bank index, word in the bank)
     out_locations: np.ndarray
+    #: plan bank -> physical bank behind the port (identity unless fused with other plans)
+    bank_index: tuple[int, ...] = ()
 
     def address(self, stream: Stream, word: int) -> int:
         """Host address of ``word`` of ``stream`` (its bank, after its offset)."""
-        return (stream.bank << self.word_bits) | (stream.offset + word)
+        return (self.bank_index[stream.bank] << self.word_bits) | (stream.offset + word)
 
     def input_writes(self, operands: dict[str, np.ndarray]) -> list[tuple[int, int]]:
         """``(host_addr, raw word)`` writes that load both inputs (validated, range-checked)."""
@@ -112,10 +114,17 @@ def _stream_elements(plan: ArrayPlan, stream: Stream, times=None):
             yield base + w, _element(x, full, shape)
 
 
-def host_map(plan: ArrayPlan) -> HostMap:
-    """The host view of ``plan``; checks that every output element has exactly one home."""
+def host_map(plan: ArrayPlan, bank_index: dict[int, int] | None = None,
+             word_bits: int | None = None) -> HostMap:
+    """The host view of ``plan``; checks that every output element has exactly one home.
+
+    ``bank_index`` maps the plan's banks to physical banks and ``word_bits`` sets the word
+    field (both for a plan fused with others into one array).
+    """
     op = plan.spec.op
-    word_bits = max(1, (max(b.depth for b in plan.banks) - 1).bit_length())
+    index = tuple(bank_index[b] if bank_index else b for b in range(len(plan.banks)))
+    if word_bits is None:
+        word_bits = max(1, (max(b.depth for b in plan.banks) - 1).bit_length())
     data_bits = max(t.dtype.bits for t in op.tensors)
     out = op.output
     shape = op.tensor_extent(out, op.extents)
@@ -131,12 +140,12 @@ def host_map(plan: ArrayPlan) -> HostMap:
         for word, elem in _stream_elements(plan, stream, times):
             if elem is None:
                 continue
-            here = (stream.bank, stream.offset + word)
+            here = (index[stream.bank], stream.offset + word)
             if loc[elem][0] >= 0 and tuple(loc[elem]) != here:
                 raise ValueError(f"generator error: output element {elem} is written to two "
-                                 f"places (bank {loc[elem][0]} and bank {stream.bank})")
+                                 f"places (bank {loc[elem][0]} and bank {index[stream.bank]})")
             loc[elem] = here
     if (loc[..., 0] < 0).any():
         missing = tuple(int(i) for i in np.argwhere(loc[..., 0] < 0)[0])
         raise ValueError(f"generator error: output element {missing} is never written")
-    return HostMap(plan, word_bits, data_bits, loc)
+    return HostMap(plan, word_bits, data_bits, loc, index)

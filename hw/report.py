@@ -26,8 +26,8 @@ def design_report(top: GeneratedArray) -> dict:
     banks = []
     for b, bank in enumerate(plan.banks):
         dtype = next(t for t in op.tensors if t.name == bank.tensor).dtype
-        banks.append({"index": b, "tensor": bank.tensor, "depth": bank.depth,
-                      "width": dtype.bits,
+        banks.append({"index": top.bank_of[0][b], "tensor": bank.tensor,
+                      "depth": top.banks[top.bank_of[0][b]][1], "width": dtype.bits,
                       "roots": [list(plan.streams[k].root) for k in bank.members]})
     per_tensor = Counter(b["tensor"] for b in banks)
     roots = Counter(s.tensor for s in plan.streams)
@@ -48,7 +48,7 @@ def design_report(top: GeneratedArray) -> dict:
         "banks": per_tensor[out.tensor.name],
         "read_modify_write": plan.accumulates_across_tiles,
     }
-    return {
+    report = {
         "name": spec.name,
         "dataflow": spec.dataflow.name,
         "array": list(spec.array),
@@ -68,6 +68,25 @@ def design_report(top: GeneratedArray) -> dict:
         "host": {"addr_bits": top.addr_bits, "data_bits": top.host.data_bits,
                  "word_bits": top.host.word_bits},
     }
+    if len(top.plans) > 1:      # fused: every dataflow's timing, the physical banks
+        report["modes"] = [{"mode": i, "dataflow": p.spec.dataflow.name,
+                            "cycles_per_problem": p.run_cycles, "cycles_per_tile": p.period,
+                            "utilization": round(true_macs / (fus_array * p.run_cycles), 4)}
+                           for i, p in enumerate(top.plans)]
+        names = [t.name for t in (plan.inputs[0].tensor, plan.inputs[1].tensor,
+                                  plan.output.tensor)]
+        report["banks"] = {
+            "count": len(top.banks),
+            "total_bits": sum(d * _roles_bits(plan)[r] for r, d in top.banks),
+            "list": [{"index": b, "tensor": names[r], "depth": d, "width": _roles_bits(plan)[r]}
+                     for b, (r, d) in enumerate(top.banks)],
+        }
+    return report
+
+
+def _roles_bits(plan) -> list[int]:
+    return [plan.inputs[0].tensor.dtype.bits, plan.inputs[1].tensor.dtype.bits,
+            plan.output.tensor.dtype.bits]
 
 
 def check_against_netlist(report: dict, verilog: str) -> dict:

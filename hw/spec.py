@@ -30,7 +30,7 @@ from pathlib import Path
 from golden.int_types import IntType, int_type
 
 __all__ = ["DataflowSpec", "DesignSpec", "OpSpec", "SpecError", "TensorSpec", "load_spec",
-           "parse_affine", "spec_from_dict"]
+           "load_specs", "parse_affine", "spec_from_dict", "specs_from_dict"]
 
 ROLES = ("input", "accumulate")
 
@@ -289,5 +289,47 @@ def load_spec(path: str | Path) -> DesignSpec:
         raise SpecError(f"{p}: not valid YAML: {exc}") from None
     try:
         return spec_from_dict(data)
+    except SpecError as exc:
+        raise SpecError(f"{p}: {exc}") from None
+
+
+def specs_from_dict(d: dict) -> list[DesignSpec]:
+    """One spec per dataflow: ``dataflow:`` (one) or ``dataflows:`` (a list, fused designs).
+
+    A fused spec shares ``name``, ``op`` and ``array``; its dataflows need distinct names.
+    """
+    if not isinstance(d, dict) or "dataflows" not in d:
+        return [spec_from_dict(d)]
+    if "dataflow" in d:
+        raise SpecError("give either 'dataflow' or 'dataflows', not both")
+    flows = d["dataflows"]
+    if not isinstance(flows, list) or not flows:
+        raise SpecError(f"dataflows must be a non-empty list, got {flows!r}")
+    specs = []
+    for n, flow in enumerate(flows):
+        try:
+            specs.append(spec_from_dict({**{k: v for k, v in d.items() if k != "dataflows"},
+                                         "dataflow": flow}))
+        except SpecError as exc:
+            raise SpecError(f"dataflows[{n}]: {exc}") from None
+    names = [s.dataflow.name for s in specs]
+    if len(set(names)) != len(names):
+        raise SpecError(f"dataflows need distinct names, got {names}")
+    return specs
+
+
+def load_specs(path: str | Path) -> list[DesignSpec]:
+    """Read a YAML spec with one dataflow or several (a fused design)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    try:
+        return specs_from_dict(data)
     except SpecError as exc:
         raise SpecError(f"{p}: {exc}") from None

@@ -17,7 +17,7 @@ import numpy as np
 from golden.loop_nest import affine_mac
 from hw.emit import to_verilog
 from hw.generate import GeneratedArray
-from hw.plan import ArrayPlan, plan_array
+from hw.plan import plan_array
 from hw.spec import DesignSpec
 
 from .runner import build, run_test
@@ -47,9 +47,16 @@ class DesignRun:
         return self.cycles / self.run_wall_s if self.run_wall_s > 0 else float("inf")
 
 
-def emit_design(spec: DesignSpec, fu_style: str = "instance"
-                ) -> tuple[ArrayPlan, GeneratedArray, str]:
-    """Plan, elaborate and emit ``spec`` (top module named after the spec)."""
+def emit_design(spec: DesignSpec | list[DesignSpec], fu_style: str = "instance"):
+    """Plan, elaborate and emit ``spec`` (top module named after the spec).
+
+    Returns ``(plan, top, verilog)``; for a list of specs (a fused design) the first item is
+    the list of plans.
+    """
+    if isinstance(spec, list | tuple):
+        plans = [plan_array(s) for s in spec]
+        top = GeneratedArray(plans, fu_style=fu_style)
+        return plans, top, to_verilog(top, spec[0].name)
     plan = plan_array(spec)
     top = GeneratedArray(plan, fu_style=fu_style)
     return plan, top, to_verilog(top, spec.name)
@@ -78,14 +85,22 @@ def golden_output(spec: DesignSpec, operands: dict[str, np.ndarray]) -> np.ndarr
                       acc_bits=c.dtype.bits)
 
 
-def simulate_design(spec: DesignSpec, operands: dict[str, np.ndarray] | None = None, *,
+def simulate_design(spec: DesignSpec | list[DesignSpec],
+                    operands: dict[str, np.ndarray] | None = None, *,
                     seed: int = 0, engine: str = "cocotb", waves: bool = False,
-                    bench_mode: str = "bulk") -> DesignRun:
+                    bench_mode: str = "bulk", mode: int = 0) -> DesignRun:
     """Simulate ``spec`` on ``operands`` (random from ``seed`` when omitted).
 
-    ``bench_mode`` (cocotb only): "bulk" waits once for ``done``; "per_cycle" wakes Python on
-    every clock edge (for comparing test-bench styles; the result is the same).
+    A list of specs is a fused design (one array, several dataflows): ``mode`` picks the
+    dataflow that runs. ``bench_mode`` (cocotb only): "bulk" waits once for ``done``;
+    "per_cycle" wakes Python on every clock edge (the result is the same).
     """
+    specs = list(spec) if isinstance(spec, list | tuple) else [spec]
+    if not 0 <= mode < len(specs):
+        raise ValueError(f"mode must be in 0..{len(specs) - 1}, got {mode}")
+    if engine == "fast" and mode:
+        raise ValueError("the fast engine drives mode 0 only; use engine='cocotb' or 'pysim'")
+    spec = specs[mode]
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if bench_mode not in ("bulk", "per_cycle"):
@@ -94,19 +109,23 @@ def simulate_design(spec: DesignSpec, operands: dict[str, np.ndarray] | None = N
         raise ValueError("waves are recorded by the cocotb engine only")
     operands = random_operands(spec, seed) if operands is None else operands
     if engine == "pysim":   # Amaranth's simulator runs the FUs as Amaranth submodules
-        plan = plan_array(spec)
-        top = GeneratedArray(plan, fu_style="inline")
+        plans = [plan_array(s) for s in specs]
+        top = GeneratedArray(plans, fu_style="inline")
     else:
-        plan, top, verilog = emit_design(spec)
-    host = top.host
-    writes = host.input_writes(operands)        # validates shapes and ranges
-    expected = golden_output(spec, operands)
+        plans, top, verilog = emit_design(specs)
+    plan, host = plans[mode], top.hosts[mode]
+    try:
+        writes = host.input_writes(operands)    # validates shapes and ranges
+        expected = golden_output(spec, operands)
+    except ValueError:
+        top._MustUse__silence = True            # rejected before simulation: not a leak
+        raise
     reads = host.output_reads()
     max_cycles = plan.run_cycles + 16
     if engine == "pysim":
         from .pysim import run_pysim
 
-        values, cycles = run_pysim(top, writes, reads, max_cycles)
+        values, cycles = run_pysim(top, writes, reads, max_cycles, mode=mode)
         return DesignRun(host.decode_output(values), expected, cycles, plan.run_cycles, 0.0,
                          0.0, True)
     if engine == "fast":
@@ -122,7 +141,7 @@ def simulate_design(spec: DesignSpec, operands: dict[str, np.ndarray] | None = N
         built = build(verilog, spec.name, waves=waves)
         result = run_test(built, "sim.benches.design_bench",
                           {"writes": writes, "reads": reads, "max_cycles": max_cycles,
-                           "mode": bench_mode},
+                           "mode": bench_mode, "dataflow": mode},
                           seed=seed, waves=waves)
         values = [int(v) for v in result.output["values"]]
         cycles, wall = int(result.output["cycles"]), float(result.output["run_wall_s"])

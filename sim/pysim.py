@@ -17,7 +17,7 @@ __all__ = ["run_pysim"]
 
 
 def run_pysim(top, writes: Sequence[tuple[int, int]], reads: Sequence[int],
-              max_cycles: int) -> tuple[list[int], int]:
+              max_cycles: int, mode: int = 0) -> tuple[list[int], int]:
     """(raw words read back, run cycles) for ``top`` (a :class:`hw.generate.GeneratedArray`)."""
     result: dict = {}
 
@@ -28,6 +28,8 @@ def run_pysim(top, writes: Sequence[tuple[int, int]], reads: Sequence[int],
             ctx.set(top.host_wdata, word)
             await ctx.tick()
         ctx.set(top.host_we, 0)
+        if hasattr(top, "mode"):
+            ctx.set(top.mode, mode)
         ctx.set(top.start, 1)
         await ctx.tick()
         ctx.set(top.start, 0)

@@ -34,6 +34,8 @@ async def run_design(dut):
         await RisingEdge(dut.clk)
     dut.host_we.value = 0
 
+    if cfg.get("dataflow", 0):          # a fused design: pick the dataflow to run
+        dut.mode.value = cfg["dataflow"]
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0

@@ -83,6 +83,15 @@ class TestCli:
         assert r.returncode == 1
         assert "would share an FU and a cycle" in r.stderr and "Traceback" not in r.stderr
 
+    def test_sim_fused_dataflow(self):
+        r = lego("sim", "examples/gemm_fused.yaml", "--engine", "pysim", "--dataflow",
+                 "weight_stationary")
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["dataflow"] == "weight_stationary" and report["bit_exact"]
+        r = lego("sim", "examples/gemm_fused.yaml", "--engine", "pysim", "--dataflow", "x")
+        assert r.returncode == 1 and "--dataflow 'x' is not in the spec" in r.stderr
+
     def test_sim_spec_pysim(self):
         r = lego("sim", "examples/conv2d.yaml", "--engine", "pysim", "--dims", "y=2")
         assert r.returncode == 0, r.stderr

@@ -132,3 +132,49 @@ class TestFuStyles:
 
         with pytest.raises(ValueError, match="fu_style must be one of"):
             GeneratedArray(plan_array(load_spec("examples/gemm_os.yaml")), fu_style="flat")
+
+
+class TestFusion:
+    @pytest.mark.parametrize("mode", [0, 1, 2])
+    def test_every_mode_bit_exact(self, mode):
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        run = simulate_design(specs, seed=5 + mode, engine="pysim", mode=mode)
+        np.testing.assert_array_equal(run.output, run.expected)
+        assert run.cycles == run.expected_cycles
+
+    def test_shares_registers_and_banks(self):
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        _, fused, v = emit_design(specs)
+        report = design_report(fused)
+        check_against_netlist(report, v)
+        singles = [design_report(emit_design(s)[1]) for s in specs]
+        total = report["registers"]["total_bits"]
+        assert total < sum(s["registers"]["total_bits"] for s in singles)
+        # OS forwards A right and B down, WS forwards A right, IS forwards B down: all shared
+        fwd = [s["registers"]["by_purpose"].get("operand forwarding", 0) for s in singles]
+        assert report["registers"]["by_purpose"]["operand forwarding"] == max(fwd)
+        # the k-th bank of each tensor is one memory: as many as the most any dataflow needs
+        assert report["banks"]["count"] == sum(
+            max(s["banks"]["per_tensor"][t] for s in singles) for t in "ABC")
+        assert [m["cycles_per_problem"] for m in report["modes"]] == [
+            s["cycles"]["per_problem"] for s in singles]
+
+    def test_incompatible_dataflows(self):
+        from hw.generate import FusionError, GeneratedArray
+        from hw.plan import plan_array
+
+        os_spec = load_spec("examples/gemm_os.yaml")
+        small = spec_from_dict({**os_spec.source, "array": [2, 2],
+                                "dataflow": {**os_spec.source["dataflow"],
+                                             "tile": {"i": 2, "j": 2, "k": 16}}})
+        with pytest.raises(FusionError, match=r"cannot share an array: arrays \(4, 4\) and"):
+            GeneratedArray([plan_array(os_spec), plan_array(small)])
+        int4 = spec_from_dict({**os_spec.source, "op": {**os_spec.source["op"], "tensors": {
+            **os_spec.source["op"]["tensors"],
+            "A": {"index": "i, k", "role": "input", "type": "int4"}}}})
+        with pytest.raises(FusionError, match="role 0 is int8 vs int4"):
+            GeneratedArray([plan_array(os_spec), plan_array(int4)])

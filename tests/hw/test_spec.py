@@ -92,11 +92,15 @@ class TestLoadSpec:
     def test_examples_load(self):
         from pathlib import Path
 
+        from hw.spec import load_specs
+
         names = sorted(p.stem for p in Path("examples").glob("*.yaml"))
         assert {"gemm_os", "gemm_ws", "gemm_is", "gemm_multicast", "batched_gemm",
-                "conv2d"} <= set(names)
+                "conv2d", "gemm_fused"} <= set(names)
         for n in names:
-            assert load_spec(Path("examples") / f"{n}.yaml").name == n
+            assert {s.name for s in load_specs(Path("examples") / f"{n}.yaml")} == {n}
+        with pytest.raises(SpecError, match="missing 'dataflow'"):
+            load_spec("examples/gemm_fused.yaml")       # several dataflows: load_specs
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(SpecError, match="cannot read spec"):
@@ -113,3 +117,39 @@ class TestLoadSpec:
         p.write_text("name: x\narray: [2, 2]\n")
         with pytest.raises(SpecError, match=r"x.yaml: spec: missing 'op'"):
             load_spec(p)
+
+
+class TestSpecsFromDict:
+    def test_fused_example(self):
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        assert [s.dataflow.name for s in specs] == ["output_stationary", "weight_stationary",
+                                                    "input_stationary"]
+        assert {s.name for s in specs} == {"gemm_fused"} and specs[0].op == specs[1].op
+
+    def test_single_is_a_list_of_one(self):
+        from hw.spec import specs_from_dict
+
+        assert len(specs_from_dict(gemm())) == 1
+
+    @pytest.mark.parametrize("flows,msg", [
+        ([], "dataflows must be a non-empty list"),
+        ([{"name": "a", "space": ["i", "j"], "time": "i + j + k"},
+          {"name": "a", "space": ["i", "j"], "time": "k"}], "distinct names"),
+        ([{"name": "a", "space": ["i"], "time": "k"}], r"dataflows\[0\]: dataflow.space has 1"),
+    ])
+    def test_errors(self, flows, msg):
+        from hw.spec import specs_from_dict
+
+        d = gemm()
+        del d["dataflow"]
+        d["dataflows"] = flows
+        with pytest.raises(SpecError, match=msg):
+            specs_from_dict(d)
+
+    def test_both_keys(self):
+        from hw.spec import specs_from_dict
+
+        with pytest.raises(SpecError, match="either 'dataflow' or 'dataflows'"):
+            specs_from_dict({**gemm(), "dataflows": []})

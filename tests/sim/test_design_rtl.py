@@ -73,3 +73,15 @@ class TestEngines:
         with pytest.raises(ValueError, match="waves are recorded by the cocotb engine"):
             simulate_design(gemm_spec("os", (2, 2), (3, 5, 7), "int4"), engine="fast",
                             waves=True)
+
+
+class TestFusedRTL:
+    def test_every_mode_in_verilator(self):
+        """One build of the fused OS + WS + IS array; each dataflow selected at run time."""
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        for mode in range(len(specs)):
+            run = simulate_design(specs, seed=mode, mode=mode)
+            np.testing.assert_array_equal(run.output, run.expected)
+            assert run.cycles == run.expected_cycles
