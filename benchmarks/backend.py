@@ -1,19 +1,21 @@
-"""Back end on generated arrays: pipeline registers by LP vs as-soon-as-possible insertion.
+"""Back end on generated arrays: LP pipelining vs ASAP, and the area of a fused array.
 
-Each generated int8 GEMM array (64^3 problem) is lowered to its per-cycle primitive graph
-(hw.lower) and pipelined with a stage budget of one multiplier or two adders (1.0 unit);
-the figures are the inserted register bits of the ASAP baseline ("naive") and of the LP, and
-the LP solve time. Fused multi-dataflow arrays and Yosys cell counts are not built yet (the
-keys are reported as null). Last line: one JSON object.
-Run: ``.venv/bin/python benchmarks/backend.py``.
+1. Each generated int8 GEMM array (64^3 problem) is lowered to its per-cycle primitive graph
+   (hw.lower) and pipelined with a stage budget of one multiplier or two adders (1.0 unit):
+   inserted register bits of the ASAP baseline ("naive") and of the LP, and the LP solve time.
+2. Yosys generic synthesis (hw.area) of examples/gemm_fused.yaml (OS + WS + IS on one 4x4
+   array) and of each of its dataflows alone: cells and flip-flops (a few minutes).
+Last line: one JSON object. Run: ``.venv/bin/python benchmarks/backend.py [--no-synth]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from utilization import FLOWS, spec_for
 
+from hw.area import synth_stats
 from hw.lower import lower_datapath
 from hw.pipeline import asap_pipeline, insert_pipeline
 from hw.plan import plan_array
@@ -21,7 +23,31 @@ from hw.plan import plan_array
 BUDGET = 1.0
 
 
+def _synth_fused(figures: dict) -> None:
+    from hw.spec import load_specs
+    from sim.design import emit_design
+
+    specs = load_specs("examples/gemm_fused.yaml")
+    _, _, verilog = emit_design(specs)
+    fused = synth_stats(verilog, specs[0].name)
+    singles = []
+    for spec in specs:
+        _, _, v = emit_design(spec)
+        st = synth_stats(v, spec.name)
+        singles.append(st.cells)
+        print(f"cells {spec.dataflow.name:<18} {st.cells:>7} ({st.flip_flops} flip-flops)")
+    print(f"cells {'fused (OS+WS+IS)':<18} {fused.cells:>7} ({fused.flip_flops} flip-flops): "
+          f"{fused.cells / max(singles):.2f}x the largest single, "
+          f"{fused.cells / sum(singles):.2f}x their sum")
+    figures |= {"cells_fused": fused.cells, "cells_single_max": max(singles),
+                "cells_single_sum": sum(singles),
+                "fused_over_single_max": round(fused.cells / max(singles), 3)}
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-synth", action="store_true", help="skip the Yosys part")
+    args = ap.parse_args()
     figures: dict = {}
     print(f"{'dataflow':<18} {'array':>5} {'nodes':>6} {'naive bits':>10} {'LP bits':>8} "
           f"{'saved':>6} {'solve s':>8}")
@@ -46,6 +72,8 @@ def main() -> None:
         "lp_solve_s": figures["lp_solve_s_output_stationary_32x32"],
         "cells_fused": None, "cells_single_max": None, "cells_single_sum": None,
     }
+    if not args.no_synth:
+        _synth_fused(figures)
     print(json.dumps(figures))
 
 
