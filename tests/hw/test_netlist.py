@@ -80,7 +80,7 @@ _OS_2x2 = gemm(**{"name": "arr", "array": [2, 2], "op.dims": {"i": 2, "j": 2, "k
 
 
 @pytest.fixture(scope="module")
-def mac_array():
+def generated():
     dut = GeneratedArray(plan_array(spec_from_dict(_OS_2x2)))
     return dut, read_netlist(to_verilog(dut, "arr"), "arr")
 
@@ -119,22 +119,22 @@ class TestAmaranthDesign:
 
 
 class TestGeneratedArray:
-    def test_ports_match_signature(self, mac_array):
-        dut, n = mac_array
+    def test_ports_match_signature(self, generated):
+        dut, n = generated
         expected = {name: (("input" if member.flow == wiring.In else "output"),
                            Shape.cast(member.shape).width)
                     for name, member in dut.signature.members.items()}
         expected |= {"clk": ("input", 1)}           # reset-free: no rst port
         assert {p.name: (p.direction, p.width) for p in n.ports.values()} == expected
 
-    def test_memories(self, mac_array):
-        _, n = mac_array
+    def test_memories(self, generated):
+        _, n = generated
         # 2 row roots of A, 2 column roots of B (8 words of k); the 4 output writers share
         # banks unless they write in the same cycle: (0,1) and (1,0) do, so 2 banks (3 + 1).
         assert sorted(n.memories.values()) == [(8, 8)] * 4 + [(32, 1), (32, 3)]
 
-    def test_hierarchy(self, mac_array):
-        _, n = mac_array
+    def test_hierarchy(self, generated):
+        _, n = generated
         # every FU is an instance of one FU module, emitted once after the top
         assert n.submodules == {f"fu_{i}_{j}": "arr_fu" for i in range(2) for j in range(2)}
         assert set(n.all_modules()) == {"arr", "arr_fu"}
@@ -143,8 +143,8 @@ class TestGeneratedArray:
         assert n.total_register_bits == n.register_bits + 4 * 32
         assert n.external_modules == []
 
-    def test_top_registers(self, mac_array):
-        _, n = mac_array
+    def test_top_registers(self, generated):
+        _, n = generated
         # Controller, flags and the systolic hop registers of A (right) and B (down).
         assert {"busy": 1, "done": 1, "A_0_1_d0": 8, "B_1_0_d0": 8}.items() <= n.registers.items()
 
