@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["linear_attention", "linear_attention_quadratic"]
+__all__ = ["check_qkv", "linear_attention", "linear_attention_quadratic"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -43,20 +43,26 @@ def _to_torch(name: str, x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t
 
 
+def check_qkv(q_shape, k_shape, v_shape, eps) -> None:
+    """The shape and ``eps`` contract of linear attention (shared with the Triton kernels):
+    q (B, H, Nq, D), k (B, H, N, D), v (B, H, N, Dv), eps a finite number >= 0."""
+    q_shape, k_shape, v_shape = tuple(q_shape), tuple(k_shape), tuple(v_shape)
+    if q_shape[:2] != k_shape[:2] or k_shape[:2] != v_shape[:2]:
+        raise ValueError(f"batch/heads differ: q {q_shape}, k {k_shape}, v {v_shape}")
+    if q_shape[-1] != k_shape[-1]:
+        raise ValueError(f"head_dim of q ({q_shape[-1]}) and k ({k_shape[-1]}) differ")
+    if k_shape[2] != v_shape[2]:
+        raise ValueError(f"tokens of k ({k_shape[2]}) and v ({v_shape[2]}) differ")
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) \
+            or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+
+
 def _prepare(q, k, v, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """Validate shapes and eps; returns float32 tensors and whether to return torch."""
     as_torch = any(isinstance(t, torch.Tensor) for t in (q, k, v))
     qt, kt, vt = _to_torch("q", q), _to_torch("k", k), _to_torch("v", v)
-    if qt.shape[:2] != kt.shape[:2] or kt.shape[:2] != vt.shape[:2]:
-        raise ValueError(
-            f"batch/heads differ: q {tuple(qt.shape)}, k {tuple(kt.shape)}, v {tuple(vt.shape)}"
-        )
-    if qt.shape[-1] != kt.shape[-1]:
-        raise ValueError(f"head_dim of q ({qt.shape[-1]}) and k ({kt.shape[-1]}) differ")
-    if kt.shape[2] != vt.shape[2]:
-        raise ValueError(f"tokens of k ({kt.shape[2]}) and v ({vt.shape[2]}) differ")
-    if not isinstance(eps, int | float) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    check_qkv(qt.shape, kt.shape, vt.shape, eps)
     dev = qt.device
     return qt, kt.to(dev), vt.to(dev), as_torch
 

@@ -20,11 +20,11 @@ matches the interpreter up to summation order.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
+
+from golden.linear_attention import check_qkv
 
 from . import INTERPRETED
 
@@ -117,17 +117,7 @@ def _validate(q, k, v, eps, backend: str, block_m: int, block_n: int) -> None:
         raise ValueError(f"dtypes differ: q {q.dtype}, k {k.dtype}, v {v.dtype}")
     if k.device != q.device or v.device != q.device:
         raise ValueError(f"devices differ: q on {q.device}, k on {k.device}, v on {v.device}")
-    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
-        raise ValueError(
-            f"batch/heads differ: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"head_dim of q ({q.shape[-1]}) and k ({k.shape[-1]}) differ")
-    if k.shape[2] != v.shape[2]:
-        raise ValueError(f"tokens of k ({k.shape[2]}) and v ({v.shape[2]}) differ")
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) \
-            or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    check_qkv(q.shape, k.shape, v.shape, eps)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     for name, b in (("block_m", block_m), ("block_n", block_n)):
