@@ -274,23 +274,26 @@ def spec_from_dict(d: dict) -> DesignSpec:
     return DesignSpec(name, op, array, flow, source=d)
 
 
-def load_spec(path: str | Path) -> DesignSpec:
-    """Read a YAML spec file."""
+def _read(path: str | Path, parse):
+    """YAML at ``path`` through ``parse``; every failure a SpecError naming the file."""
     import yaml
 
     p = Path(path)
     try:
-        text = p.read_text()
+        data = yaml.safe_load(p.read_text())
     except OSError as exc:
         raise SpecError(f"cannot read spec {p}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{p}: not valid YAML: {exc}") from None
     try:
-        return spec_from_dict(data)
+        return parse(data)
     except SpecError as exc:
         raise SpecError(f"{p}: {exc}") from None
+
+
+def load_spec(path: str | Path) -> DesignSpec:
+    """Read a YAML spec with one dataflow."""
+    return _read(path, spec_from_dict)
 
 
 def specs_from_dict(d: dict) -> list[DesignSpec]:
@@ -320,16 +323,4 @@ def specs_from_dict(d: dict) -> list[DesignSpec]:
 
 def load_specs(path: str | Path) -> list[DesignSpec]:
     """Read a YAML spec with one dataflow or several (a fused design)."""
-    import yaml
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise SpecError(f"cannot read spec {p}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML: {exc}") from None
-    try:
-        return specs_from_dict(data)
-    except SpecError as exc:
-        raise SpecError(f"{p}: {exc}") from None
+    return _read(path, specs_from_dict)

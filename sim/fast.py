@@ -44,7 +44,7 @@ from itertools import chain
 from pathlib import Path
 
 from .errors import BuildError, SimulationError
-from .runner import _MARKER, VERILATOR_FLAGS, _build_errors
+from .runner import BUILD_MARKER, VERILATOR_FLAGS, build_errors
 from .toolchain import cache_dir, ensure_on_path, verilator_bin_dir, verilator_version
 
 __all__ = ["FAST_FLAGS", "FastBuild", "FastRun", "build_fast", "run_fast", "scan_ports"]
@@ -269,7 +269,7 @@ def build_fast(verilog: str, top: str, *, cache_root: Path | None = None) -> Fas
     t0 = time.perf_counter()
     with open(root / f"{top}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (directory / _MARKER).is_file() and executable.is_file():
+        if (directory / BUILD_MARKER).is_file() and executable.is_file():
             return FastBuild(directory, executable, top, key, True, time.perf_counter() - t0,
                              ports)
         shutil.rmtree(directory, ignore_errors=True)
@@ -279,7 +279,7 @@ def build_fast(verilog: str, top: str, *, cache_root: Path | None = None) -> Fas
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        (directory / _MARKER).write_text(json.dumps({"top": top, "flags": FAST_FLAGS,
+        (directory / BUILD_MARKER).write_text(json.dumps({"top": top, "flags": FAST_FLAGS,
                                                      "ports": ports}))
     return FastBuild(directory, executable, top, key, False, time.perf_counter() - t0, ports)
 
@@ -299,7 +299,7 @@ def _compile(directory: Path, verilog: str, top: str, source: str) -> None:
     built = directory / "obj" / _EXE
     if proc.returncode != 0 or not built.is_file():
         raise BuildError(f"Verilator failed to build {top} (fast harness):\n"
-                         f"{_build_errors(proc.stdout)}")
+                         f"{build_errors(proc.stdout)}")
     built.replace(directory / _EXE)
     shutil.rmtree(directory / "obj", ignore_errors=True)
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from .errors import BuildError, SimulationError
 from .toolchain import cache_dir, ensure_on_path, verilator_version
 
-__all__ = ["VERILATOR_FLAGS", "Build", "TestRun", "build", "run_test"]
+__all__ = ["BUILD_MARKER", "VERILATOR_FLAGS", "Build", "TestRun", "build", "build_errors",
+           "run_test"]
 
 #: Amaranth's Verilog trips width warnings that are harmless by construction (toolchain.md).
 VERILATOR_FLAGS: tuple[str, ...] = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3")
 
-_MARKER = "complete"
+BUILD_MARKER = "complete"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def build(
     t0 = time.perf_counter()
     with open(root / f"{top}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (directory / _MARKER).is_file():
+        if (directory / BUILD_MARKER).is_file():
             return Build(directory, top, key, waves, True, time.perf_counter() - t0)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir()
@@ -94,10 +95,10 @@ def build(
             _runner().build(sources=[source], hdl_toplevel=top, build_dir=directory,
                             build_args=list(flags), waves=waves, log_file=log)
         except (RuntimeError, SystemExit) as exc:
-            message = _build_errors(log.read_text() if log.is_file() else str(exc))
+            message = build_errors(log.read_text() if log.is_file() else str(exc))
             shutil.rmtree(directory, ignore_errors=True)
             raise BuildError(f"Verilator failed to build {top}:\n{message}") from None
-        (directory / _MARKER).write_text(json.dumps({"top": top, "flags": flags}))
+        (directory / BUILD_MARKER).write_text(json.dumps({"top": top, "flags": flags}))
     return Build(directory, top, key, waves, False, time.perf_counter() - t0)
 
 
@@ -162,7 +163,7 @@ def _failures(results_xml: Path) -> str:
     return f"{failed} of {tests} cocotb tests failed" if failed else ""
 
 
-def _build_errors(log_text: str, limit: int = 20) -> str:
+def build_errors(log_text: str, limit: int = 20) -> str:
     """Verilator's ``%Error`` lines (or the log's tail when there are none)."""
     lines = log_text.splitlines()
     errors = [ln for ln in lines if ln.startswith(("%Error", "%Warning")) or " error: " in ln]
