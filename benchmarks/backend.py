@@ -1,10 +1,14 @@
-"""Back end on generated arrays: LP pipelining vs ASAP, and the area of a fused array.
+"""Back end on generated arrays: LP pipelining vs ASAP, solve time, and the area of fusion.
 
-1. Each generated int8 GEMM array (64^3 problem) is lowered to its per-cycle primitive graph
-   (hw.lower) and pipelined with a stage budget of one multiplier or two adders (1.0 unit):
-   inserted register bits of the ASAP baseline ("naive") and of the LP, and the LP solve time.
+1. Each int8 GEMM array (64^3 problem; single dataflows and the fused OS + WS + IS array) is
+   lowered to its per-cycle primitive graph (hw.lower), constant control folded (hw.passes),
+   and pipelined with a stage budget (hw.pipeline): inserted register bits of the ASAP
+   baseline ("naive") and of the LP, the LP solve time, the longest combinational path before
+   and after. Budget: 1.0 (one multiplier or two adders) for single dataflows; 1.25 for fused
+   arrays, whose accumulator loop also holds the mode mux (the tightest feasible budget).
 2. Yosys generic synthesis (hw.area) of examples/gemm_fused.yaml (OS + WS + IS on one 4x4
-   array) and of each of its dataflows alone: cells and flip-flops (a few minutes).
+   array) and of each of its dataflows alone, from the direct generator and from the back
+   end's graph: cells and flip-flops (several minutes).
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/backend.py [--no-synth]``.
 """
 
@@ -13,35 +17,58 @@ from __future__ import annotations
 import argparse
 import json
 
-from utilization import FLOWS, spec_for
+from utilization import spec_for
 
-from hw.area import synth_stats
-from hw.lower import lower_datapath
+from hw.backend import BackendOptions, optimize_datapath
+from hw.fusion import plan_fused
+from hw.lower import lower_array
 from hw.pipeline import asap_pipeline, insert_pipeline
 from hw.plan import plan_array
 
-BUDGET = 1.0
+SINGLE_BUDGET, FUSED_BUDGET = 1.0, 1.5
+FUSED = ("output_stationary", "weight_stationary", "input_stationary")
 
 
 def _synth_fused(figures: dict) -> None:
+    """Cells of the fused 4x4 array and of each dataflow alone, both generators: the datapath
+    emitted from the back end's graph (no pipelining: constants folded, balanced write-back
+    select; the headline figures) and the direct one (``_direct``: the FU as a module)."""
+    from hw.area import synth_stats
     from hw.spec import load_specs
     from sim.design import emit_design
 
     specs = load_specs("examples/gemm_fused.yaml")
-    _, _, verilog = emit_design(specs)
-    fused = synth_stats(verilog, specs[0].name)
-    singles = []
-    for spec in specs:
-        _, _, v = emit_design(spec)
-        st = synth_stats(v, spec.name)
-        singles.append(st.cells)
-        print(f"cells {spec.dataflow.name:<18} {st.cells:>7} ({st.flip_flops} flip-flops)")
-    print(f"cells {'fused (OS+WS+IS)':<18} {fused.cells:>7} ({fused.flip_flops} flip-flops): "
-          f"{fused.cells / max(singles):.2f}x the largest single, "
-          f"{fused.cells / sum(singles):.2f}x their sum")
-    figures |= {"cells_fused": fused.cells, "cells_single_max": max(singles),
-                "cells_single_sum": sum(singles),
-                "fused_over_single_max": round(fused.cells / max(singles), 3)}
+    for label, backend in (("", BackendOptions()), ("_direct", None)):
+        _, _, verilog = emit_design(specs, backend=backend)
+        fused = synth_stats(verilog, specs[0].name)
+        singles = []
+        for spec in specs:
+            _, _, v = emit_design(spec, backend=backend)
+            st = synth_stats(v, spec.name)
+            singles.append(st.cells)
+            print(f"cells{label:<8} {spec.dataflow.name:<18} {st.cells:>7} "
+                  f"({st.flip_flops} flip-flops)", flush=True)
+        print(f"cells{label:<8} {'fused (OS+WS+IS)':<18} {fused.cells:>7} "
+              f"({fused.flip_flops} flip-flops): {fused.cells / max(singles):.3f}x the largest "
+              f"single, {fused.cells / sum(singles):.2f}x their sum", flush=True)
+        figures |= {f"cells_fused{label}": fused.cells,
+                    f"cells_single_max{label}": max(singles),
+                    f"cells_single_sum{label}": sum(singles),
+                    f"fused_over_single_max{label}": round(fused.cells / max(singles), 3)}
+
+
+def _pipeline(key: str, plans, budget: float, figures: dict) -> None:
+    graph = optimize_datapath(lower_array(plans), BackendOptions()).graph   # constants folded
+    naive = asap_pipeline(graph, budget)
+    lp = insert_pipeline(graph, budget)
+    saved = 1 - lp.register_bits / naive.register_bits if naive.register_bits else 0.0
+    figures[f"reg_bits_naive_{key}"] = naive.register_bits
+    figures[f"reg_bits_lp_{key}"] = lp.register_bits
+    figures[f"lp_solve_s_{key}"] = round(lp.solve_s, 3)
+    figures[f"longest_path_{key}"] = graph.longest_path()[0]
+    print(f"{key:<26} {len(graph.nodes):>6} {graph.longest_path()[0]:>6.2f} {budget:>6.2f} "
+          f"{naive.register_bits:>10} {lp.register_bits:>8} {saved:>6.1%} {lp.latency:>4} "
+          f"{lp.solve_s:>8.3f}", flush=True)
 
 
 def main() -> None:
@@ -49,27 +76,21 @@ def main() -> None:
     ap.add_argument("--no-synth", action="store_true", help="skip the Yosys part")
     args = ap.parse_args()
     figures: dict = {}
-    print(f"{'dataflow':<18} {'array':>5} {'nodes':>6} {'naive bits':>10} {'LP bits':>8} "
-          f"{'saved':>6} {'solve s':>8}")
+    print(f"{'design':<26} {'nodes':>6} {'path':>6} {'budget':>6} {'naive bits':>10} "
+          f"{'LP bits':>8} {'saved':>6} {'lat':>4} {'solve s':>8}")
+    for n in (8, 16):
+        for name in (*FUSED, "multicast"):
+            _pipeline(f"{name}_{n}x{n}", plan_array(spec_for(name, 64, n)), SINGLE_BUDGET,
+                      figures)
     for n in (8, 16, 32):
-        for name in FLOWS:
-            if n == 32 and name != "output_stationary":
-                continue                  # 32x32 only for the solve-time figure
-            graph = lower_datapath(plan_array(spec_for(name, 64, n)))
-            naive = asap_pipeline(graph, BUDGET)
-            lp = insert_pipeline(graph, BUDGET)
-            saved = 1 - lp.register_bits / naive.register_bits if naive.register_bits else 0.0
-            key = f"{name}_{n}x{n}"
-            figures[f"reg_bits_naive_{key}"] = naive.register_bits
-            figures[f"reg_bits_lp_{key}"] = lp.register_bits
-            figures[f"lp_solve_s_{key}"] = round(lp.solve_s, 3)
-            print(f"{name:<18} {n:>2}x{n:<2} {len(graph.nodes):>6} {naive.register_bits:>10} "
-                  f"{lp.register_bits:>8} {saved:>6.1%} {lp.solve_s:>8.3f}", flush=True)
-    os16 = "output_stationary_16x16"
+        plans = plan_fused([spec_for(name, 64, n) for name in FUSED])
+        _pipeline(f"fused_{n}x{n}", plans, FUSED_BUDGET, figures)
     figures |= {
-        "reg_bits_naive": figures[f"reg_bits_naive_{os16}"],
-        "reg_bits_lp": figures[f"reg_bits_lp_{os16}"],
-        "lp_solve_s": figures["lp_solve_s_output_stationary_32x32"],
+        "reg_bits_naive": figures["reg_bits_naive_fused_16x16"],
+        "reg_bits_lp": figures["reg_bits_lp_fused_16x16"],
+        "lp_saving_fused_16x16": round(1 - figures["reg_bits_lp_fused_16x16"]
+                                       / figures["reg_bits_naive_fused_16x16"], 3),
+        "lp_solve_s": figures["lp_solve_s_fused_32x32"],
         "cells_fused": None, "cells_single_max": None, "cells_single_sum": None,
     }
     if not args.no_synth:

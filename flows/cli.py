@@ -88,6 +88,30 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
                    help="design spec (default: the built-in 4x4 int8 output-stationary GEMM)")
     p.add_argument("--dims", type=_dims, metavar="i=..,j=..",
                    help="override problem extents of the spec")
+    p.add_argument("--stage-budget", type=_budget, metavar="UNITS",
+                   help="emit the datapath from the back end's graph, pipelined by LP so that "
+                        "no stage is slower than UNITS (a multiplier is 1.0, an adder 0.5)")
+    p.add_argument("--max-fanout", type=int, metavar="N",
+                   help="back end: broadcast rewiring, no net drives more than N inputs")
+
+
+def _backend(args):
+    """The back-end options of ``args`` (None: the direct generator)."""
+    if args.stage_budget is None and args.max_fanout is None:
+        return None
+    from hw.backend import BackendOptions
+
+    return BackendOptions(stage_budget=args.stage_budget, max_fanout=args.max_fanout)
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _sim_options(p: argparse.ArgumentParser) -> None:
@@ -119,7 +143,7 @@ def _ok(run) -> bool:
 def _cmd_emit(args) -> int:
     from .default_design import emit, resolve_spec
 
-    emitted = emit(resolve_spec(args.spec, args.dims), args.out)
+    emitted = emit(resolve_spec(args.spec, args.dims), args.out, backend=_backend(args))
     print(f"wrote {emitted.verilog} ({emitted.lines} lines) and {emitted.report}")
     return 0
 
@@ -129,7 +153,7 @@ def _cmd_sim(args) -> int:
 
     spec = resolve_spec(args.spec, args.dims)
     run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves,
-                   dataflow=args.dataflow)
+                   dataflow=args.dataflow, backend=_backend(args))
     specs = spec if isinstance(spec, list) else [spec]
     name = specs[dataflow_index(spec, args.dataflow)].dataflow.name
     print(json.dumps({"engine": args.engine, "dataflow": name, **_sim_report(run)}))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from hw.backend import BackendOptions
 from hw.emit import write_text_atomic
 from hw.report import check_against_netlist, design_report
 from hw.spec import DesignSpec, SpecError, load_specs, spec_from_dict
@@ -69,12 +70,14 @@ class Emitted:
     figures: dict
 
 
-def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path) -> Emitted:
-    """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist)."""
+def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path,
+         backend: BackendOptions | None = None) -> Emitted:
+    """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist);
+    ``backend``: emit the datapath from the back end's optimized graph."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    _, top, verilog = emit_design(spec)
+    _, top, verilog = emit_design(spec, backend=backend)
     name = spec[0].name if isinstance(spec, list) else spec.name
     figures = design_report(top)
     figures["netlist"] = check_against_netlist(figures, verilog)
@@ -88,7 +91,8 @@ def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path) -> Emitted:
 
 
 def simulate(spec: DesignSpec | list[DesignSpec], seed: int = 0, engine: str = "cocotb",
-             waves: bool = False, dataflow: str | None = None) -> DesignRun:
+             waves: bool = False, dataflow: str | None = None,
+             backend: BackendOptions | None = None) -> DesignRun:
     """Simulate ``spec`` (for a fused spec, the dataflow named ``dataflow``: default first)."""
     return simulate_design(spec, seed=seed, engine=engine, waves=waves,
-                           mode=dataflow_index(spec, dataflow))
+                           mode=dataflow_index(spec, dataflow), backend=backend)

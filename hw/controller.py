@@ -22,22 +22,26 @@ def _name(prefix: str, coord) -> str:
 class TileController:
     """Cycle, phase and tile counters of one plan; window conditions; address bases.
 
-    It owns ``busy`` (high for ``plan.run_cycles`` cycles after ``go``) and raises ``done`` at
-    the end; ``clear`` drops ``done`` (any start). Window activity includes ``busy``, so the
-    controllers of a fused array's idle dataflows drive nothing.
+    It owns ``busy`` (high for ``plan.run_cycles + tail`` cycles after ``go``; ``tail``: the
+    latency of a pipelined datapath, whose last results arrive that much later) and raises
+    ``done`` at the end; ``clear`` drops ``done`` (any start). Window activity includes
+    ``busy``, so the controllers of a fused array's idle dataflows drive nothing.
     """
 
     def __init__(self, top, m: Module, plan: ArrayPlan, *, busy: Signal, done: Signal, go,
-                 clear, tag: str = "") -> None:
+                 clear, tag: str = "", tail: int = 0) -> None:
         self.top, self.m, self.plan, self.tag = top, m, plan, tag
         self.busy, self.done = busy, done
         self.period = plan.period
         self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan)) + 1
-        self.cycle = top._reg(m, range(plan.run_cycles + 1), f"{tag}cycle", "control")
+        run = plan.run_cycles + tail
+        self.cycle = top._reg(m, range(run + 1), f"{tag}cycle", "control")
         self.phase = top._reg(m, range(max(plan.period, 2)), f"{tag}phase", "control")
-        self.tile = top._reg(m, range(plan.n_tiles + self.max_lag + 2), f"{tag}tile", "control")
+        # the tile counter never wraps before the run ends (a wrapped one would revive tiles)
+        self.tile = top._reg(m, range(plan.n_tiles + self.max_lag + 2 + tail // plan.period),
+                             f"{tag}tile", "control")
         self._cache = {}
-        last = plan.run_cycles - 1
+        last = run - 1
         with m.If(clear):
             m.d.sync += done.eq(0)
         with m.If(go):

@@ -32,8 +32,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .backend import BackendOptions, optimize_datapath
 from .controller import TileController
+from .graph_rtl import emit_graph
 from .images import HostMap, host_map
+from .layout import bank_layout
+from .layout import roles as _roles
+from .lower import lower_array
 from .mac import MacSpec, MacUnit
 from .plan import ArrayPlan
 from .spec import SpecError
@@ -51,11 +56,6 @@ def _shape(dtype):
 
 def _name(prefix: str, coord) -> str:
     return prefix + "_" + "_".join(map(str, coord))
-
-
-def _roles(plan: ArrayPlan):
-    """(input 0, input 1, output) tensors of a plan: fusion matches tensors by role."""
-    return plan.inputs[0].tensor, plan.inputs[1].tensor, plan.output.tensor
 
 
 def _check_fusable(plans: list[ArrayPlan]) -> None:
@@ -79,8 +79,8 @@ class GeneratedArray(wiring.Component):
     #: simulator can run it).
     FU_STYLES = ("instance", "inline")
 
-    def __init__(self, plan: ArrayPlan | Sequence[ArrayPlan], fu_style: str = "instance"
-                 ) -> None:
+    def __init__(self, plan: ArrayPlan | Sequence[ArrayPlan], fu_style: str = "instance",
+                 backend: BackendOptions | None = None) -> None:
         plans = [plan] if isinstance(plan, ArrayPlan) else list(plan)
         if fu_style not in self.FU_STYLES or not plans:
             self._MustUse__silence = True   # never elaborated: no UnusedElaboratable warning
@@ -100,6 +100,17 @@ class GeneratedArray(wiring.Component):
         # chained dataflows use the combinational FU and, if needed, an accumulator beside it.
         self.stationary = kinds == {"stationary"} and len(plans) == 1
         self._layout()
+        #: With ``backend``, the datapath is lowered to a primitive graph, optimized
+        #: (:mod:`hw.backend`) and emitted from it; ``latency``: its pipeline depth.
+        self.backend, self.datapath, self.latency = backend, None, 0
+        if backend is not None:
+            self.lowered = lower_array(plans)
+            try:
+                self.datapath = optimize_datapath(self.lowered, backend)
+            except ValueError:
+                self._MustUse__silence = True       # rejected: never elaborated
+                raise
+            self.latency = self.datapath.latency
         bank_bits = max(1, (len(self.banks) - 1).bit_length())
         self.addr_bits = bank_bits + self.word_bits
         #: register bits by purpose, filled in by elaborate() (the report's numbers).
@@ -116,29 +127,17 @@ class GeneratedArray(wiring.Component):
 
     def _layout(self) -> None:
         """Physical banks: the k-th bank of each tensor role across all plans."""
-        per_role: list[list[int]] = [[], [], []]      # depth of each physical bank per role
-        remaps = []
-        for plan in self.plans:
-            names = [t.name for t in _roles(plan)]
-            seen = [0, 0, 0]
-            remap = {}
-            for b, bank in enumerate(plan.banks):
-                r = names.index(bank.tensor)
-                k = seen[r]
-                seen[r] += 1
-                if k == len(per_role[r]):
-                    per_role[r].append(0)
-                per_role[r][k] = max(per_role[r][k], bank.depth)
-                remap[b] = (r, k)
-            remaps.append(remap)
-        offsets = [0, len(per_role[0]), len(per_role[0]) + len(per_role[1])]
-        #: physical banks: (role, depth)
-        self.banks = [(r, d) for r in range(3) for d in per_role[r]]
-        self.word_bits = max(1, (max(d for _, d in self.banks) - 1).bit_length())
-        self.bank_of = [{b: offsets[r] + k for b, (r, k) in remap.items()} for remap in remaps]
+        layout = bank_layout(self.plans)
+        self.banks, self.word_bits = list(layout.banks), layout.word_bits
+        self.bank_of = list(layout.bank_of)
         self.hosts: list[HostMap] = [host_map(p, self.bank_of[i], self.word_bits)
                                      for i, p in enumerate(self.plans)]
         self.host = self.hosts[0]
+
+    def run_cycles(self, mode: int = 0) -> int:
+        """Cycles ``busy`` is high for a run of dataflow ``mode`` (the plan's plus the latency
+        of a pipelined datapath)."""
+        return self.plans[mode].run_cycles + self.latency
 
     @property
     def fu_module(self) -> str:
@@ -146,7 +145,7 @@ class GeneratedArray(wiring.Component):
 
     def verilog_dependencies(self) -> list[str]:
         """Verilog of the modules that the emitted top instantiates (the FU, once)."""
-        if self.fu_style != "instance":
+        if self.fu_style != "instance" or self.backend is not None:
             return []
         from amaranth.back import verilog
 
@@ -194,17 +193,69 @@ class GeneratedArray(wiring.Component):
         self.register_bits.clear()
         ctls, mode = self._controllers(m)
         ports = self._memories(m)
-        operands = self._operands(m, ctls, mode, ports)
+        self._read_addresses(m, ctls, ports)
+        if self.datapath is not None:
+            values = self._graph_datapath(m, ctls, mode, ports)
+            self._write_back(m, ctls, ports, values=values)
+            return m
+        operands = self._operands(m, mode, ports)
         sums = self._fus(m, ctls, mode, operands)
         self._write_back(m, ctls, ports, sums)
         return m
+
+    def _graph_datapath(self, m, ctls, mode, ports):
+        """The optimized datapath graph, its control inputs driven like :meth:`_fus` and
+        :meth:`_write_back` drive the FUs; returns each output bank's write-back value."""
+        graph = self.datapath.graph
+        drive = {}
+        for name, what in self.lowered.controls.items():
+            if name not in graph:
+                continue                            # folded away by the back end
+            kind = what[0]
+            if kind == "mode":
+                drive[name] = mode == what[1]
+            elif kind == "write":
+                any_write = Const(0, 1)
+                for i, s in what[2]:
+                    plan = self.plans[i]
+                    any_write = any_write | ctls[i].any_active(
+                        plan.output.write[plan.streams[s].root])
+                drive[name] = any_write
+            else:
+                f = what[1]
+                first, enable = self._fu_control(ctls, f)
+                drive[name] = first if kind == "first" else enable
+        for name, bank in self.lowered.reads.items():
+            if name in graph:
+                drive[name] = ports[bank][0].data
+        out = emit_graph(m, graph, drive, prefix="dp_")
+        original = self.lowered.graph
+        for name, node in graph.nodes.items():
+            if node.kind == "register":
+                self.register_bits[_graph_purpose(name, original)] += node.width
+        return {bank: out[name] for bank, name in self.lowered.outputs.items()}
+
+    def _fu_control(self, ctls, f):
+        """(first, enable) of FU ``f``: restart its partial sum / load its accumulator."""
+        first, enable = Const(0, 1), Const(0, 1)
+        for plan, ctl in zip(self.plans, ctls, strict=True):
+            if f not in plan.fus:
+                continue
+            out = plan.output
+            if out.vector is None:
+                first = first | ctl.busy
+                continue
+            first = first | ctl.any_active(out.first[f])
+            if out.vector.kind == "stationary":
+                enable = enable | ctl.active(plan.fus[f])
+        return first, enable
 
     def _controllers(self, m):
         go_any = self.start & ~self.busy
         if len(self.plans) == 1:
             self.register_bits["control"] += 2      # busy, done
             return [TileController(self, m, self.plan, busy=self.busy, done=self.done,
-                                   go=go_any, clear=go_any)], None
+                                   go=go_any, clear=go_any, tail=self.latency)], None
         mode = self._reg(m, range(len(self.plans)), "mode_q", "control")
         with m.If(go_any):
             m.d.sync += mode.eq(self.mode)
@@ -214,7 +265,7 @@ class GeneratedArray(wiring.Component):
             busy = self._reg(m, 1, f"m{i}_busy", "control")
             ctls.append(TileController(self, m, plan, busy=busy, done=self.done,
                                        go=go_any & (self.mode == i), clear=go_any,
-                                       tag=f"m{i}_"))
+                                       tag=f"m{i}_", tail=self.latency))
             busy_any = busy_any | busy
         m.d.comb += self.busy.eq(busy_any)
         return ctls, mode
@@ -245,7 +296,19 @@ class GeneratedArray(wiring.Component):
                 m.d.comb += self.host_rdata.eq(0)
         return ports
 
-    def _operands(self, m, ctls, mode, ports):
+    def _read_addresses(self, m, ctls, ports):
+        """Input banks: each stream drives its bank's read address in its window (the
+        streams sharing a bank take turns)."""
+        for role in range(2):
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                for stream in plan.streams:
+                    if stream.tensor == plan.inputs[role].tensor.name:
+                        rp = ports[self.bank_of[i][stream.bank]][0]
+                        active, addr = ctl.address(stream)
+                        with m.If(active):
+                            m.d.comb += rp.addr.eq(addr)
+
+    def _operands(self, m, mode, ports):
         """Per input role and FU: the operand (roots read banks, children forward)."""
         operands = []
         for role in range(2):
@@ -253,16 +316,12 @@ class GeneratedArray(wiring.Component):
             fus = sorted({f for p in self.plans for f in p.fus})
             value = {f: Signal(_shape(x.dtype), name=_name(x.name, f)) for f in fus}
             cache: dict = {}
-            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+            for i, plan in enumerate(self.plans):
                 tree = plan.inputs[role]
                 src = {}
                 for stream in plan.streams:
                     if stream.tensor == tree.tensor.name:
-                        rp = ports[self.bank_of[i][stream.bank]][0]
-                        active, addr = ctl.address(stream)
-                        with m.If(active):      # the streams sharing a bank take turns
-                            m.d.comb += rp.addr.eq(addr)
-                        src[stream.root] = rp.data
+                        src[stream.root] = ports[self.bank_of[i][stream.bank]][0].data
                 for f, (parent, delay) in tree.parent.items():
                     if f not in src:
                         src[f] = self._delayed(m, value[parent], delay, _name(x.name, f),
@@ -321,9 +380,12 @@ class GeneratedArray(wiring.Component):
                         m.d.comb += fu.psum_in.eq(s)
         return sums
 
-    def _write_back(self, m, ctls, ports, sums):
+    def _write_back(self, m, ctls, ports, sums=None, values=None):
         """One registered stage per output bank (its streams take turns); a reduction that
-        spans tiles reads, adds and writes back (the first tile overwrites)."""
+        spans tiles reads, adds and writes back (the first tile overwrites).
+
+        ``values``: the write-back values of a graph datapath (registered there, ``latency``
+        cycles late): the write address, enable and overwrite flag are delayed to match."""
         c_shape = signed(self.mac.acc_bits)
         rmw = any(p.accumulates_across_tiles for p in self.plans)
         for b, (role, depth) in enumerate(self.banks):
@@ -332,8 +394,13 @@ class GeneratedArray(wiring.Component):
             rp, wp = ports[b]
             en_q = self._reg(m, 1, f"wb{b}_en", "write-back")
             addr_q = self._reg(m, range(max(depth, 2)), f"wb{b}_addr", "write-back")
-            val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
+            if values is None:
+                val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
+            else:
+                val_q = values[b]
             fresh_q = self._reg(m, 1, f"wb{b}_fresh", "write-back") if rmw else None
+            addr_sel = Signal(range(max(depth, 2)), name=f"wb{b}_addr_sel")
+            fresh_sel = Signal(name=f"wb{b}_fresh_sel") if rmw else None
             any_write = Const(0, 1)
             for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
                 for stream in plan.streams:
@@ -344,13 +411,37 @@ class GeneratedArray(wiring.Component):
                     write = ctl.any_active(plan.output.write[stream.root])
                     any_write = any_write | write
                     with m.If(write):
-                        m.d.sync += [addr_q.eq(addr), val_q.eq(sums[stream.root])]
+                        m.d.comb += addr_sel.eq(addr)
+                        if values is None:
+                            m.d.sync += val_q.eq(sums[stream.root])
                         if rmw:
-                            fresh = (ctl.history_bit(stream.window)
-                                     if plan.accumulates_across_tiles else 1)
-                            m.d.sync += fresh_q.eq(fresh)
-                            m.d.comb += rp.addr.eq(addr)
-            m.d.sync += en_q.eq(self.busy & any_write)
+                            m.d.comb += fresh_sel.eq(ctl.history_bit(stream.window)
+                                                     if plan.accumulates_across_tiles else 1)
+            # a pipelined datapath delivers its values `latency` cycles late: so does this
+            write, addr = (self._delayed(m, v, self.latency, f"wb{b}_{what}", "write-back")
+                           for v, what in ((any_write, "write"), (addr_sel, "addr")))
+            fresh = (self._delayed(m, fresh_sel, self.latency, f"wb{b}_fresh", "write-back")
+                     if rmw else None)
+            with m.If(write):
+                m.d.sync += addr_q.eq(addr)
+                if rmw:
+                    m.d.sync += fresh_q.eq(fresh)
+                    m.d.comb += rp.addr.eq(addr)
+            m.d.sync += en_q.eq(self.busy & write)
             with m.If(self.busy):
                 m.d.comb += [wp.addr.eq(addr_q), wp.en.eq(en_q),
                              wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q if rmw else val_q)]
+
+
+def _graph_purpose(name: str, lowered) -> str:
+    """Report purpose of a register of the emitted datapath graph (``lowered``: before the
+    back end; registers it lacks were inserted by pipelining)."""
+    if name not in lowered:
+        return "pipeline"
+    if name.startswith("acc_"):
+        return "accumulators"
+    if name.startswith("psum_"):
+        return "partial-sum forwarding"
+    if name.startswith("wb_b"):
+        return "write-back"
+    return "operand forwarding"

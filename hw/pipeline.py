@@ -198,15 +198,18 @@ def apply_pipeline(graph: PrimitiveGraph, result: PipelineResult) -> PrimitiveGr
     ``src->dst/pipe1 .. pipeK`` of the edge's width, or with ``share_fanout`` one chain
     ``src/pipe1 ..`` per source (width: its widest out-edge) that each consumer taps at its
     count. Its :meth:`~PrimitiveGraph.register_bits` grows by exactly ``result.register_bits``.
-    ``ValueError`` if a generated name is already taken."""
+    Nodes keep ``signed`` and ``value``, edges their width and port (a chain on the edge into
+    port ``p`` of ``dst`` ends on port ``p``); inserted registers copy their source's
+    ``signed`` and start at 0. ``ValueError`` if a generated name is already taken."""
     out = PrimitiveGraph()
     for node in graph:
-        out.add_node(node.name, node.kind, node.width, node.delay)
+        out.add_node(node.name, node.kind, node.width, node.delay, node.signed, node.value)
 
     def chain(prefix: str, count: int, width: int, head: str) -> list[str]:
         names = [head] + [f"{prefix}/pipe{i}" for i in range(1, count + 1)]
+        signed = graph.node(head).signed
         for prev, name in itertools.pairwise(names):
-            out.add_node(name, "register", width)
+            out.add_node(name, "register", width, signed=signed)
             out.add_edge(prev, name, width)
         return names
 
@@ -219,10 +222,10 @@ def apply_pipeline(graph: PrimitiveGraph, result: PipelineResult) -> PrimitiveGr
                 deepest = max(result.registers_per_edge[(e.src, e.dst)] for e in src_out)
                 taps[edge.src] = chain(edge.src, deepest, max(e.width for e in src_out),
                                        edge.src)
-            out.add_edge(taps[edge.src][count], edge.dst, edge.width)
+            out.add_edge(taps[edge.src][count], edge.dst, edge.width, edge.port)
         else:
             names = chain(f"{edge.src}->{edge.dst}", count, edge.width, edge.src)
-            out.add_edge(names[-1], edge.dst, edge.width)
+            out.add_edge(names[-1], edge.dst, edge.width, edge.port)
     return out
 
 

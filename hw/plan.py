@@ -12,6 +12,7 @@ cycles at a fixed offset from its tile's start, so consecutive tiles never colli
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from math import ceil, prod
 
@@ -219,8 +220,19 @@ def _fu_windows(spec, active, inv, tile):
     return fus, g, tile_act
 
 
-def plan_array(spec: DesignSpec) -> ArrayPlan:
-    """Analyse ``spec``: raise :class:`SpecError` on anything the generator cannot build."""
+#: extra cost of a further source at an FU input that another fused dataflow already feeds
+#: (a mux input), in register-bit equivalents per operand bit.
+MUX_INPUT_COST = 1
+
+
+def plan_array(spec: DesignSpec, *, prefer: Sequence[Mapping] | None = None) -> ArrayPlan:
+    """Analyse ``spec``: raise :class:`SpecError` on anything the generator cannot build.
+
+    ``prefer`` (joint selection for fusion, :func:`hw.fusion.plan_fused`): per input role, FU
+    -> the ``(parent, delay)`` sources other dataflows give it (``parent`` None: memory). An
+    edge that is one of them costs only its wire (its register chain and mux input exist);
+    any other edge into such an FU pays a mux input on top of its cost.
+    """
     active, t_mat, inv = _check_transform(spec)
     op, df = spec.op, spec.dataflow
     tile = df.tile
@@ -236,15 +248,26 @@ def plan_array(spec: DesignSpec) -> ArrayPlan:
     # Inputs: a minimum arborescence over reuse edges, rooted at memory.
     trees = []
     root_windows = {}
-    for x in op.inputs:
+    for role, x in enumerate(op.inputs):
         _, vecs = reuse_vectors(acc(x), t_mat, n_sp)
         moving = [v for v in vecs if v.kind != "stationary"]
-        edges = [(MEMORY, f, MEMORY_PORT_COST * x.dtype.bits) for f in fus]
+        others = prefer[role] if prefer else {}
+
+        def cost(u, f, regular, source, bits=x.dtype.bits, others=others):
+            used = others.get(f, ())
+            if source in used:
+                return regular if source[0] is None else sum(
+                    abs(a - b) for a, b in zip(f, u, strict=True))
+            return regular + (MUX_INPUT_COST * bits if used else 0)
+
+        edges = [(MEMORY, f, cost(MEMORY, f, MEMORY_PORT_COST * x.dtype.bits, (None, 0)))
+                 for f in fus]
         for f in fus:
             for v in moving:
                 u = tuple(a - b for a, b in zip(f, v.d_space, strict=True))
                 if u in fus:
-                    edges.append((u, f, x.dtype.bits * v.d_time + sum(map(abs, v.d_space))))
+                    edges.append((u, f, cost(u, f, x.dtype.bits * v.d_time
+                                             + sum(map(abs, v.d_space)), (u, v.d_time))))
         chosen = minimum_arborescence([MEMORY, *fus], edges, MEMORY)
         parent = {}
         for f in fus:
@@ -366,7 +389,10 @@ def _overlap(a: Window, b: Window, period: int) -> bool:
 
 def _partition(streams: list[Stream], period: int):
     """Banks: greedy colouring of each tensor's streams by window overlap (interval-graph
-    colouring, first fit in start order), so concurrent accesses never share a bank."""
+    colouring in start order), so concurrent accesses never share a bank. Of the banks a
+    stream fits, it joins the shallowest (first on ties): as few banks as first fit, but
+    balanced depths, which fused arrays (the k-th banks of several dataflows are one memory)
+    need."""
     groups: list[tuple[str, list[int]]] = []
     rank = {t: i for i, t in enumerate(dict.fromkeys(s.tensor for s in streams))}
     order = sorted(range(len(streams)), key=lambda k: (rank[streams[k].tensor],
@@ -374,11 +400,12 @@ def _partition(streams: list[Stream], period: int):
                                                        streams[k].root))
     for k in order:
         s = streams[k]
-        for tensor, members in groups:
-            if tensor == s.tensor and not any(_overlap(s.window, streams[o].window, period)
-                                              for o in members):
-                members.append(k)
-                break
+        fits = [(sum(streams[o].depth for o in members), g)
+                for g, (tensor, members) in enumerate(groups)
+                if tensor == s.tensor and not any(_overlap(s.window, streams[o].window, period)
+                                                  for o in members)]
+        if fits:
+            groups[min(fits)[1]][1].append(k)
         else:
             groups.append((s.tensor, [k]))
     out = list(streams)

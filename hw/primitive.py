@@ -15,26 +15,62 @@ Structural rules enforced by :meth:`PrimitiveGraph.add_edge` (``ValueError`` oth
 ends exist; at most one edge per ``(src, dst)`` pair; ``input`` and ``const`` nodes have no
 in-edges, ``output`` and ``mem_write`` nodes no out-edges; ``1 <= width <= src.width``; and no
 combinational cycle. The cycle check is incremental (Pearce-Kelly dynamic topological order of
-the non-register nodes), so building a graph in dependency order costs O(1) per edge.
+the non-register nodes), so building a graph in dependency order costs O(1) per edge. Every
+edge also has a ``port``, its operand position at ``dst``: two in-edges of one node never share
+one, and :meth:`PrimitiveGraph.in_edges` lists them by port.
+
+Semantics (executed by :func:`hw.graph_sim.simulate_graph`, one evaluation per clock cycle).
+Every value is a bit pattern of its node's ``width``. An edge carries the low ``edge.width``
+bits of its source; the consumer reads that slice as a signed (sign-extended) integer when the
+*source* node is ``signed``, else zero-extended. Every operator computes the exact integer
+result of its operands and truncates it to its own ``width`` (two's-complement wrap). With
+``a, b, c`` the operands on ports 0, 1, 2 (:data:`ARITY` gives the in-edge counts)::
+
+    input, mem_read   (no in-edges) the environment's value this cycle (a mem_read's address
+                      logic lives outside the graph)
+    const             value
+    register          out(t + 1) = a(t),  out(0) = value
+    mul               a * b
+    add               sum of all operands (one or more)
+    sub               a - b
+    mux               b if a != 0 else c          (sel, when_true, when_false; Amaranth's Mux)
+    shift             a << value if value >= 0 else a >> -value   (arithmetic when a's source
+                      is signed: the operand is already sign-extended)
+    compare           1 if a < b else 0
+    relu              max(a, 0)
+    buf               a                           (identity; fan-out trees)
+    output, mem_write a, observed (sinks)
+
+A node with another number of in-edges than its kind's :data:`ARITY`, or ports other than
+``0 .. k-1``, is an error when simulating.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_DELAY", "KINDS", "Edge", "Node", "PrimitiveGraph"]
+__all__ = ["ARITY", "DEFAULT_DELAY", "KINDS", "Edge", "Node", "PrimitiveGraph"]
 
 #: Combinational delay per node kind in abstract units (a multiplier is 1.0).
 DEFAULT_DELAY: dict[str, float] = {
     "input": 0.0, "output": 0.0, "register": 0.0, "const": 0.0,
     "mul": 1.0, "add": 0.5, "sub": 0.5,
     "shift": 0.25, "compare": 0.25, "relu": 0.25, "mux": 0.25,
-    "mem_read": 0.5, "mem_write": 0.5,
+    "mem_read": 0.5, "mem_write": 0.5, "buf": 0.05,
 }
 KINDS: frozenset[str] = frozenset(DEFAULT_DELAY)
+#: In-edges per kind for simulation: ``(least, most)``, ``None``: no upper bound.
+ARITY: dict[str, tuple[int, int | None]] = {
+    "input": (0, 0), "const": (0, 0), "mem_read": (0, 0),
+    "register": (1, 1), "shift": (1, 1), "relu": (1, 1), "buf": (1, 1),
+    "output": (1, 1), "mem_write": (1, 1),
+    "mul": (2, 2), "sub": (2, 2), "compare": (2, 2), "mux": (3, 3),
+    "add": (1, None),
+}
 _NO_DELAY_KINDS = ("register", "const")         # their delay must stay 0
 _NO_INPUTS = ("input", "const")
 _NO_OUTPUTS = ("output", "mem_write")
@@ -44,12 +80,18 @@ _NO_OUTPUTS = ("output", "mem_write")
 class Node:
     """One primitive: ``kind`` in :data:`KINDS`, ``width`` output bits (a positive int) and a
     combinational ``delay`` >= 0 (``None``: the kind's :data:`DEFAULT_DELAY`). Registers and
-    constants have delay 0 (a register's clock-to-output time belongs to the stage budget)."""
+    constants have delay 0 (a register's clock-to-output time belongs to the stage budget).
+    ``signed``: consumers sign-extend what they read from this node. ``value``: a constant's
+    value, a register's initial value (both within ``-2**(width-1) .. 2**width - 1``, either
+    encoding of ``width`` bits), a shift's amount (left if >= 0, else right); unused
+    otherwise."""
 
     name: str
     kind: str
     width: int
     delay: float | None = None
+    signed: bool = False
+    value: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -64,16 +106,25 @@ class Node:
             raise ValueError(f"node {self.name}: delay must be finite and >= 0, got {delay!r}")
         if self.kind in _NO_DELAY_KINDS and delay != 0:
             raise ValueError(f"node {self.name}: a {self.kind} has delay 0, got {delay!r}")
+        if not isinstance(self.signed, bool):
+            raise ValueError(f"node {self.name}: signed must be a bool, got {self.signed!r}")
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            raise ValueError(f"node {self.name}: value must be an int, got {self.value!r}")
+        if self.kind in ("const", "register") and not (
+                -(1 << (self.width - 1)) <= self.value < 1 << self.width):
+            raise ValueError(f"node {self.name}: value {self.value} does not fit "
+                             f"{self.width} bits")
         object.__setattr__(self, "delay", float(delay))
 
 
 @dataclass(frozen=True)
 class Edge:
-    """``width`` bits from the output of ``src`` into an input of ``dst``."""
+    """The low ``width`` bits of the output of ``src`` into operand ``port`` of ``dst``."""
 
     src: str
     dst: str
     width: int
+    port: int
 
 
 class PrimitiveGraph:
@@ -90,23 +141,27 @@ class PrimitiveGraph:
         return f"PrimitiveGraph({len(self._nodes)} nodes, {len(self._edges)} edges)"
 
     # ---------------------------------------------------------------- construction
-    def add_node(self, name: str, kind: str, width: int, delay: float | None = None) -> Node:
+    def add_node(self, name: str, kind: str, width: int, delay: float | None = None,
+                 signed: bool = False, value: int = 0) -> Node:
         """Add and return a node; ``ValueError`` for a duplicate name or a bad field."""
         if name in self._nodes:
             raise ValueError(f"duplicate node name {name!r}")
-        node = Node(name, kind, width, delay)
+        node = Node(name, kind, width, delay, signed, value)
         self._nodes[name] = node
         self._out[name] = []
         self._in[name] = []
         self._ord[name] = len(self._ord)
         return node
 
-    def add_edge(self, src: str, dst: str, width: int | None = None) -> Edge:
-        """Add and return the edge ``src -> dst`` (``width`` defaults to ``src``'s width).
+    def add_edge(self, src: str, dst: str, width: int | None = None,
+                 port: int | None = None) -> Edge:
+        """Add and return the edge ``src -> dst`` (``width`` defaults to ``src``'s width,
+        ``port`` to the number of in-edges ``dst`` already has).
 
         ``ValueError`` for an unknown node, a repeated ``(src, dst)`` pair, an edge into an
-        input/const or out of an output/mem_write, a width outside ``[1, src.width]``, or an
-        edge that would close a cycle without a register on it (the graph is left unchanged).
+        input/const or out of an output/mem_write, a width outside ``[1, src.width]``, a port
+        that is not an int >= 0 or is already taken at ``dst``, or an edge that would close a
+        cycle without a register on it (the graph is left unchanged).
         """
         for end in (src, dst):
             if end not in self._nodes:
@@ -122,12 +177,18 @@ class PrimitiveGraph:
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= s.width:
             raise ValueError(f"edge {src} -> {dst}: width must be an int in [1, {s.width}], "
                              f"got {width!r}")
+        taken = [e.port for e in self._in[dst]]
+        port = len(taken) if port is None else port
+        if isinstance(port, bool) or not isinstance(port, int) or port < 0:
+            raise ValueError(f"edge {src} -> {dst}: port must be an int >= 0, got {port!r}")
+        if port in taken:
+            raise ValueError(f"edge {src} -> {dst}: port {port} of {dst} is already taken")
         if s.kind != "register" and d.kind != "register":
             self._keep_order(src, dst)
-        edge = Edge(src, dst, width)
+        edge = Edge(src, dst, width, port)
         self._edges[(src, dst)] = edge
         self._out[src].append(edge)
-        self._in[dst].append(edge)
+        self._in[dst].insert(bisect.bisect(taken, port), edge)
         return edge
 
     def _keep_order(self, src: str, dst: str) -> None:
@@ -159,6 +220,16 @@ class PrimitiveGraph:
                     stack.append(nxt)
         return seen
 
+    def copy(self) -> PrimitiveGraph:
+        """An independent graph with the same nodes and edges (same orders, same ports)."""
+        out = PrimitiveGraph()
+        out._nodes = dict(self._nodes)
+        out._edges = dict(self._edges)
+        out._out = {name: list(edges) for name, edges in self._out.items()}
+        out._in = {name: list(edges) for name, edges in self._in.items()}
+        out._ord = dict(self._ord)
+        return out
+
     # ---------------------------------------------------------------- queries
     @property
     def nodes(self) -> dict[str, Node]:
@@ -177,6 +248,7 @@ class PrimitiveGraph:
         return self._edges[(src, dst)]
 
     def in_edges(self, name: str) -> list[Edge]:
+        """The edges into ``name``, by port."""
         return list(self._in[name])
 
     def out_edges(self, name: str) -> list[Edge]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from math import prod
 
 from .generate import GeneratedArray
@@ -62,16 +63,17 @@ def design_report(top: GeneratedArray) -> dict:
         "tile": dict(zip(op.dims, plan.tile, strict=True)),
         "padded": dict(zip(op.dims, plan.padded, strict=True)),
         "cycles": {"per_tile": plan.period, "tile_latency": plan.span, "tiles": plan.n_tiles,
-                   "per_problem": plan.run_cycles},
+                   "per_problem": top.run_cycles(0), "datapath_latency": top.latency},
         "macs": true_macs,
-        "utilization": round(true_macs / (fus_array * plan.run_cycles), 4),
+        "utilization": round(true_macs / (fus_array * top.run_cycles(0)), 4),
         "host": {"addr_bits": top.addr_bits, "data_bits": top.host.data_bits,
                  "word_bits": top.host.word_bits},
     }
     if len(top.plans) > 1:      # fused: every dataflow's timing, the physical banks
         report["modes"] = [{"mode": i, "dataflow": p.spec.dataflow.name,
-                            "cycles_per_problem": p.run_cycles, "cycles_per_tile": p.period,
-                            "utilization": round(true_macs / (fus_array * p.run_cycles), 4)}
+                            "cycles_per_problem": top.run_cycles(i), "cycles_per_tile": p.period,
+                            "utilization": round(true_macs / (fus_array * top.run_cycles(i)),
+                                                 4)}
                            for i, p in enumerate(top.plans)]
         names = [t.name for t in (plan.inputs[0].tensor, plan.inputs[1].tensor,
                                   plan.output.tensor)]
@@ -81,6 +83,8 @@ def design_report(top: GeneratedArray) -> dict:
             "list": [{"index": b, "tensor": names[r], "depth": d, "width": _roles_bits(plan)[r]}
                      for b, (r, d) in enumerate(top.banks)],
         }
+    if top.datapath is not None:    # emitted from the back end's graph: what each pass did
+        report["backend"] = {"options": asdict(top.backend), "passes": top.datapath.stats}
     return report
 
 

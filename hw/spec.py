@@ -299,7 +299,9 @@ def load_spec(path: str | Path) -> DesignSpec:
 def specs_from_dict(d: dict) -> list[DesignSpec]:
     """One spec per dataflow: ``dataflow:`` (one) or ``dataflows:`` (a list, fused designs).
 
-    A fused spec shares ``name``, ``op`` and ``array``; its dataflows need distinct names.
+    A fused spec shares ``name`` and ``array``; its dataflows need distinct names. They share
+    the top-level ``op`` unless a dataflow carries its own ``op:`` (fusion of different ops,
+    e.g. ``K^T V`` then ``Q (K^T V)``); the top-level ``op`` may then be left out.
     """
     if not isinstance(d, dict) or "dataflows" not in d:
         return [spec_from_dict(d)]
@@ -311,8 +313,11 @@ def specs_from_dict(d: dict) -> list[DesignSpec]:
     specs = []
     for n, flow in enumerate(flows):
         try:
+            own = {"op": flow["op"]} if isinstance(flow, dict) and "op" in flow else {}
+            if isinstance(flow, dict):
+                flow = {k: v for k, v in flow.items() if k != "op"}
             specs.append(spec_from_dict({**{k: v for k, v in d.items() if k != "dataflows"},
-                                         "dataflow": flow}))
+                                         **own, "dataflow": flow}))
         except SpecError as exc:
             raise SpecError(f"dataflows[{n}]: {exc}") from None
     names = [s.dataflow.name for s in specs]

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from golden.loop_nest import affine_mac
+from hw.backend import BackendOptions
 from hw.emit import to_verilog
+from hw.fusion import plan_fused
 from hw.generate import GeneratedArray
 from hw.plan import plan_array
 from hw.spec import DesignSpec
@@ -47,18 +49,20 @@ class DesignRun:
         return self.cycles / self.run_wall_s if self.run_wall_s > 0 else float("inf")
 
 
-def emit_design(spec: DesignSpec | list[DesignSpec], fu_style: str = "instance"):
-    """Plan, elaborate and emit ``spec`` (top module named after the spec).
+def emit_design(spec: DesignSpec | list[DesignSpec], fu_style: str = "instance",
+                backend: BackendOptions | None = None):
+    """Plan, elaborate and emit ``spec`` (top module named after the spec); ``backend``: emit
+    the datapath from the optimized primitive graph (:mod:`hw.backend`).
 
     Returns ``(plan, top, verilog)``; for a list of specs (a fused design) the first item is
     the list of plans.
     """
     if isinstance(spec, list | tuple):
-        plans = [plan_array(s) for s in spec]
-        top = GeneratedArray(plans, fu_style=fu_style)
+        plans = plan_fused(spec)
+        top = GeneratedArray(plans, fu_style=fu_style, backend=backend)
         return plans, top, to_verilog(top, spec[0].name)
     plan = plan_array(spec)
-    top = GeneratedArray(plan, fu_style=fu_style)
+    top = GeneratedArray(plan, fu_style=fu_style, backend=backend)
     return plan, top, to_verilog(top, spec.name)
 
 
@@ -88,12 +92,15 @@ def golden_output(spec: DesignSpec, operands: dict[str, np.ndarray]) -> np.ndarr
 def simulate_design(spec: DesignSpec | list[DesignSpec],
                     operands: dict[str, np.ndarray] | None = None, *,
                     seed: int = 0, engine: str = "cocotb", waves: bool = False,
-                    bench_mode: str = "bulk", mode: int = 0) -> DesignRun:
+                    bench_mode: str = "bulk", mode: int = 0,
+                    backend: BackendOptions | None = None) -> DesignRun:
     """Simulate ``spec`` on ``operands`` (random from ``seed`` when omitted).
 
     A list of specs is a fused design (one array, several dataflows): ``mode`` picks the
     dataflow that runs. ``bench_mode`` (cocotb only): "bulk" waits once for ``done``;
-    "per_cycle" wakes Python on every clock edge (the result is the same).
+    "per_cycle" wakes Python on every clock edge (the result is the same). ``backend``: the
+    datapath is emitted from the back end's optimized graph (pipelined designs run
+    ``latency`` cycles longer; ``expected_cycles`` includes it).
     """
     specs = list(spec) if isinstance(spec, list | tuple) else [spec]
     if not 0 <= mode < len(specs):
@@ -109,11 +116,11 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
         raise ValueError("waves are recorded by the cocotb engine only")
     operands = random_operands(spec, seed) if operands is None else operands
     if engine == "pysim":   # Amaranth's simulator runs the FUs as Amaranth submodules
-        plans = [plan_array(s) for s in specs]
-        top = GeneratedArray(plans, fu_style="inline")
+        plans = plan_fused(specs)
+        top = GeneratedArray(plans, fu_style="inline", backend=backend)
     else:
-        plans, top, verilog = emit_design(specs)
-    plan, host = plans[mode], top.hosts[mode]
+        plans, top, verilog = emit_design(specs, backend=backend)
+    host = top.hosts[mode]
     try:
         writes = host.input_writes(operands)    # validates shapes and ranges
         expected = golden_output(spec, operands)
@@ -121,12 +128,13 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
         top._MustUse__silence = True            # rejected before simulation: not a leak
         raise
     reads = host.output_reads()
-    max_cycles = plan.run_cycles + 16
+    expected_cycles = top.run_cycles(mode)
+    max_cycles = expected_cycles + 16
     if engine == "pysim":
         from .pysim import run_pysim
 
         values, cycles = run_pysim(top, writes, reads, max_cycles, mode=mode)
-        return DesignRun(host.decode_output(values), expected, cycles, plan.run_cycles, 0.0,
+        return DesignRun(host.decode_output(values), expected, cycles, expected_cycles, 0.0,
                          0.0, True)
     if engine == "fast":
         from .fast import build_fast, run_fast
@@ -146,5 +154,5 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
         values = [int(v) for v in result.output["values"]]
         cycles, wall = int(result.output["cycles"]), float(result.output["run_wall_s"])
         waves_path = result.waves
-    return DesignRun(host.decode_output(values), expected, cycles, plan.run_cycles, wall,
+    return DesignRun(host.decode_output(values), expected, cycles, expected_cycles, wall,
                      built.seconds, built.cached, waves_path)

@@ -92,6 +92,26 @@ class TestCli:
         r = lego("sim", "examples/gemm_fused.yaml", "--engine", "pysim", "--dataflow", "x")
         assert r.returncode == 1 and "--dataflow 'x' is not in the spec" in r.stderr
 
+    def test_backend_options(self, tmp_path):
+        r = lego("sim", "examples/gemm_fused.yaml", "--engine", "pysim", "--stage-budget",
+                 "1.5", "--max-fanout", "4", "--dataflow", "input_stationary")
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["bit_exact"] and report["cycles"] == report["expected_cycles"]
+        r = lego("emit", "examples/gemm_ws.yaml", "--stage-budget", "1", "--out", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        figures = json.loads((tmp_path / "gemm_ws.json").read_text())
+        assert figures["backend"]["passes"]["pipelined"]["latency"] == \
+            figures["cycles"]["datapath_latency"] > 0
+        assert figures["registers"]["by_purpose"]["pipeline"] > 0
+        for args, msg in [(["--stage-budget", "0"], "must be a positive number, got '0'"),
+                          (["--max-fanout", "1"], "max_fanout must be an int >= 2"),
+                          (["examples/gemm_fused.yaml", "--stage-budget", "1"],
+                           "infeasible stage budget")]:
+            r = lego("emit", *args, "--out", str(tmp_path / "x"))
+            assert r.returncode in (1, 2) and msg in r.stderr and "Traceback" not in r.stderr
+            assert not (tmp_path / "x").exists()        # nothing half-written
+
     def test_sim_spec_pysim(self):
         r = lego("sim", "examples/conv2d.yaml", "--engine", "pysim", "--dims", "y=2")
         assert r.returncode == 0, r.stderr

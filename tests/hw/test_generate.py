@@ -163,6 +163,31 @@ class TestFusion:
         assert [m["cycles_per_problem"] for m in report["modes"]] == [
             s["cycles"]["per_problem"] for s in singles]
 
+    def test_different_ops_chain(self):
+        """Linear attention on one array: mode 0 K^T V, host requantization, mode 1 Q (K^T V),
+        against numpy end to end."""
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/linear_attention_chain.yaml")
+        assert [s.op.inputs[0].name for s in specs] == ["K", "Q"]
+        rng = np.random.default_rng(4)
+        k, v, q = (rng.integers(-128, 128, size=(16, 8)) for _ in range(3))
+        kv = simulate_design(specs, {"K": k, "V": v}, engine="pysim", mode=0)
+        assert kv.bit_exact
+        np.testing.assert_array_equal(kv.output, k.T @ v)
+        kv8 = np.clip(kv.output >> 10, -128, 127)            # the host's requantization
+        out = simulate_design(specs, {"Q": q, "KV": kv8}, engine="pysim", mode=1)
+        np.testing.assert_array_equal(out.output, q @ kv8)
+        assert out.cycles == out.expected_cycles
+
+    def test_different_ops_spec_errors(self):
+        from hw.spec import specs_from_dict
+
+        base = {"name": "x", "array": [2, 2], "dataflows": [
+            {"name": "a", "space": ["i", "j"], "time": "i + j + k"}]}
+        with pytest.raises(SpecError, match=r"dataflows\[0\]: .*op"):
+            specs_from_dict(base)                   # no op anywhere
+
     def test_incompatible_dataflows(self):
         from hw.generate import FusionError, GeneratedArray
         from hw.plan import plan_array

@@ -130,8 +130,9 @@ class TestGeneratedArray:
     def test_memories(self, generated):
         _, n = generated
         # 2 row roots of A, 2 column roots of B (8 words of k); the 4 output writers share
-        # banks unless they write in the same cycle: (0,1) and (1,0) do, so 2 banks (3 + 1).
-        assert sorted(n.memories.values()) == [(8, 8)] * 4 + [(32, 1), (32, 3)]
+        # banks unless they write in the same cycle: (0,1) and (1,0) do, so 2 banks, balanced
+        # (2 + 2 words)
+        assert sorted(n.memories.values()) == [(8, 8)] * 4 + [(32, 2), (32, 2)]
 
     def test_hierarchy(self, generated):
         _, n = generated

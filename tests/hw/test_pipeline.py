@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hw import pipeline as pl
+from hw.graph_sim import simulate_graph
 from hw.pipeline import (
     apply_pipeline,
     asap_pipeline,
@@ -344,3 +345,59 @@ def test_systolic_benchmark_graph_closed_form(p):
                                 + 8 * sum(j // 2 for j in range(p)))
     assert lp.latency == asap.latency == 1 + (p - 1) // 2
     _check_solution(graph, 1.0, lp)
+
+
+class TestApplyPipelineKeepsSemantics:
+    """Nodes keep ``signed``/``value``, edges their port; inserted registers copy their source's
+    ``signed`` and start at 0; the pipelined graph computes the same outputs ``latency``
+    cycles later (a register-free graph, every input at stage 0)."""
+
+    def graph(self):
+        g = PrimitiveGraph()
+        g.add_node("s", "input", 1)
+        g.add_node("a", "input", 8, signed=True)
+        g.add_node("b", "input", 8)
+        g.add_node("k", "const", 8, signed=True, value=-7)
+        g.add_node("m", "mul", 16, signed=True)
+        g.add_node("d", "sub", 9, signed=True)
+        g.add_node("x", "mux", 16, signed=True)
+        g.add_node("y", "output", 16)
+        g.add_edge("a", "m")
+        g.add_edge("k", "m")
+        g.add_edge("b", "d", port=1)                 # added out of port order
+        g.add_edge("a", "d", port=0)
+        g.add_edge("d", "x", port=2)
+        g.add_edge("m", "x", port=1)
+        g.add_edge("s", "x", port=0)
+        g.add_edge("x", "y")
+        return g
+
+    @pytest.mark.parametrize("share", [False, True])
+    def test_fields_ports_and_function(self, share):
+        """Budget 1.0: the product (1.0) and the mux (0.25) need a cut between them."""
+        g = self.graph()
+        result = insert_pipeline(g, 1.0, share_fanout=share)
+        piped = apply_pipeline(g, result)
+        assert result.latency == 1 and result.register_bits > 0
+        for node in g:
+            assert piped.node(node.name) == node
+        regs = [n for n in piped if "/pipe" in n.name]
+        assert regs and all(n.kind == "register" and n.value == 0 for n in regs)
+        for reg in regs:
+            (edge,) = piped.in_edges(reg.name)
+            assert reg.signed == piped.node(edge.src).signed
+        assert [e.port for e in piped.in_edges("x")] == [0, 1, 2]
+        assert {e.port: _driver(piped, e.src) for e in piped.in_edges("x")} == {
+            0: "s", 1: "m", 2: "d"}
+        assert [_driver(piped, e.src) for e in piped.in_edges("d")] == ["a", "b"]
+        stim = [{"s": t % 2, "a": (37 * t) % 256 - 128, "b": (91 * t) % 256} for t in range(24)]
+        want, got = simulate_graph(g, stim), simulate_graph(piped, stim)
+        assert got[1:] == want[:-1]
+
+
+def _driver(graph, name):
+    """``name`` or, through pipeline registers, the node that drives them."""
+    while "/pipe" in name:
+        (edge,) = graph.in_edges(name)
+        name = edge.src
+    return name

@@ -72,7 +72,7 @@ def test_construction_errors():
         g.add_edge("c", "m", 5)                                  # wider than the source
     with pytest.raises(ValueError, match="width"):
         g.add_edge("c", "m", 0)
-    assert g.add_edge("c", "m") == Edge("c", "m", 4)           # default: source width
+    assert g.add_edge("c", "m") == Edge("c", "m", 4, 1)        # defaults: source width, port
     g.add_edge("m", "w")
     with pytest.raises(ValueError, match="mem_write node has no outputs"):
         g.add_edge("w", "o")
@@ -216,3 +216,76 @@ def test_strong_components():
     assert comp["a"] == comp["m"] == comp["r"]
     assert len({comp["x"], comp["a"], comp["y"]}) == 3
     assert sorted(set(comp.values())) == [0, 1, 2]
+
+
+# ---------------------------------------------------------------- semantics fields and ports
+class TestNodeSemanticsFields:
+    def test_defaults_and_buf_kind(self):
+        node = Node("n", "add", 8)
+        assert node.signed is False and node.value == 0
+        assert "buf" in KINDS and Node("b", "buf", 4).delay == DEFAULT_DELAY["buf"] == 0.05
+        assert Node("c", "const", 8, signed=True, value=-128).value == -128
+        assert Node("c", "const", 8, value=255).value == 255
+        assert Node("s", "shift", 8, value=-3).value == -3          # right by 3
+
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"signed": 1}, "signed must be a bool"),
+        ({"value": True}, "value must be an int"),
+        ({"value": 1.0}, "value must be an int"),
+        ({"kind": "const", "value": 256}, "value 256 does not fit 8 bits"),
+        ({"kind": "const", "value": -129}, "value -129 does not fit 8 bits"),
+        ({"kind": "register", "value": 300}, "value 300 does not fit 8 bits"),
+    ])
+    def test_bad_fields(self, kwargs, match):
+        fields = {"name": "n", "kind": "add", "width": 8} | kwargs
+        with pytest.raises(ValueError, match=match):
+            PrimitiveGraph().add_node(**fields)
+
+
+class TestEdgePorts:
+    def _graph(self):
+        g = PrimitiveGraph()
+        for name in ("a", "b", "c"):
+            g.add_node(name, "input", 8)
+        g.add_node("m", "mux", 8)
+        return g
+
+    def test_default_port_counts_in_edges(self):
+        g = self._graph()
+        assert [g.add_edge(s, "m").port for s in ("a", "b", "c")] == [0, 1, 2]
+
+    def test_in_edges_sorted_by_port(self):
+        g = self._graph()
+        g.add_edge("a", "m", port=2)
+        g.add_edge("b", "m", port=0)
+        g.add_edge("c", "m", 4, port=1)
+        assert [(e.src, e.port) for e in g.in_edges("m")] == [("b", 0), ("c", 1), ("a", 2)]
+        assert g.edge("c", "m") == Edge("c", "m", 4, 1)
+        assert [e.src for e in g.edges] == ["a", "b", "c"]          # insertion order kept
+
+    def test_port_errors_leave_the_graph_unchanged(self):
+        g = self._graph()
+        g.add_edge("a", "m", port=1)
+        with pytest.raises(ValueError, match="port 1 of m is already taken"):
+            g.add_edge("b", "m")                                 # default 1: taken
+        for bad in (-1, True, 1.0):
+            with pytest.raises(ValueError, match="port must be an int >= 0"):
+                g.add_edge("b", "m", port=bad)
+        assert g.in_edges("m") == [Edge("a", "m", 8, 1)] and len(g.edges) == 1
+
+
+class TestCopy:
+    def test_copy_is_equal_and_independent(self):
+        g = _chain(("i", "input"), ("a", "add"), ("o", "output"))
+        g.add_node("c", "const", 8, signed=True, value=-2)
+        g.add_edge("c", "a", 4, port=5)
+        h = g.copy()
+        assert h.nodes == g.nodes and h.edges == g.edges
+        assert h.topological_order() == g.topological_order()
+        h.add_node("r", "register", 8)
+        h.add_edge("a", "r")
+        assert "r" not in g and len(g.out_edges("a")) == 1 and len(h.out_edges("a")) == 2
+        h.add_node("b", "add", 8)
+        h.add_edge("a", "b")
+        with pytest.raises(ValueError, match="combinational cycle"):    # the copied order
+            h.add_edge("b", "a")

@@ -85,3 +85,53 @@ class TestFusedRTL:
             run = simulate_design(specs, seed=mode, mode=mode)
             np.testing.assert_array_equal(run.output, run.expected)
             assert run.cycles == run.expected_cycles
+
+
+class TestDifferentOpsRTL:
+    def test_linear_attention_chain_in_verilator(self):
+        """K^T V then Q (K^T V) on one array (one build), requantized between the modes."""
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/linear_attention_chain.yaml")
+        rng = np.random.default_rng(9)
+        k, v, q = (rng.integers(-128, 128, size=(16, 8)) for _ in range(3))
+        kv = simulate_design(specs, {"K": k, "V": v}, mode=0)
+        np.testing.assert_array_equal(kv.output, k.T @ v)
+        kv8 = np.clip(kv.output >> 10, -128, 127)
+        out = simulate_design(specs, {"Q": q, "KV": kv8}, mode=1)
+        np.testing.assert_array_equal(out.output, q @ kv8)
+        assert kv.cycles == kv.expected_cycles and out.cycles == out.expected_cycles
+
+
+class TestBackendRTL:
+    """Datapaths emitted from the back end's optimized, LP-pipelined graph, in Verilator."""
+
+    def test_fused_pipelined_every_mode(self):
+        from hw.backend import BackendOptions
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        opts = BackendOptions(stage_budget=1.5, max_fanout=4)
+        for mode in range(len(specs)):
+            run = simulate_design(specs, seed=10 + mode, mode=mode, backend=opts)
+            np.testing.assert_array_equal(run.output, run.expected)
+            assert run.cycles == run.expected_cycles
+
+    def test_reduction_trees_and_fanout(self):
+        from hw.backend import BackendOptions
+        from hw.spec import load_spec
+
+        spec = load_spec("examples/gemm_spatial_reduction.yaml")
+        run = simulate_design(spec, seed=6, backend=BackendOptions(stage_budget=1.0,
+                                                                   max_fanout=4))
+        np.testing.assert_array_equal(run.output, run.expected)
+        assert run.cycles == run.expected_cycles
+
+    @pytest.mark.parametrize("flow", ["os", "ws"])
+    def test_pipelined_single_dataflow(self, flow):
+        from hw.backend import BackendOptions
+
+        spec = gemm_spec(flow, (3, 5), (7, 8, 4), "int4")
+        run = simulate_design(spec, seed=4, backend=BackendOptions(stage_budget=1.0))
+        np.testing.assert_array_equal(run.output, run.expected)
+        assert run.cycles == run.expected_cycles

@@ -190,6 +190,18 @@ class TestBuildCache:
         assert sorted(p.name for p in again.directory.iterdir()) == [
             "build.log", "complete", "fast_main.cpp", "fastsim", "prefix_passes.v"]
 
+    def test_profile_guided_and_plain_builds_agree(self, built, verilog, shared_root):
+        plain = build_fast(verilog, "prefix_passes", cache_root=shared_root,
+                           profile_guided=False)
+        assert built.profile_guided and not plain.profile_guided
+        assert plain.key != built.key           # separate cache entries
+        assert "-fprofile-use" in (built.directory / "build.log").read_text()
+        assert "-fprofile-use" not in (plain.directory / "build.log").read_text()
+        writes = _random_writes(random.Random(7), 3)
+        runs = [run_fast(b, writes, list(range(DEPTH)), max_cycles=10 * DEPTH * 4)
+                for b in (built, plain)]
+        assert runs[0].values == runs[1].values and runs[0].run_cycles == runs[1].run_cycles
+
     def test_broken_verilog(self, tmp_path):
         bad = ("module broken(input clk, input [7:0] host_addr, input [7:0] host_wdata,\n"
                "  input host_we, output [7:0] host_rdata, input start, output busy,\n"
