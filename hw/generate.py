@@ -343,17 +343,13 @@ class GeneratedArray(wiring.Component):
         cache: dict = {}
         for f, fu in units.items():
             m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
-            first, enable, sources = Const(0, 1), Const(0, 1), []
-            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
-                if f not in plan.fus:
-                    continue
+            first, enable = self._fu_control(ctls, f)
+            sources = []
+            for i, plan in enumerate(self.plans):
                 out = plan.output
-                if out.vector is None:          # no reduction inside a tile: products are final
-                    first = first | ctl.busy
+                if f not in plan.fus or out.vector is None:     # products are final
                     continue
-                first = first | ctl.any_active(out.first[f])
                 if out.vector.kind == "stationary":
-                    enable = enable | ctl.active(plan.fus[f])
                     sources.append((i, "acc"))
                 else:
                     up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
