@@ -38,7 +38,7 @@ from .graph_rtl import emit_graph
 from .images import HostMap, host_map
 from .layout import bank_layout
 from .layout import roles as _roles
-from .lower import lower_array
+from .lower import lower_array, partial_sum_sources
 from .mac import MacSpec, MacUnit
 from .plan import ArrayPlan
 from .spec import SpecError
@@ -207,7 +207,7 @@ class GeneratedArray(wiring.Component):
         """The optimized datapath graph, its control inputs driven like :meth:`_fus` and
         :meth:`_write_back` drive the FUs; returns each output bank's write-back value."""
         graph = self.datapath.graph
-        drive = {}
+        drive, control = {}, {}
         for name, what in self.lowered.controls.items():
             if name not in graph:
                 continue                            # folded away by the back end
@@ -223,8 +223,9 @@ class GeneratedArray(wiring.Component):
                 drive[name] = any_write
             else:
                 f = what[1]
-                first, enable = self._fu_control(ctls, f)
-                drive[name] = first if kind == "first" else enable
+                if f not in control:
+                    control[f] = self._fu_control(ctls, f)
+                drive[name] = control[f][0 if kind == "first" else 1]
         for name, bank in self.lowered.reads.items():
             if name in graph:
                 drive[name] = ports[bank][0].data
@@ -344,19 +345,10 @@ class GeneratedArray(wiring.Component):
         for f, fu in units.items():
             m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
             first, enable = self._fu_control(ctls, f)
-            sources = []
-            for i, plan in enumerate(self.plans):
-                out = plan.output
-                if f not in plan.fus or out.vector is None:     # products are final
-                    continue
-                if out.vector.kind == "stationary":
-                    sources.append((i, "acc"))
-                else:
-                    up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
-                    if up in plan.fus:
-                        sources.append((i, self._delayed(m, sums[up], out.vector.d_time,
-                                                         _name("psum", up),
-                                                         "partial-sum forwarding", cache)))
+            sources = [(i, s if s == "acc" else
+                        self._delayed(m, sums[s[0]], s[1], _name("psum", s[0]),
+                                      "partial-sum forwarding", cache))
+                       for i, s in partial_sum_sources(self.plans, f)]
             m.d.comb += fu.first.eq(first)
             if self.stationary:
                 m.d.comb += fu.en.eq(enable)

@@ -35,7 +35,8 @@ from .mac import MacSpec
 from .plan import ArrayPlan
 from .primitive import DEFAULT_DELAY, PrimitiveGraph
 
-__all__ = ["LoweredDatapath", "lower_array", "lower_datapath"]
+__all__ = ["LoweredDatapath", "lower_array", "lower_datapath", "partial_sum_sources",
+           "restarts"]
 
 FU = tuple[int, ...]
 
@@ -182,25 +183,8 @@ class _Builder:
         bits = mac.acc_bits
         fus = sorted({f for p in self.plans for f in p.fus})
         sums: dict[FU, str] = {}
-        # What each FU does in each dataflow (generate.GeneratedArray._fus decides the same).
-        first_of, sources_of = {}, {}
-        for f in fus:
-            restart, sources = False, []
-            for i, plan in enumerate(self.plans):
-                if f not in plan.fus:
-                    continue
-                out = plan.output
-                if out.vector is None:
-                    restart = True
-                    continue
-                restart = restart or bool(out.first.get(f))
-                if out.vector.kind == "stationary":
-                    sources.append((i, "acc"))
-                else:
-                    up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
-                    if up in plan.fus:
-                        sources.append((i, (up, out.vector.d_time)))
-            first_of[f], sources_of[f] = restart, sources
+        first_of = {f: restarts(self.plans, f) for f in fus}
+        sources_of = {f: partial_sum_sources(self.plans, f) for f in fus}
         # Sums first (chains read their upstream FU's sum), then each FU's partial-sum input.
         for f in fus:
             mul = self.node(_n("mul", f), "mul", mac.product_bits, operands[0][f],
@@ -270,6 +254,30 @@ class _Builder:
                            ("write", bank, tuple(p for w, _ in writers[lo:mid] for p in w)))
         return self.node(f"wsel_b{bank}_{lo}_{hi}", "mux", self.mac.acc_bits, sel, left, right,
                          signed=True)
+
+
+def partial_sum_sources(plans: Sequence[ArrayPlan], f: FU) -> list[tuple[int, object]]:
+    """Where FU ``f``'s partial sum comes from, per dataflow ``i`` that reduces through it:
+    ``(i, "acc")`` (its own accumulator, stationary outputs) or ``(i, (up, d_time))`` (the sum
+    of FU ``up`` of a chain, ``d_time`` cycles late). The generator and the lowering share it."""
+    sources = []
+    for i, plan in enumerate(plans):
+        out = plan.output
+        if f not in plan.fus or out.vector is None:     # no reduction: products are final
+            continue
+        if out.vector.kind == "stationary":
+            sources.append((i, "acc"))
+        else:
+            up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
+            if up in plan.fus:
+                sources.append((i, (up, out.vector.d_time)))
+    return sources
+
+
+def restarts(plans: Sequence[ArrayPlan], f: FU) -> bool:
+    """Does FU ``f``'s partial sum ever restart (else its ``first`` control is constant 0)?"""
+    return any(f in p.fus and (p.output.vector is None or bool(p.output.first.get(f)))
+               for p in plans)
 
 
 def lower_array(plans: ArrayPlan | Sequence[ArrayPlan]) -> LoweredDatapath:
