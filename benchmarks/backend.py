@@ -4,8 +4,10 @@
    lowered to its per-cycle primitive graph (hw.lower), constant control folded (hw.passes),
    and pipelined with a stage budget (hw.pipeline): inserted register bits of the ASAP
    baseline ("naive") and of the LP, the LP solve time, the longest combinational path before
-   and after. Budget: 1.0 (one multiplier or two adders) for single dataflows; 1.25 for fused
-   arrays, whose accumulator loop also holds the mode mux (the tightest feasible budget).
+   and after. Budget: 1.0 (one multiplier or two adders) for single dataflows; 1.5 for fused
+   arrays, whose accumulator loop also holds the mode mux (1.25 is feasible but must cut the
+   partial-sum chains, which skews the whole array). For the fused 16x16 array it also prints
+   where the inserted bits go, by edge class, for both.
 2. Yosys generic synthesis (hw.area) of examples/gemm_fused.yaml (OS + WS + IS on one 4x4
    array) and of each of its dataflows alone, from the direct generator and from the back
    end's graph: cells and flip-flops (several minutes).
@@ -57,10 +59,26 @@ def _synth_fused(figures: dict) -> None:
                     f"fused_over_single_max{label}": round(fused.cells / max(singles), 3)}
 
 
+def _where_bits_go(graph, results) -> None:
+    """Inserted bits per (source kind -> destination kind) edge class, side by side."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for col, res in enumerate(results):
+        for e in graph.edges:
+            k = res.registers_per_edge.get((e.src, e.dst), 0)
+            if k:
+                key = (graph.nodes[e.src].kind, graph.nodes[e.dst].kind)
+                rows.setdefault(key, [0] * len(results))[col] += k * e.width
+    print(f"  where the bits go (fused 16x16): {'edge class':<22} {'ASAP':>7} {'LP':>7}")
+    for (src, dst), bits in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {'':<32} {src + ' -> ' + dst:<22} {bits[0]:>7} {bits[1]:>7}")
+
+
 def _pipeline(key: str, plans, budget: float, figures: dict) -> None:
     graph = optimize_datapath(lower_array(plans), BackendOptions()).graph   # constants folded
     naive = asap_pipeline(graph, budget)
     lp = insert_pipeline(graph, budget)
+    if key == "fused_16x16":
+        _where_bits_go(graph, (naive, lp))
     saved = 1 - lp.register_bits / naive.register_bits if naive.register_bits else 0.0
     figures[f"reg_bits_naive_{key}"] = naive.register_bits
     figures[f"reg_bits_lp_{key}"] = lp.register_bits

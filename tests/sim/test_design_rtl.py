@@ -60,6 +60,18 @@ class TestEngines:
         run = simulate_design(spec, seed=3, engine="fast")
         assert run.bit_exact and run.cycles == run.expected_cycles
 
+    def test_fast_engine_wide_signed_extremes(self):
+        # int16 x int16 products fill the 32-bit accumulator: sign extension and the signed
+        # multiply of the fast build's helpers (sim/verilated_fast.h) at their widest here
+        # (K = 7 sums of -32768 * -+9362 come within 65,536 of the int32 limits)
+        spec, rng = gemm_spec("is", (2, 2), (3, 5, 7), "int16"), np.random.default_rng(4)
+        lo = -(1 << 15)
+        for ops in ({"A": np.full((3, 7), lo), "B": np.full((7, 5), -9362)},
+                    {"A": np.full((3, 7), lo), "B": np.full((7, 5), 9362)},
+                    {"A": rng.integers(lo, -lo, (3, 7)), "B": rng.integers(-9362, 9363, (7, 5))}):
+            run = simulate_design(spec, ops, engine="fast")
+            assert run.bit_exact and run.cycles == run.expected_cycles
+
     def test_waves(self):
         spec = gemm_spec("multicast", (2, 2), (3, 5, 7), "int4")
         run = simulate_design(spec, seed=1, waves=True)
