@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from .backend import BackendOptions, optimize_datapath
 from .controller import TileController
-from .graph_rtl import emit_graph
+from .graph_datapath import graph_datapath
 from .images import HostMap, host_map
 from .layout import bank_layout
 from .layout import roles as _roles
@@ -195,46 +195,13 @@ class GeneratedArray(wiring.Component):
         ports = self._memories(m)
         self._read_addresses(m, ctls, ports)
         if self.datapath is not None:
-            values = self._graph_datapath(m, ctls, mode, ports)
+            values = graph_datapath(self, m, ctls, mode, ports)
             self._write_back(m, ctls, ports, values=values)
             return m
         operands = self._operands(m, mode, ports)
         sums = self._fus(m, ctls, mode, operands)
         self._write_back(m, ctls, ports, sums)
         return m
-
-    def _graph_datapath(self, m, ctls, mode, ports):
-        """The optimized datapath graph, its control inputs driven like :meth:`_fus` and
-        :meth:`_write_back` drive the FUs; returns each output bank's write-back value."""
-        graph = self.datapath.graph
-        drive, control = {}, {}
-        for name, what in self.lowered.controls.items():
-            if name not in graph:
-                continue                            # folded away by the back end
-            kind = what[0]
-            if kind == "mode":
-                drive[name] = mode == what[1]
-            elif kind == "write":
-                any_write = Const(0, 1)
-                for i, s in what[2]:
-                    plan = self.plans[i]
-                    any_write = any_write | ctls[i].any_active(
-                        plan.output.write[plan.streams[s].root])
-                drive[name] = any_write
-            else:
-                f = what[1]
-                if f not in control:
-                    control[f] = self._fu_control(ctls, f)
-                drive[name] = control[f][0 if kind == "first" else 1]
-        for name, bank in self.lowered.reads.items():
-            if name in graph:
-                drive[name] = ports[bank][0].data
-        out = emit_graph(m, graph, drive, prefix="dp_")
-        original = self.lowered.graph
-        for name, node in graph.nodes.items():
-            if node.kind == "register":
-                self.register_bits[_graph_purpose(name, original)] += node.width
-        return {bank: out[name] for bank, name in self.lowered.outputs.items()}
 
     def _fu_control(self, ctls, f):
         """(first, enable) of FU ``f``: restart its partial sum / load its accumulator."""
@@ -419,17 +386,3 @@ class GeneratedArray(wiring.Component):
             with m.If(self.busy):
                 m.d.comb += [wp.addr.eq(addr_q), wp.en.eq(en_q),
                              wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q if rmw else val_q)]
-
-
-def _graph_purpose(name: str, lowered) -> str:
-    """Report purpose of a register of the emitted datapath graph (``lowered``: before the
-    back end; registers it lacks were inserted by pipelining)."""
-    if name not in lowered:
-        return "pipeline"
-    if name.startswith("acc_"):
-        return "accumulators"
-    if name.startswith("psum_"):
-        return "partial-sum forwarding"
-    if name.startswith("wb_b"):
-        return "write-back"
-    return "operand forwarding"
