@@ -29,11 +29,13 @@ class TileController:
     """
 
     def __init__(self, top, m: Module, plan: ArrayPlan, *, busy: Signal, done: Signal, go,
-                 clear, tag: str = "", tail: int = 0) -> None:
+                 clear, tag: str = "", tail: int = 0, write_shift: int = 0) -> None:
         self.top, self.m, self.plan, self.tag = top, m, plan, tag
         self.busy, self.done = busy, done
         self.period = plan.period
-        self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan)) + 1
+        #: the write-back windows are used ``write_shift`` cycles late (see :meth:`shifted`)
+        self.write_shift = write_shift
+        self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan, write_shift)) + 1
         run = plan.run_cycles + tail
         self.cycle = top._reg(m, range(run + 1), f"{tag}cycle", "control")
         self.phase = top._reg(m, range(max(plan.period, 2)), f"{tag}phase", "control")
@@ -153,10 +155,24 @@ class TileController:
             pos = Signal(range(self.period * 2), name=f"pos_{w.start}")
             self.m.d.comb += pos.eq(Mux(ge, self.phase - o, self.phase + (self.period - o)))
             act = Signal(name=f"win_{w.start}_{w.length}")
-            live = Mux(ge, self._exists(q), self._exists(q + 1))
-            self.m.d.comb += act.eq(self.busy & (pos < w.length) & live)
+            self.m.d.comb += act.eq(self.busy & self._in_window(o, w.length, q))
             return act, pos, ge, q
         return self._memo(("win", w), make)
+
+    def _in_window(self, o: int, length: int, q: int):
+        """``pos < length`` and the tile exists, from phase compares alone (no subtraction):
+        the window is ``[o, o + length)`` of the phase, tile ``N - q``, wrapping into the next
+        period (tile ``N - q - 1``) when ``o + length > period``."""
+        ge, period = self._phase_ge(o), self.period
+        if length >= period:                # pos < period <= length: always inside
+            return Mux(ge, self._exists(q), self._exists(q + 1))
+        if o + length <= period:            # no wrap: phase in [o, o + length)
+            below_end = (Const(1, 1) if o + length == period
+                         else ~self._phase_ge(o + length))
+            return ge & below_end & self._exists(q)
+        # wraps: [o, period) of tile N-q, then [0, o + length - period) of tile N-q-1
+        return Mux(ge, self._exists(q), ~self._phase_ge(o + length - period)
+                   & self._exists(q + 1))
 
     def active(self, w: Window):
         return self.window(w)[0]
@@ -174,17 +190,23 @@ class TileController:
             return s
         return self._memo(key, make)
 
-    def address(self, stream: Stream):
-        """(window active, address in the stream's bank) of ``stream``."""
+    @staticmethod
+    def shifted(w: Window, cycles: int) -> Window:
+        """``w``, ``cycles`` later in every tile."""
+        return Window(w.start + cycles, w.length) if cycles else w
+
+    def address(self, stream: Stream, shift: int = 0):
+        """(window active, address in the stream's bank) of ``stream``; ``shift``: the same,
+        ``shift`` cycles later."""
         def make():
-            act, pos, ge, q = self.window(stream.window)
+            act, pos, ge, q = self.window(self.shifted(stream.window, shift))
             hist = self._bases[stream.tensor]
             base = 0 if hist is None else Mux(ge, hist[q], hist[q + 1])
             depth = self.plan.banks[stream.bank].depth
             addr = Signal(range(max(depth, 2)), name=_name(f"addr_{stream.tensor}", stream.root))
             self.m.d.comb += addr.eq(stream.offset + (base + pos if stream.stream else base))
             return act, addr
-        return self._memo(("addr", stream.tensor, stream.root), make)
+        return self._memo(("addr", stream.tensor, stream.root, shift), make)
 
     def history_bit(self, w: Window):
         _, _, ge, q = self.window(w)
@@ -195,10 +217,13 @@ def _lag(w: Window, period: int) -> int:
     return w.start // period + 1
 
 
-def _all_windows(plan: ArrayPlan):
+def _all_windows(plan: ArrayPlan, write_shift: int = 0):
     yield from plan.fus.values()
+    out = plan.output.tensor.name
     for stream in plan.streams:
-        yield stream.window
-    for ws in (*plan.output.first.values(), *plan.output.write.values()):
+        yield TileController.shifted(stream.window, write_shift if stream.tensor == out else 0)
+    for ws in plan.output.first.values():
         yield from ws
+    for ws in plan.output.write.values():
+        yield from (TileController.shifted(w, write_shift) for w in ws)
 

@@ -3,8 +3,9 @@
 One flat, reset-free module (registers start at their initial values; ``start`` re-arms the
 controller). Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`` writes
 ``host_wdata`` while idle; ``host_rdata`` is the word addressed in the previous cycle;
-``start`` runs the whole problem; ``busy`` is high for :attr:`ArrayPlan.run_cycles` cycles,
-then ``done`` stays high until the next start.
+``start`` runs the whole problem; ``busy`` is high for :meth:`GeneratedArray.run_cycles`
+cycles (the plan's, plus a pipelined datapath's latency, plus one cycle where write-back reads
+the FUs' accumulator registers), then ``done`` stays high until the next start.
 
 Fusion: given several plans (dataflows) over the same array and FU arithmetic, one array
 serves them all; the ``mode`` port (latched at ``start``) selects the dataflow. The k-th bank
@@ -111,6 +112,10 @@ class GeneratedArray(wiring.Component):
                 self._MustUse__silence = True       # rejected: never elaborated
                 raise
             self.latency = self.datapath.latency
+        #: Cycles between a plan's write-back window and the cycle the value is taken: an
+        #: accumulating FU's register holds the final sum one cycle after its last MAC, and
+        #: write-back reads the register then (no combinational sum in the write-back path).
+        self.write_shift = 1 if self.stationary and backend is None else 0
         bank_bits = max(1, (len(self.banks) - 1).bit_length())
         self.addr_bits = bank_bits + self.word_bits
         #: register bits by purpose, filled in by elaborate() (the report's numbers).
@@ -135,9 +140,9 @@ class GeneratedArray(wiring.Component):
         self.host = self.hosts[0]
 
     def run_cycles(self, mode: int = 0) -> int:
-        """Cycles ``busy`` is high for a run of dataflow ``mode`` (the plan's plus the latency
-        of a pipelined datapath)."""
-        return self.plans[mode].run_cycles + self.latency
+        """Cycles ``busy`` is high for a run of dataflow ``mode``: the plan's, plus the latency
+        of a pipelined datapath or the cycle of an accumulator's write-back read."""
+        return self.plans[mode].run_cycles + self.latency + self.write_shift
 
     @property
     def fu_module(self) -> str:
@@ -223,7 +228,8 @@ class GeneratedArray(wiring.Component):
         if len(self.plans) == 1:
             self.register_bits["control"] += 2      # busy, done
             return [TileController(self, m, self.plan, busy=self.busy, done=self.done,
-                                   go=go_any, clear=go_any, tail=self.latency)], None
+                                   go=go_any, clear=go_any, tail=self.latency + self.write_shift,
+                                   write_shift=self.write_shift)], None
         mode = self._reg(m, range(len(self.plans)), "mode_q", "control")
         with m.If(go_any):
             m.d.sync += mode.eq(self.mode)
@@ -307,7 +313,8 @@ class GeneratedArray(wiring.Component):
         c_shape = signed(self.mac.acc_bits)
         fus = sorted({f for p in self.plans for f in p.fus})
         units = {f: self._fu(m, _name("fu", f)) for f in fus}
-        sums = {f: u.sum for f, u in units.items()}
+        # write-back reads an accumulating FU's register (write_shift), a chain's last sum
+        sums = {f: u.acc if self.stationary else u.sum for f, u in units.items()}
         cache: dict = {}
         for f, fu in units.items():
             m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
@@ -340,7 +347,8 @@ class GeneratedArray(wiring.Component):
         spans tiles reads, adds and writes back (the first tile overwrites).
 
         ``values``: the write-back values of a graph datapath (registered there, ``latency``
-        cycles late): the write address, enable and overwrite flag are delayed to match."""
+        cycles late): the write address, enable and overwrite flag are delayed to match.
+        Without, the plan's write windows are used ``write_shift`` cycles late."""
         c_shape = signed(self.mac.acc_bits)
         rmw = any(p.accumulates_across_tiles for p in self.plans)
         for b, (role, depth) in enumerate(self.banks):
@@ -362,15 +370,18 @@ class GeneratedArray(wiring.Component):
                     if stream.tensor != plan.output.tensor.name or \
                             self.bank_of[i][stream.bank] != b:
                         continue
-                    _, addr = ctl.address(stream)
-                    write = ctl.any_active(plan.output.write[stream.root])
+                    shift = 0 if values is not None else self.write_shift
+                    _, addr = ctl.address(stream, shift)
+                    write = ctl.any_active([ctl.shifted(w, shift)
+                                            for w in plan.output.write[stream.root]])
                     any_write = any_write | write
                     with m.If(write):
                         m.d.comb += addr_sel.eq(addr)
                         if values is None:
                             m.d.sync += val_q.eq(sums[stream.root])
                         if rmw:
-                            m.d.comb += fresh_sel.eq(ctl.history_bit(stream.window)
+                            m.d.comb += fresh_sel.eq(ctl.history_bit(
+                                                         ctl.shifted(stream.window, shift))
                                                      if plan.accumulates_across_tiles else 1)
             # a pipelined datapath delivers its values `latency` cycles late: so does this
             write, addr = (self._delayed(m, v, self.latency, f"wb{b}_{what}", "write-back")

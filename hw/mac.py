@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,10 +60,11 @@ def _shape(t: IntType) -> Shape:
 class MacUnit(wiring.Component):
     """One FU: ``sum = (first ? 0 : source) + a * b`` (combinational, wrapping).
 
-    ``stationary=True``: ``source`` is the FU's own accumulator register, which takes ``sum``
-    on cycles with ``en`` (output-stationary dataflows). ``stationary=False``: ``source`` is the
-    ``psum_in`` port (a partial sum arriving from a neighbour; reduction chains) and the FU
-    holds no state. Forwarding registers belong to the interconnect, not to the FU.
+    ``stationary=True``: ``source`` is the FU's own accumulator register (output ``acc``),
+    which takes ``sum`` on cycles with ``en`` (output-stationary dataflows).
+    ``stationary=False``: ``source`` is the ``psum_in`` port (a partial sum arriving from a
+    neighbour; reduction chains) and the FU holds no state. Forwarding registers belong to the
+    interconnect, not to the FU.
     """
 
     def __init__(self, spec: MacSpec = MacSpec(), stationary: bool = True) -> None:
@@ -82,6 +83,7 @@ class MacUnit(wiring.Component):
         }
         if stationary:
             ports["en"] = In(1)
+            ports["acc"] = Out(spec.acc_shape)
         else:
             ports["psum_in"] = In(spec.acc_shape)
         return wiring.Signature(ports)
@@ -89,10 +91,9 @@ class MacUnit(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         if self.stationary:
-            acc = Signal(self.spec.acc_shape, name="acc")
-            source = acc
+            source = self.acc
             with m.If(self.en):
-                m.d.sync += acc.eq(self.sum)
+                m.d.sync += self.acc.eq(self.sum)
         else:
             source = self.psum_in
         m.d.comb += self.sum.eq(Mux(self.first, 0, source) + self.a * self.b)

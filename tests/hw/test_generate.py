@@ -62,7 +62,10 @@ class TestEmission:
         report = design_report(top)
         net = check_against_netlist(report, v)
         assert net["memories"] == report["banks"]["count"] == len(plan.banks)
-        assert report["cycles"]["per_problem"] == plan.run_cycles
+        # an accumulating FU's register is read for write-back one cycle after its last MAC
+        stationary = plan.output.vector is not None and plan.output.vector.kind == "stationary"
+        assert top.write_shift == int(stationary) == report["cycles"]["accumulator_read"]
+        assert report["cycles"]["per_problem"] == plan.run_cycles + top.write_shift
         assert net["ports"]["host_addr"] == ("input", top.addr_bits)
 
 
@@ -151,7 +154,8 @@ class TestFusion:
         _, fused, v = emit_design(specs)
         report = design_report(fused)
         check_against_netlist(report, v)
-        singles = [design_report(emit_design(s)[1]) for s in specs]
+        single_tops = [emit_design(s)[1] for s in specs]
+        singles = [design_report(t) for t in single_tops]
         total = report["registers"]["total_bits"]
         assert total < sum(s["registers"]["total_bits"] for s in singles)
         # OS forwards A right and B down, WS forwards A right, IS forwards B down: all shared
@@ -160,8 +164,12 @@ class TestFusion:
         # the k-th bank of each tensor is one memory: as many as the most any dataflow needs
         assert report["banks"]["count"] == sum(
             max(s["banks"]["per_tensor"][t] for s in singles) for t in "ABC")
+        # fused FUs are combinational (no write-back shift): each mode runs its plan's cycles
+        assert fused.write_shift == 0
         assert [m["cycles_per_problem"] for m in report["modes"]] == [
-            s["cycles"]["per_problem"] for s in singles]
+            p.run_cycles for p in fused.plans] == [
+            s["cycles"]["per_problem"] - s_top.write_shift
+            for s, s_top in zip(singles, single_tops, strict=True)]
 
     def test_different_ops_chain(self):
         """Linear attention on one array: mode 0 K^T V, host requantization, mode 1 Q (K^T V),

@@ -52,6 +52,7 @@ class TestMacUnit:
                 ctx.set(dut.en, en)
                 total = (0 if first else acc) + a * b
                 seen.append((ctx.get(dut.sum), _wrap(total, 12)))
+                seen.append((ctx.get(dut.acc), _wrap(acc, 12)))     # the register itself
                 await ctx.tick()
                 if en:
                     acc = total
@@ -60,7 +61,7 @@ class TestMacUnit:
         sim.add_clock(1e-6)
         sim.add_testbench(bench)
         sim.run()
-        assert len(seen) == len(pairs)
+        assert len(seen) == 2 * len(pairs)
         assert all(got == want for got, want in seen)
 
     def test_chain_is_combinational(self):
