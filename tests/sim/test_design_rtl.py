@@ -7,6 +7,7 @@ that are not multiples of the array. Each design is one Verilator build (cached 
 import numpy as np
 import pytest
 
+from hw.plan import plan_array
 from hw.spec import spec_from_dict
 from sim.design import simulate_design
 
@@ -46,6 +47,16 @@ class TestDesignRTL:
             run = simulate_design(spec, seed=seed)
             np.testing.assert_array_equal(run.output, run.expected)
             assert run.cycles == run.expected_cycles
+
+    def test_stationary_accumulates_across_tiles(self):
+        """OS with k split into tiles: the accumulator register is read one cycle after its
+        last MAC and added to the partial result read back from the output bank."""
+        spec = gemm_spec("os", (2, 2), (3, 5, 7), "int4").with_tile({"k": 3})
+        plan = plan_array(spec)
+        assert plan.accumulates_across_tiles and plan.output.vector.kind == "stationary"
+        run = simulate_design(spec, seed=4)
+        np.testing.assert_array_equal(run.output, run.expected)
+        assert run.cycles == run.expected_cycles == plan.run_cycles + 1
 
     def test_extremes(self):
         spec = gemm_spec("os", (2, 2), (3, 5, 7), "int4")
