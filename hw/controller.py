@@ -33,8 +33,8 @@ class TileController:
         self.top, self.m, self.plan, self.tag = top, m, plan, tag
         self.busy, self.done = busy, done
         self.period = plan.period
-        #: the write-back windows are used ``write_shift`` cycles late (see :meth:`shifted`)
-        self.write_shift = write_shift
+        # write-back may use its windows ``write_shift`` cycles late (address(..., shift)):
+        # the tile history must reach that far
         self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan, write_shift)) + 1
         run = plan.run_cycles + tail
         self.cycle = top._reg(m, range(run + 1), f"{tag}cycle", "control")
