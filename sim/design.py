@@ -105,8 +105,6 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
     specs = list(spec) if isinstance(spec, list | tuple) else [spec]
     if not 0 <= mode < len(specs):
         raise ValueError(f"mode must be in 0..{len(specs) - 1}, got {mode}")
-    if engine == "fast" and mode:
-        raise ValueError("the fast engine drives mode 0 only; use engine='cocotb' or 'pysim'")
     spec = specs[mode]
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -139,8 +137,8 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
     if engine == "fast":
         from .fast import build_fast, run_fast
 
-        built = build_fast(verilog, spec.name)
-        run = run_fast(built, writes, reads, max_cycles=max_cycles)
+        built = build_fast(verilog, spec.name, train_modes=len(specs))
+        run = run_fast(built, writes, reads, max_cycles=max_cycles, mode=mode)
         # sim.fast counts the start-sampling edge too; every engine here counts the edges after
         # it, up to and including the one that raises done (= cycles busy is high).
         values, cycles, wall = run.values, run.run_cycles - 1, run.run_wall_s

@@ -109,6 +109,16 @@ class TestFusedRTL:
             np.testing.assert_array_equal(run.output, run.expected)
             assert run.cycles == run.expected_cycles
 
+    def test_every_mode_on_the_fast_engine(self):
+        """The fast harness holds the mode port; one (profile-guided on every mode) build."""
+        from hw.spec import load_specs
+
+        specs = load_specs("examples/gemm_fused.yaml")
+        for mode in range(len(specs)):
+            run = simulate_design(specs, seed=10 + mode, mode=mode, engine="fast")
+            np.testing.assert_array_equal(run.output, run.expected)
+            assert run.cycles == run.expected_cycles
+
 
 class TestDifferentOpsRTL:
     def test_linear_attention_chain_in_verilator(self):

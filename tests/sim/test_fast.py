@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.emit import to_verilog
 from sim.errors import BuildError, SimulationError
-from sim.fast import _main_source, build_fast, run_fast, scan_ports
+from sim.fast import _main_source, _protocol_ports, build_fast, run_fast, scan_ports
 
 DEPTH = 256
 PASSES_ADDR = DEPTH          #: host address of the pass-count register
@@ -136,6 +136,20 @@ class TestPorts:
         source = _main_source("t", ports)
         assert "t->rst = 0;" in source and "0xffffffffffULL" in source
 
+    def test_mode_port_set_from_the_command_line(self, tmp_path):
+        text = ("module f(input clk, input [1:0] mode, input [7:0] host_addr, input [7:0] "
+                "host_wdata, input host_we, output [7:0] host_rdata, input start, output busy, "
+                "output done);\nendmodule\n")
+        ports = _protocol_ports(text, "f")
+        assert ports["mode"] == 2 and "t->mode = mode;" in _main_source("f", ports)
+        assert "mode > 0x3ULL" in _main_source("f", ports)
+        assert "t->mode" not in _main_source("f", {k: v for k, v in ports.items()
+                                                    if k != "mode"})
+        with pytest.raises(BuildError, match="f.mode is 9 bits; the fast harness takes at most 8"):
+            build_fast(text.replace("[1:0] mode", "[8:0] mode"), "f", cache_root=tmp_path)
+        with pytest.raises(ValueError, match=r"train_modes must be in 1\.\.4 for f, got 5"):
+            build_fast(text, "f", cache_root=tmp_path, train_modes=5)
+
     def test_missing_ports_rejected(self, tmp_path):
         with pytest.raises(BuildError, match="lacks host-protocol ports: .*host_we"):
             build_fast("module m(input clk, output done);\nendmodule\n", "m",
@@ -162,6 +176,10 @@ class TestRuns:
             run_fast(built, writes, [5], max_cycles=2 * DEPTH + 1)
         run = run_fast(built, writes, [5], max_cycles=2 * DEPTH + 2)
         assert run.run_cycles == 2 * DEPTH + 2 and run.values == [9]
+
+    def test_mode_needs_a_mode_port(self, built):
+        with pytest.raises(ValueError, match=r"mode must be in 0\.\.0 for prefix_passes, got 1"):
+            run_fast(built, [], [0], max_cycles=10, mode=1)
 
     def test_values_must_fit_ports(self, built):
         with pytest.raises(ValueError, match="write data"):
