@@ -351,6 +351,7 @@ class GeneratedArray(wiring.Component):
         Without, the plan's write windows are used ``write_shift`` cycles late."""
         c_shape = signed(self.mac.acc_bits)
         rmw = any(p.accumulates_across_tiles for p in self.plans)
+        shift = 0 if values is not None else self.write_shift
         for b, (role, depth) in enumerate(self.banks):
             if role != 2:
                 continue
@@ -370,7 +371,6 @@ class GeneratedArray(wiring.Component):
                     if stream.tensor != plan.output.tensor.name or \
                             self.bank_of[i][stream.bank] != b:
                         continue
-                    shift = 0 if values is not None else self.write_shift
                     _, addr = ctl.address(stream, shift)
                     write = ctl.any_active([ctl.shifted(w, shift)
                                             for w in plan.output.write[stream.root]])
