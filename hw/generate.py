@@ -44,7 +44,7 @@ from .mac import MacSpec, MacUnit
 from .plan import ArrayPlan
 from .spec import SpecError
 
-__all__ = ["FusionError", "GeneratedArray"]
+__all__ = ["FusionError", "GeneratedArray", "accumulates_in_fu"]
 
 
 class FusionError(SpecError):
@@ -57,6 +57,14 @@ def _shape(dtype):
 
 def _name(prefix: str, coord) -> str:
     return prefix + "_" + "_".join(map(str, coord))
+
+
+def accumulates_in_fu(plans: Sequence[ArrayPlan]) -> bool:
+    """A single stationary dataflow keeps its accumulator inside the FU module (and, with the
+    direct datapath, write-back reads that register a cycle after the last MAC); fused or
+    chained dataflows use the combinational FU and, if needed, an accumulator beside it."""
+    kinds = {p.output.vector.kind if p.output.vector else "none" for p in plans}
+    return kinds == {"stationary"} and len(plans) == 1
 
 
 def _check_fusable(plans: list[ArrayPlan]) -> None:
@@ -96,10 +104,7 @@ class GeneratedArray(wiring.Component):
         self.plans, self.plan, self.fu_style = plans, plans[0], fu_style
         a_in, b_in, out = _roles(self.plan)
         self.mac = MacSpec(a_in.dtype, b_in.dtype, out.dtype.bits)
-        kinds = {p.output.vector.kind if p.output.vector else "none" for p in plans}
-        # A single stationary dataflow keeps its accumulator inside the FU module; fused or
-        # chained dataflows use the combinational FU and, if needed, an accumulator beside it.
-        self.stationary = kinds == {"stationary"} and len(plans) == 1
+        self.stationary = accumulates_in_fu(plans)
         self._layout()
         #: With ``backend``, the datapath is lowered to a primitive graph, optimized
         #: (:mod:`hw.backend`) and emitted from it; ``latency``: its pipeline depth.
