@@ -21,11 +21,11 @@ import json
 
 from utilization import spec_for
 
-from hw.backend import BackendOptions, optimize_datapath
-from hw.fusion import plan_fused
-from hw.lower import lower_array
-from hw.pipeline import asap_pipeline, insert_pipeline
-from hw.plan import plan_array
+from hw.front.fusion import plan_fused
+from hw.front.plan import plan_array
+from hw.ir.backend import BackendOptions, optimize_datapath
+from hw.ir.lower import lower_array
+from hw.ir.pipeline import asap_pipeline, insert_pipeline
 
 SINGLE_BUDGET, FUSED_BUDGET = 1.0, 1.5
 FUSED = ("output_stationary", "weight_stationary", "input_stationary")
@@ -35,8 +35,8 @@ def _synth_fused(figures: dict) -> None:
     """Cells of the fused 4x4 array and of each dataflow alone, both generators: the datapath
     emitted from the back end's graph (no pipelining: constants folded, balanced write-back
     select; the headline figures) and the direct one (``_direct``: the FU as a module)."""
-    from hw.area import synth_stats
-    from hw.spec import load_specs
+    from hw.check.area import synth_stats
+    from hw.front.spec import load_specs
     from sim.design import emit_design
 
     specs = load_specs("examples/gemm_fused.yaml")

@@ -14,10 +14,10 @@ import sys
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from hw.spec import spec_from_dict
-from hw.plan import plan_array
-from hw.generate import GeneratedArray
-from hw.emit import to_verilog
+from hw.front.spec import spec_from_dict
+from hw.front.plan import plan_array
+from hw.rtl.generate import GeneratedArray
+from hw.rtl.emit import to_verilog
 t_import = time.perf_counter() - t0
 n = int(sys.argv[1])
 spec = spec_from_dict({"name": f"os{n}", "op": {"dims": {"i": n, "j": n, "k": 64}, "tensors": {

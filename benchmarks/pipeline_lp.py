@@ -19,8 +19,8 @@ import argparse
 import json
 import time
 
-from hw.pipeline import asap_pipeline, insert_pipeline
-from hw.primitive import PrimitiveGraph
+from hw.ir.pipeline import asap_pipeline, insert_pipeline
+from hw.ir.primitive import PrimitiveGraph
 
 BUDGET = 1.0
 

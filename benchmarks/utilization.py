@@ -14,9 +14,9 @@ import argparse
 import json
 import time
 
-from hw.generate import accumulates_in_fu
-from hw.plan import plan_array
-from hw.spec import spec_from_dict
+from hw.front.plan import plan_array
+from hw.front.spec import spec_from_dict
+from hw.rtl.generate import accumulates_in_fu
 from sim.design import simulate_design
 
 N = 256

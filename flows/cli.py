@@ -99,7 +99,7 @@ def _backend(args):
     """The back-end options of ``args`` (None: the direct generator)."""
     if args.stage_budget is None and args.max_fanout is None:
         return None
-    from hw.backend import BackendOptions
+    from hw.ir.backend import BackendOptions
 
     return BackendOptions(stage_budget=args.stage_budget, max_fanout=args.max_fanout)
 

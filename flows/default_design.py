@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from hw.backend import BackendOptions
-from hw.emit import write_text_atomic
-from hw.report import check_against_netlist, design_report
-from hw.spec import DesignSpec, SpecError, load_specs, spec_from_dict
+from hw.check.report import check_against_netlist, design_report
+from hw.front.spec import DesignSpec, SpecError, load_specs, spec_from_dict
+from hw.ir.backend import BackendOptions
+from hw.rtl.emit import write_text_atomic
 from sim.design import DesignRun, emit_design, simulate_design
 
 __all__ = ["DEFAULT_SPEC_YAML", "Emitted", "dataflow_index", "default_spec", "emit",

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from golden.loop_nest import affine_mac
-from hw.backend import BackendOptions
-from hw.emit import to_verilog
-from hw.fusion import plan_fused
-from hw.generate import GeneratedArray
-from hw.plan import plan_array
-from hw.spec import DesignSpec
+from hw.front.fusion import plan_fused
+from hw.front.plan import plan_array
+from hw.front.spec import DesignSpec
+from hw.ir.backend import BackendOptions
+from hw.rtl.emit import to_verilog
+from hw.rtl.generate import GeneratedArray
 
 from .runner import build, run_test
 

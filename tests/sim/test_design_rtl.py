@@ -7,8 +7,8 @@ that are not multiples of the array. Each design is one Verilator build (cached 
 import numpy as np
 import pytest
 
-from hw.plan import plan_array
-from hw.spec import spec_from_dict
+from hw.front.plan import plan_array
+from hw.front.spec import spec_from_dict
 from sim.design import simulate_design
 
 # name: (space, time, tile for a P x Q array and an M x N x K problem, outer order)
@@ -101,7 +101,7 @@ class TestEngines:
 class TestFusedRTL:
     def test_every_mode_in_verilator(self):
         """One build of the fused OS + WS + IS array; each dataflow selected at run time."""
-        from hw.spec import load_specs
+        from hw.front.spec import load_specs
 
         specs = load_specs("examples/gemm_fused.yaml")
         for mode in range(len(specs)):
@@ -111,7 +111,7 @@ class TestFusedRTL:
 
     def test_every_mode_on_the_fast_engine(self):
         """The fast harness holds the mode port; one (profile-guided on every mode) build."""
-        from hw.spec import load_specs
+        from hw.front.spec import load_specs
 
         specs = load_specs("examples/gemm_fused.yaml")
         for mode in range(len(specs)):
@@ -123,7 +123,7 @@ class TestFusedRTL:
 class TestDifferentOpsRTL:
     def test_linear_attention_chain_in_verilator(self):
         """K^T V then Q (K^T V) on one array (one build), requantized between the modes."""
-        from hw.spec import load_specs
+        from hw.front.spec import load_specs
 
         specs = load_specs("examples/linear_attention_chain.yaml")
         rng = np.random.default_rng(9)
@@ -140,8 +140,8 @@ class TestBackendRTL:
     """Datapaths emitted from the back end's optimized, LP-pipelined graph, in Verilator."""
 
     def test_fused_pipelined_every_mode(self):
-        from hw.backend import BackendOptions
-        from hw.spec import load_specs
+        from hw.front.spec import load_specs
+        from hw.ir.backend import BackendOptions
 
         specs = load_specs("examples/gemm_fused.yaml")
         opts = BackendOptions(stage_budget=1.5, max_fanout=4)
@@ -151,8 +151,8 @@ class TestBackendRTL:
             assert run.cycles == run.expected_cycles
 
     def test_reduction_trees_and_fanout(self):
-        from hw.backend import BackendOptions
-        from hw.spec import load_spec
+        from hw.front.spec import load_spec
+        from hw.ir.backend import BackendOptions
 
         spec = load_spec("examples/gemm_spatial_reduction.yaml")
         run = simulate_design(spec, seed=6, backend=BackendOptions(stage_budget=1.0,
@@ -162,7 +162,7 @@ class TestBackendRTL:
 
     @pytest.mark.parametrize("flow", ["os", "ws"])
     def test_pipelined_single_dataflow(self, flow):
-        from hw.backend import BackendOptions
+        from hw.ir.backend import BackendOptions
 
         spec = gemm_spec(flow, (3, 5), (7, 8, 4), "int4")
         run = simulate_design(spec, seed=4, backend=BackendOptions(stage_budget=1.0))

@@ -19,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.emit import to_verilog
+from hw.rtl.emit import to_verilog
 from sim.errors import BuildError, SimulationError
 from sim.fast import _main_source, _protocol_ports, build_fast, run_fast, scan_ports
 

@@ -5,8 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hw.emit import to_verilog
-from hw.mac import MacSpec, MacUnit
+from hw.front.mac_spec import MacSpec
+from hw.rtl.emit import to_verilog
+from hw.rtl.mac import MacUnit
 from sim import toolchain
 from sim.errors import BuildError, ToolchainError
 from sim.runner import build

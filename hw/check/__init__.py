@@ -1,0 +1,1 @@
+"""Checks of emitted designs: report, netlist cross-check, Yosys area."""

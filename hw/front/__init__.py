@@ -1,0 +1,1 @@
+"""Planning layer: specs, reuse, interconnect, plans, layout. No Amaranth."""

@@ -1,0 +1,1 @@
+"""Primitive-graph layer: lowering, simulation, passes, pipelining. No Amaranth."""

@@ -1,0 +1,1 @@
+"""Amaranth layer: FU, controller, generated array, graph emission, Verilog."""

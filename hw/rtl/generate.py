@@ -1,0 +1,390 @@
+"""Amaranth RTL of one or several :class:`~hw.plan.ArrayPlan` s: FUs, interconnect, banks.
+
+One flat, reset-free module (registers start at their initial values; ``start`` re-arms the
+controller). Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`` writes
+``host_wdata`` while idle; ``host_rdata`` is the word addressed in the previous cycle;
+``start`` runs the whole problem; ``busy`` is high for :meth:`GeneratedArray.run_cycles`
+cycles (the plan's, plus a pipelined datapath's latency, plus one cycle where write-back reads
+the FUs' accumulator registers), then ``done`` stays high until the next start.
+
+Fusion: given several plans (dataflows) over the same array and FU arithmetic, one array
+serves them all; the ``mode`` port (latched at ``start``) selects the dataflow. The k-th bank
+of each tensor role is one physical memory (deepest wins); an FU input with different sources
+in different modes gets a mux; forwarding registers with the same source and delay are one.
+
+Layer: hw.rtl, the Amaranth layer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    Signal,
+    signed,
+    unsigned,
+)
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..front.fusion import FusionError, check_fusable
+from ..front.images import HostMap, host_map
+from ..front.layout import bank_layout
+from ..front.layout import roles as _roles
+from ..front.mac_spec import MacSpec
+from ..front.plan import ArrayPlan
+from ..ir.backend import BackendOptions, optimize_datapath
+from ..ir.lower import lower_array, partial_sum_sources
+from .controller import TileController
+from .graph_datapath import graph_datapath
+from .mac import MacUnit
+
+__all__ = ["GeneratedArray", "accumulates_in_fu"]
+
+
+def _shape(dtype):
+    return signed(dtype.bits) if dtype.signed else unsigned(dtype.bits)
+
+
+def _name(prefix: str, coord) -> str:
+    return prefix + "_" + "_".join(map(str, coord))
+
+
+def accumulates_in_fu(plans: Sequence[ArrayPlan]) -> bool:
+    """A single stationary dataflow keeps its accumulator inside the FU module (and, with the
+    direct datapath, write-back reads that register a cycle after the last MAC); fused or
+    chained dataflows use the combinational FU and, if needed, an accumulator beside it."""
+    kinds = {p.output.vector.kind if p.output.vector else "none" for p in plans}
+    return kinds == {"stationary"} and len(plans) == 1
+
+
+class GeneratedArray(wiring.Component):
+    """The generated accelerator for ``plan`` (or fused ``plans``; see the module docstring)."""
+
+    #: How FUs are built: "instance" (one Verilog module, instantiated per FU: fast emission,
+    #: see :meth:`verilog_dependencies`) or "inline" (Amaranth submodules: Amaranth's
+    #: simulator can run it).
+    FU_STYLES = ("instance", "inline")
+
+    def __init__(self, plan: ArrayPlan | Sequence[ArrayPlan], fu_style: str = "instance",
+                 backend: BackendOptions | None = None) -> None:
+        plans = [plan] if isinstance(plan, ArrayPlan) else list(plan)
+        if fu_style not in self.FU_STYLES or not plans:
+            self._MustUse__silence = True   # never elaborated: no UnusedElaboratable warning
+            if not plans:
+                raise ValueError("GeneratedArray needs at least one plan")
+            raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")
+        try:
+            check_fusable(plans)
+        except FusionError:
+            self._MustUse__silence = True
+            raise
+        self.plans, self.plan, self.fu_style = plans, plans[0], fu_style
+        a_in, b_in, out = _roles(self.plan)
+        self.mac = MacSpec(a_in.dtype, b_in.dtype, out.dtype.bits)
+        self.stationary = accumulates_in_fu(plans)
+        self._layout()
+        #: With ``backend``, the datapath is lowered to a primitive graph, optimized
+        #: (:mod:`hw.backend`) and emitted from it; ``latency``: its pipeline depth.
+        self.backend, self.datapath, self.latency = backend, None, 0
+        if backend is not None:
+            self.lowered = lower_array(plans)
+            try:
+                self.datapath = optimize_datapath(self.lowered, backend)
+            except ValueError:
+                self._MustUse__silence = True       # rejected: never elaborated
+                raise
+            self.latency = self.datapath.latency
+        #: Cycles between a plan's write-back window and the cycle the value is taken: an
+        #: accumulating FU's register holds the final sum one cycle after its last MAC, and
+        #: write-back reads the register then (no combinational sum in the write-back path).
+        self.write_shift = 1 if self.stationary and backend is None else 0
+        bank_bits = max(1, (len(self.banks) - 1).bit_length())
+        self.addr_bits = bank_bits + self.word_bits
+        #: register bits by purpose, filled in by elaborate() (the report's numbers).
+        self.register_bits: Counter[str] = Counter()
+        self.domain = ClockDomain("sync", reset_less=True)
+        ports = {
+            "host_addr": In(self.addr_bits), "host_wdata": In(self.host.data_bits),
+            "host_we": In(1), "host_rdata": Out(self.host.data_bits),
+            "start": In(1), "busy": Out(1), "done": Out(1),
+        }
+        if len(plans) > 1:
+            ports["mode"] = In(range(len(plans)))
+        super().__init__(ports)
+
+    def _layout(self) -> None:
+        """Physical banks: the k-th bank of each tensor role across all plans."""
+        layout = bank_layout(self.plans)
+        self.banks, self.word_bits = list(layout.banks), layout.word_bits
+        self.bank_of = list(layout.bank_of)
+        self.hosts: list[HostMap] = [host_map(p, self.bank_of[i], self.word_bits)
+                                     for i, p in enumerate(self.plans)]
+        self.host = self.hosts[0]
+
+    def run_cycles(self, mode: int = 0) -> int:
+        """Cycles ``busy`` is high for a run of dataflow ``mode``: the plan's, plus the latency
+        of a pipelined datapath or the cycle of an accumulator's write-back read."""
+        return self.plans[mode].run_cycles + self.latency + self.write_shift
+
+    @property
+    def fu_module(self) -> str:
+        return f"{self.plan.spec.name}_fu"
+
+    def verilog_dependencies(self) -> list[str]:
+        """Verilog of the modules that the emitted top instantiates (the FU, once)."""
+        if self.fu_style != "instance" or self.backend is not None:
+            return []
+        from amaranth.back import verilog
+
+        text = verilog.convert(MacUnit(self.mac, self.stationary), name=self.fu_module,
+                               emit_src=False,
+                               missing_domain=lambda n: ClockDomain(n, reset_less=True))
+        return [text]
+
+    def _fu(self, m, name):
+        """An FU: a MacUnit submodule, or an Instance of the FU module with MacUnit's ports."""
+        if self.fu_style == "inline":
+            m.submodules[name] = unit = MacUnit(self.mac, self.stationary)
+            return unit
+        sig = MacUnit.fu_signature(self.mac, self.stationary)
+        nets = sig.flip().create(path=(name,))      # the instance's nets, as unit.<port>
+        ports = {("i_" if member.flow == In else "o_") + pname: getattr(nets, pname)
+                 for pname, member in sig.members.items()}
+        if self.stationary:         # only the accumulating FU has state (and a clock)
+            ports["i_clk"] = ClockSignal("sync")
+        m.submodules[name] = Instance(self.fu_module, **ports)
+        return nets
+
+    # -- registers, counted by purpose -------------------------------------------------------
+    def _reg(self, m, shape, name, purpose, init=0):
+        sig = Signal(shape, name=name, init=init)
+        self.register_bits[purpose] += len(sig)
+        return sig
+
+    def _delayed(self, m, value, cycles, name, purpose, cache=None):
+        key = (id(value), cycles)
+        if cache is not None and key in cache:
+            return cache[key]
+        out = value
+        for k in range(cycles):
+            reg = self._reg(m, out.shape(), f"{name}_d{k}", purpose)
+            m.d.sync += reg.eq(out)
+            out = reg
+        if cache is not None:
+            cache[key] = out
+        return out
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.domains.sync = self.domain
+        self.register_bits.clear()
+        ctls, mode = self._controllers(m)
+        ports = self._memories(m)
+        self._read_addresses(m, ctls, ports)
+        if self.datapath is not None:
+            values = graph_datapath(self, m, ctls, mode, ports)
+            self._write_back(m, ctls, ports, values=values)
+            return m
+        operands = self._operands(m, mode, ports)
+        sums = self._fus(m, ctls, mode, operands)
+        self._write_back(m, ctls, ports, sums)
+        return m
+
+    def _fu_control(self, ctls, f):
+        """(first, enable) of FU ``f``: restart its partial sum / load its accumulator."""
+        first, enable = Const(0, 1), Const(0, 1)
+        for plan, ctl in zip(self.plans, ctls, strict=True):
+            if f not in plan.fus:
+                continue
+            out = plan.output
+            if out.vector is None:
+                first = first | ctl.busy
+                continue
+            first = first | ctl.any_active(out.first[f])
+            if out.vector.kind == "stationary":
+                enable = enable | ctl.active(plan.fus[f])
+        return first, enable
+
+    def _controllers(self, m):
+        go_any = self.start & ~self.busy
+        if len(self.plans) == 1:
+            self.register_bits["control"] += 2      # busy, done
+            return [TileController(self, m, self.plan, busy=self.busy, done=self.done,
+                                   go=go_any, clear=go_any, tail=self.latency + self.write_shift,
+                                   write_shift=self.write_shift)], None
+        mode = self._reg(m, range(len(self.plans)), "mode_q", "control")
+        with m.If(go_any):
+            m.d.sync += mode.eq(self.mode)
+        self.register_bits["control"] += 1          # done
+        ctls, busy_any = [], Const(0, 1)
+        for i, plan in enumerate(self.plans):
+            busy = self._reg(m, 1, f"m{i}_busy", "control")
+            ctls.append(TileController(self, m, plan, busy=busy, done=self.done,
+                                       go=go_any & (self.mode == i), clear=go_any,
+                                       tag=f"m{i}_", tail=self.latency))
+            busy_any = busy_any | busy
+        m.d.comb += self.busy.eq(busy_any)
+        return ctls, mode
+
+    def _memories(self, m):
+        """Banks with one read and one write port each, shared by host (idle) and datapath."""
+        word = self.host_addr[:self.word_bits]
+        sel = self.host_addr[self.word_bits:]
+        ports = []
+        for b, (role, depth) in enumerate(self.banks):
+            dtype = _roles(self.plan)[role].dtype
+            mem = Memory(shape=unsigned(dtype.bits), depth=depth, init=[])
+            m.submodules[f"bank{b}_{_roles(self.plan)[role].name}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(transparent_for=(wp,))
+            # Yosys maps a synchronous read port to a registered read address.
+            self.register_bits["memory read addresses"] += (depth - 1).bit_length()
+            ports.append((rp, wp))
+            m.d.comb += [rp.addr.eq(word), wp.addr.eq(word), wp.data.eq(self.host_wdata),
+                         wp.en.eq(~self.busy & self.host_we & (sel == b))]
+        sel_q = self._reg(m, len(sel), "host_sel", "host port")
+        m.d.sync += sel_q.eq(sel)
+        with m.Switch(sel_q):
+            for b, (rp, _) in enumerate(ports):
+                with m.Case(b):
+                    m.d.comb += self.host_rdata.eq(rp.data)
+            with m.Default():
+                m.d.comb += self.host_rdata.eq(0)
+        return ports
+
+    def _read_addresses(self, m, ctls, ports):
+        """Input banks: each stream drives its bank's read address in its window (the
+        streams sharing a bank take turns)."""
+        for role in range(2):
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                for stream in plan.streams:
+                    if stream.tensor == plan.inputs[role].tensor.name:
+                        rp = ports[self.bank_of[i][stream.bank]][0]
+                        active, addr = ctl.address(stream)
+                        with m.If(active):
+                            m.d.comb += rp.addr.eq(addr)
+
+    def _operands(self, m, mode, ports):
+        """Per input role and FU: the operand (roots read banks, children forward)."""
+        operands = []
+        for role in range(2):
+            x = _roles(self.plan)[role]
+            fus = sorted({f for p in self.plans for f in p.fus})
+            value = {f: Signal(_shape(x.dtype), name=_name(x.name, f)) for f in fus}
+            cache: dict = {}
+            for i, plan in enumerate(self.plans):
+                tree = plan.inputs[role]
+                src = {}
+                for stream in plan.streams:
+                    if stream.tensor == tree.tensor.name:
+                        src[stream.root] = ports[self.bank_of[i][stream.bank]][0].data
+                for f, (parent, delay) in tree.parent.items():
+                    if f not in src:
+                        src[f] = self._delayed(m, value[parent], delay, _name(x.name, f),
+                                               "operand forwarding", cache)
+                if mode is None:
+                    m.d.comb += [value[f].eq(s) for f, s in src.items()]
+                else:
+                    with m.If(mode == i):
+                        m.d.comb += [value[f].eq(s) for f, s in src.items()]
+            operands.append(value)
+        return operands
+
+    def _fus(self, m, ctls, mode, operands):
+        """One MacUnit per FU; partial sums stay in the FU or travel a chain."""
+        c_shape = signed(self.mac.acc_bits)
+        fus = sorted({f for p in self.plans for f in p.fus})
+        units = {f: self._fu(m, _name("fu", f)) for f in fus}
+        # write-back reads an accumulating FU's register (write_shift), a chain's last sum
+        sums = {f: u.acc if self.stationary else u.sum for f, u in units.items()}
+        cache: dict = {}
+        for f, fu in units.items():
+            m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
+            first, enable = self._fu_control(ctls, f)
+            sources = [(i, s if s == "acc" else
+                        self._delayed(m, sums[s[0]], s[1], _name("psum", s[0]),
+                                      "partial-sum forwarding", cache))
+                       for i, s in partial_sum_sources(self.plans, f)]
+            m.d.comb += fu.first.eq(first)
+            if self.stationary:
+                m.d.comb += fu.en.eq(enable)
+                self.register_bits["accumulators"] += self.mac.acc_bits
+                continue
+            acc = None
+            if any(isinstance(s, str) for _, s in sources):      # some mode accumulates here
+                acc = self._reg(m, c_shape, _name("acc", f), "accumulators")
+                with m.If(enable):
+                    m.d.sync += acc.eq(fu.sum)
+            for i, s in sources:
+                s = acc if isinstance(s, str) else s
+                if mode is None:
+                    m.d.comb += fu.psum_in.eq(s)
+                else:
+                    with m.If(mode == i):
+                        m.d.comb += fu.psum_in.eq(s)
+        return sums
+
+    def _write_back(self, m, ctls, ports, sums=None, values=None):
+        """One registered stage per output bank (its streams take turns); a reduction that
+        spans tiles reads, adds and writes back (the first tile overwrites).
+
+        ``values``: the write-back values of a graph datapath (registered there, ``latency``
+        cycles late): the write address, enable and overwrite flag are delayed to match.
+        Without, the plan's write windows are used ``write_shift`` cycles late."""
+        c_shape = signed(self.mac.acc_bits)
+        rmw = any(p.accumulates_across_tiles for p in self.plans)
+        shift = 0 if values is not None else self.write_shift
+        for b, (role, depth) in enumerate(self.banks):
+            if role != 2:
+                continue
+            rp, wp = ports[b]
+            en_q = self._reg(m, 1, f"wb{b}_en", "write-back")
+            addr_q = self._reg(m, range(max(depth, 2)), f"wb{b}_addr", "write-back")
+            if values is None:
+                val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
+            else:
+                val_q = values[b]
+            fresh_q = self._reg(m, 1, f"wb{b}_fresh", "write-back") if rmw else None
+            addr_sel = Signal(range(max(depth, 2)), name=f"wb{b}_addr_sel")
+            fresh_sel = Signal(name=f"wb{b}_fresh_sel") if rmw else None
+            any_write = Const(0, 1)
+            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
+                for stream in plan.streams:
+                    if stream.tensor != plan.output.tensor.name or \
+                            self.bank_of[i][stream.bank] != b:
+                        continue
+                    _, addr = ctl.address(stream, shift)
+                    write = ctl.any_active([ctl.shifted(w, shift)
+                                            for w in plan.output.write[stream.root]])
+                    any_write = any_write | write
+                    with m.If(write):
+                        m.d.comb += addr_sel.eq(addr)
+                        if values is None:
+                            m.d.sync += val_q.eq(sums[stream.root])
+                        if rmw:
+                            m.d.comb += fresh_sel.eq(ctl.history_bit(
+                                                         ctl.shifted(stream.window, shift))
+                                                     if plan.accumulates_across_tiles else 1)
+            # a pipelined datapath delivers its values `latency` cycles late: so does this
+            write, addr = (self._delayed(m, v, self.latency, f"wb{b}_{what}", "write-back")
+                           for v, what in ((any_write, "write"), (addr_sel, "addr")))
+            fresh = (self._delayed(m, fresh_sel, self.latency, f"wb{b}_fresh", "write-back")
+                     if rmw else None)
+            with m.If(write):
+                m.d.sync += addr_q.eq(addr)
+                if rmw:
+                    m.d.sync += fresh_q.eq(fresh)
+                    m.d.comb += rp.addr.eq(addr)
+            m.d.sync += en_q.eq(self.busy & write)
+            with m.If(self.busy):
+                m.d.comb += [wp.addr.eq(addr_q), wp.en.eq(en_q),
+                             wp.data.eq(Mux(fresh_q, 0, rp.data) + val_q if rmw else val_q)]

@@ -1,0 +1,69 @@
+"""The datapath of a generated array emitted from its optimized primitive graph.
+
+:class:`~hw.generate.GeneratedArray` with a ``backend`` lowers its datapath
+(:func:`hw.lower.lower_array`), optimizes it (:func:`hw.backend.optimize_datapath`) and emits the
+result here: the graph's control inputs are driven exactly as the direct generator drives its
+FUs and write-back (mode compares, write windows, each FU's first/enable), its bank-read inputs
+by the banks' read data. The registers it emits are counted by purpose for the report.
+
+Layer: hw.rtl, the Amaranth layer.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module
+
+from ..ir.primitive import PrimitiveGraph
+from .graph_rtl import emit_graph
+
+__all__ = ["graph_datapath"]
+
+
+def graph_datapath(top, m: Module, ctls, mode, ports) -> dict:
+    """Emit ``top.datapath.graph`` into ``m``; return each output bank's write-back value.
+
+    ``top``: the :class:`~hw.generate.GeneratedArray` being elaborated; ``ctls``: its tile
+    controllers, one per plan; ``mode``: the latched mode register (``None`` unfused);
+    ``ports``: per bank its ``(read port, write port)``."""
+    graph, lowered = top.datapath.graph, top.lowered
+    drive, control = {}, {}
+    for name, what in lowered.controls.items():
+        if name not in graph:
+            continue                            # folded away by the back end
+        kind = what[0]
+        if kind == "mode":
+            drive[name] = mode == what[1]
+        elif kind == "write":
+            any_write = Const(0, 1)
+            for i, s in what[2]:
+                plan = top.plans[i]
+                any_write = any_write | ctls[i].any_active(
+                    plan.output.write[plan.streams[s].root])
+            drive[name] = any_write
+        else:
+            f = what[1]
+            if f not in control:
+                control[f] = top._fu_control(ctls, f)
+            drive[name] = control[f][0 if kind == "first" else 1]
+    for name, bank in lowered.reads.items():
+        if name in graph:
+            drive[name] = ports[bank][0].data
+    out = emit_graph(m, graph, drive, prefix="dp_")
+    for name, node in graph.nodes.items():
+        if node.kind == "register":
+            top.register_bits[_purpose(name, lowered.graph)] += node.width
+    return {bank: out[name] for bank, name in lowered.outputs.items()}
+
+
+def _purpose(name: str, lowered: PrimitiveGraph) -> str:
+    """Report purpose of a register of the emitted graph (``lowered``: the graph before the
+    back end; registers it lacks were inserted by pipelining)."""
+    if name not in lowered:
+        return "pipeline"
+    if name.startswith("acc_"):
+        return "accumulators"
+    if name.startswith("psum_"):
+        return "partial-sum forwarding"
+    if name.startswith("wb_b"):
+        return "write-back"
+    return "operand forwarding"
