@@ -37,7 +37,7 @@ def _synth_fused(figures: dict) -> None:
     select; the headline figures) and the direct one (``_direct``: the FU as a module)."""
     from hw.check.area import synth_stats
     from hw.front.spec import load_specs
-    from sim.design import emit_design
+    from hw.rtl.emit import emit_design
 
     specs = load_specs("examples/gemm_fused.yaml")
     for label, backend in (("", BackendOptions()), ("_direct", None)):
@@ -45,7 +45,7 @@ def _synth_fused(figures: dict) -> None:
         fused = synth_stats(verilog, specs[0].name)
         singles = []
         for spec in specs:
-            _, _, v = emit_design(spec, backend=backend)
+            _, _, v = emit_design([spec], backend=backend)
             st = synth_stats(v, spec.name)
             singles.append(st.cells)
             print(f"cells{label:<8} {spec.dataflow.name:<18} {st.cells:>7} "

@@ -20,7 +20,8 @@ import time
 import numpy as np
 from utilization import spec_for  # a sibling script (benchmarks/ is on sys.path when run)
 
-from sim.design import emit_design, golden_output, random_operands, simulate_design
+from hw.rtl.emit import emit_design
+from sim.design import golden_output, random_operands, simulate_design
 from sim.fast import build_fast, run_fast
 
 
@@ -37,7 +38,7 @@ def _cocotb(spec, repeat: int) -> dict:
 
 def _fast(spec, repeat: int) -> dict:
     """One build (cached), ``repeat`` runs of the harness on the same operands."""
-    _, top, verilog = emit_design(spec)
+    _, top, verilog = emit_design([spec])
     built = build_fast(verilog, spec.name)
     operands = random_operands(spec, seed=1)
     host, expected = top.hosts[0], golden_output(spec, operands)

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from flows.default_design import default_spec
-from sim.design import emit_design, simulate_design
+from hw.rtl.emit import emit_design
+from sim.design import simulate_design
 from sim.runner import build
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     spec = default_spec().with_extents({"k": args.k}).with_tile({"k": args.k})
-    _, _, verilog = emit_design(spec)
+    _, _, verilog = emit_design([spec])
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         build(verilog, spec.name, cache_root=Path(tmp))

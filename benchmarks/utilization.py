@@ -1,10 +1,13 @@
-"""PE utilisation of a 256x256x256 int8 GEMM on a 16x16 array, per dataflow.
+"""PE utilisation of a 256x256x256 int8 GEMM on a 16x16 array, per dataflow; the time to
+cost a 4096^3 GEMM on 16x16 (what a mapper pays per candidate).
 
 Utilisation = MACs / (PEs x cycles), with the cycles of the generated design (overlapped
-tiles, prologue and drain included, and the accumulator read of stationary outputs). The
-cycle model is the one every RTL test holds the simulated designs to; with ``--rtl`` each
-design is also built and run in the fast Verilator harness on the full problem and checked
-bit-exact against golden (a few minutes per design).
+tiles, prologue and drain included, and the accumulator read of stationary outputs) from
+:func:`hw.cost.design_cost`, the cost model every RTL test holds the simulated designs to; with
+``--rtl`` each design is also built and run in the fast Verilator harness on the full problem
+and checked bit-exact against golden (a few minutes per design). Costing time: planning
+(``plan_array``) and ``design_cost`` of the 4096^3 plan, best of 3, per dataflow (if the spec
+layer rejects a problem that large, the largest power-of-two cube it accepts, and why).
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/utilization.py [--rtl]``.
 """
 
@@ -14,13 +17,15 @@ import argparse
 import json
 import time
 
+from hw.cost import design_cost
 from hw.front.plan import plan_array
-from hw.front.spec import spec_from_dict
-from hw.rtl.generate import accumulates_in_fu
+from hw.front.spec import SpecError, spec_from_dict
 from sim.design import simulate_design
 
 N = 256
 ARRAY = 16
+#: the problem whose costing time is measured (what a mapper costs per candidate)
+COST_N = 4096
 
 #: name: (space, time, tile for an (array x array) array and an n^3 problem, outer loop order)
 FLOWS = {
@@ -48,20 +53,55 @@ def spec_for(name: str, n: int = N, array: int = ARRAY):
     })
 
 
+def costing_time(name: str, n: int = COST_N, array: int = ARRAY, repeats: int = 3
+                 ) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of (plan_array, design_cost) for the n^3 GEMM."""
+    spec = spec_for(name, n, array)
+    best = (float("inf"), float("inf"))
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plan = plan_array(spec)
+        t1 = time.perf_counter()
+        design_cost(plan)
+        t2 = time.perf_counter()
+        best = min(best, (t1 - t0, t2 - t1), key=sum)
+    return best
+
+
+def cost_problem(n: int = COST_N) -> tuple[int, str | None]:
+    """``n`` if an n^3 GEMM is a valid spec, else the largest power of two below that is,
+    and the reason ``n`` is not."""
+    reason = None
+    while n > 1:
+        try:
+            spec_for("output_stationary", n)
+            return n, reason
+        except SpecError as exc:
+            reason = reason or str(exc)
+            n //= 2
+    raise SystemExit(f"no GEMM spec is accepted: {reason}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rtl", action="store_true", help="also run every design in Verilator")
     args = ap.parse_args()
-    figures = {}
+    figures: dict = {}
+    cost_n, rejected = cost_problem()
+    if rejected:
+        print(f"costing: {COST_N}^3 rejected ({rejected}); timing {cost_n}^3", flush=True)
     for name in FLOWS:
         spec = spec_for(name)
         plan = plan_array(spec)
-        # the generated design's cycles: the plan's, + the accumulator read (GeneratedArray)
-        cycles = plan.run_cycles + int(accumulates_in_fu([plan]))
-        util = N ** 3 / (ARRAY * ARRAY * cycles)
-        line = (f"{name:<18} {cycles:>7} cycles  period {plan.period:>4}  "
-                f"tiles {plan.n_tiles:>4}  banks {len(plan.banks):>3}  utilization {util:.2%}")
+        cost = design_cost(plan).mode(0)     # = GeneratedArray.run_cycles: plan + acc. read
+        util = cost.utilization
+        plan_s, cost_s = costing_time(name, cost_n)
+        line = (f"{name:<18} {cost.cycles:>7} cycles  period {plan.period:>4}  "
+                f"tiles {plan.n_tiles:>4}  banks {len(plan.banks):>3}  utilization {util:.2%}"
+                f"  | cost {cost_n}^3: plan {plan_s * 1e3:.1f} ms + cost {cost_s * 1e3:.1f} ms")
         figures[f"util_{name}"] = round(util, 4)
+        figures[f"cost_s_{name}"] = round(plan_s + cost_s, 4)         # plan + design_cost
+        figures[f"cost_model_s_{name}"] = round(cost_s, 4)            # design_cost alone
         if args.rtl:
             t0 = time.perf_counter()
             run = simulate_design(spec, seed=0, engine="fast")
@@ -72,8 +112,11 @@ def main() -> None:
             figures[f"rtl_ok_{name}"] = ok
         print(line, flush=True)
     best = max(FLOWS, key=lambda n: figures[f"util_{n}"])
+    slowest = max(figures[f"cost_s_{n}"] for n in FLOWS)
     print(json.dumps({**figures, "best_dataflow": best,
-                      "best_utilization": figures[f"util_{best}"]}))
+                      "best_utilization": figures[f"util_{best}"],
+                      "cost_problem": f"{cost_n}^3 on {ARRAY}x{ARRAY}", "cost_s_max": slowest,
+                      **({"cost_rejected": rejected} if rejected else {})}))
 
 
 if __name__ == "__main__":

@@ -32,14 +32,36 @@ def _version() -> str:
 
 
 def _dims(text: str) -> dict[str, int]:
-    """``"i=7,j=5"`` -> ``{"i": 7, "j": 5}``."""
-    out = {}
+    """``"i=7,j=5"`` -> ``{"i": 7, "j": 5}``: each dim once, each extent in 1..MAX_EXTENT."""
+    from hw.front.spec import MAX_EXTENT
+
+    out: dict[str, int] = {}
     for part in text.split(","):
-        name, eq, value = part.partition("=")
-        if not eq or not name.strip() or not value.strip().isdigit():
+        name, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not name or not (value.isascii() and value.isdigit()):
             raise argparse.ArgumentTypeError(f"expected NAME=INT[,NAME=INT...], got {text!r}")
-        out[name.strip()] = int(value)
+        if name in out:
+            raise argparse.ArgumentTypeError(f"dim {name!r} is given twice in {text!r}")
+        if not 1 <= int(value) <= MAX_EXTENT:
+            raise argparse.ArgumentTypeError(
+                f"{name}={value}: an extent must be an integer in 1..{MAX_EXTENT} (2**31 - 1)")
+        out[name] = int(value)
     return out
+
+
+#: seeds the engines take (cocotb's is 32 bits).
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer in 0..MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}")
+    return value
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -75,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="problem shape (svdquant: tokens,N,K; linear-attention: "
                         "batch,heads,tokens,head_dim; duo-attention: "
                         "batch,q_heads,kv_heads,tokens,head_dim; coat: elements)")
-    g.add_argument("--seed", type=int, default=0, help="input seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
@@ -115,7 +137,7 @@ def _budget(text: str) -> float:
 
 
 def _sim_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="operand seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="operand seed (default 0)")
     p.add_argument("--engine", choices=("cocotb", "fast", "pysim"), default="cocotb",
                    help="cocotb + Verilator (default), the fast C++ Verilator harness, or "
                         "Amaranth's simulator")
@@ -149,14 +171,19 @@ def _cmd_emit(args) -> int:
 
 
 def _cmd_sim(args) -> int:
+    from hw.cost import measured_utilization
+
     from .default_design import dataflow_index, resolve_spec, simulate
 
     spec = resolve_spec(args.spec, args.dims)
     run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves,
                    dataflow=args.dataflow, backend=_backend(args))
     specs = spec if isinstance(spec, list) else [spec]
-    name = specs[dataflow_index(spec, args.dataflow)].dataflow.name
-    print(json.dumps({"engine": args.engine, "dataflow": name, **_sim_report(run)}))
+    ran = specs[dataflow_index(spec, args.dataflow)]
+    # the mode that ran: its op's MACs / (array FUs x measured cycles)
+    util = round(measured_utilization(ran, run.cycles), 4) if run.cycles > 0 else None
+    print(json.dumps({"engine": args.engine, "dataflow": ran.dataflow.name,
+                      **_sim_report(run), "utilization": util}))
     return 0 if _ok(run) else 1
 
 
@@ -196,6 +223,14 @@ def _cmd_gpu_ref(args) -> int:
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref}
 
 
+def _in_spec_file(exc: Exception, path: str | None) -> Exception:
+    """A spec error (the spec's own checks or planning's: map, collisions, array size,
+    padding, fusion) names the spec file it came from, once."""
+    from hw.front.spec import SpecError, in_file
+
+    return in_file(exc, path) if path and isinstance(exc, SpecError) else exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -205,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, OSError, SimError) as exc:
+        exc = _in_spec_file(exc, getattr(args, "spec", None))
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
         print(f"lego: error: {first}", file=sys.stderr)
         for line in rest:

@@ -11,8 +11,8 @@ import yaml
 from hw.check.report import check_against_netlist, design_report
 from hw.front.spec import DesignSpec, SpecError, load_specs, spec_from_dict
 from hw.ir.backend import BackendOptions
-from hw.rtl.emit import write_text_atomic
-from sim.design import DesignRun, emit_design, simulate_design
+from hw.rtl.emit import emit_design, write_text_atomic
+from sim.design import DesignRun, simulate_design
 
 __all__ = ["DEFAULT_SPEC_YAML", "Emitted", "dataflow_index", "default_spec", "emit",
            "resolve_spec", "simulate"]
@@ -77,7 +77,7 @@ def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    _, top, verilog = emit_design(spec, backend=backend)
+    _, top, verilog = emit_design(spec if isinstance(spec, list) else [spec], backend=backend)
     name = spec[0].name if isinstance(spec, list) else spec.name
     figures = design_report(top)
     figures["netlist"] = check_against_netlist(figures, verilog)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .fp8 import fp8_format, fp8_round
 
 __all__ = [
@@ -128,7 +129,8 @@ def _expansion(absmax: np.ndarray, minnz: np.ndarray, fmax: float):
     return k, c, scale
 
 
-def expand_quantize(x: np.ndarray, group_size: int = 128, fmt: str = "e4m3") -> ExpandedFp8:
+@array_function("x")
+def expand_quantize(x: ArrayLike, group_size: int = 128, fmt: str = "e4m3") -> ExpandedFp8:
     """COAT dynamic-range-expanded FP8 quantization of ``x`` in flattened groups.
 
     Returns the codes (fp8, shape of ``x``) and per-group float32 ``scale``, ``k``, ``centre``.
@@ -154,7 +156,8 @@ def expand_dequantize(q: ExpandedFp8) -> np.ndarray:
     return _ungroup(out, shape).astype(np.float32)
 
 
-def quantize_per_group(x: np.ndarray, group_size: int = 128, fmt: str = "e4m3") -> GroupFp8:
+@array_function("x")
+def quantize_per_group(x: ArrayLike, group_size: int = 128, fmt: str = "e4m3") -> GroupFp8:
     """Plain per-group FP8 on the same flattened groups: ``scale = M / F`` (1 if all zero)."""
     f = fp8_format(fmt)
     g = _check_group_size(group_size)
@@ -171,7 +174,8 @@ def dequantize_per_group(q: GroupFp8) -> np.ndarray:
     return _ungroup(vals * q.scale.astype(np.float64)[:, None], shape).astype(np.float32)
 
 
-def relative_error(x: np.ndarray, x_hat: np.ndarray) -> float:
+@array_function("x", "x_hat")
+def relative_error(x: ArrayLike, x_hat: ArrayLike) -> float:
     """``||x - x_hat||_2 / ||x||_2`` in float64 (0 when both are zero)."""
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(x_hat, dtype=np.float64)

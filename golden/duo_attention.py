@@ -11,7 +11,8 @@ Masks (key position ``j``, query position ``p``)::
     causal(p, j)    = j <= p
     streaming(p, j) = causal(p, j) and (j < sink or p - j < recent)
 
-``softmax(q . k / sqrt(d))`` over the visible keys, float32 throughout.
+``softmax(q . k / sqrt(d))`` over the visible keys, float32 torch throughout; q, k, v (and
+alpha) may be numpy arrays or tensors, the result comes in q's kind (:mod:`golden.arrays`).
 
 **Exactness contract.** :func:`full_attention`, :func:`streaming_attention` and
 :func:`duo_attention` compute every query row separately from its *visible keys only*, gathered
@@ -31,6 +32,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .arrays import ArrayLike, array_function
 
 __all__ = [
     "attend_visible",
@@ -117,13 +120,19 @@ def visible_keys(p: int, sink: int | None = None, recent: int | None = None) -> 
     return list(range(min(sink, lo))) + list(range(lo, p + 1))
 
 
-def attend_visible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+@array_function("q", "k", "v", native="torch")
+def attend_visible(q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
     """Attention of one query position over keys that are *all* visible (no mask).
 
     ``q`` ``(batch, kv_heads, G, d)``, ``k``/``v`` ``(batch, kv_heads, n, d)`` -> ``(batch,
     kv_heads, G, d)``: ``softmax(q k^T / sqrt(d)) v`` in float32. The single kernel every
     exact path (references and caches) goes through.
     """
+    return _attend(q, k, v)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """:func:`attend_visible` on tensors (the per-query inner loops call this directly)."""
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # same layout for every caller
     scale = 1.0 / math.sqrt(q.shape[-1])
     s = torch.matmul(q, k.transpose(-1, -2)) * scale
@@ -142,12 +151,12 @@ def _rowwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     sink, recent = window if window is not None else (None, None)
     for i in range(tq):
         idx = torch.tensor(visible_keys(tk - tq + i, sink, recent), dtype=torch.long)
-        out[:, :, :, i] = attend_visible(qf[:, :, :, i], kf[:, :, idx], vf[:, :, idx])
+        out[:, :, :, i] = _attend(qf[:, :, :, i], kf[:, :, idx], vf[:, :, idx])
     return out.reshape(b, hq, tq, d)
 
 
-def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   causal: bool = True) -> torch.Tensor:
+@array_function("q", "k", "v", native="torch")
+def full_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, causal: bool = True) -> ArrayLike:
     """Full (causal by default) attention ``(batch, q_heads, tq, d)``; see module docstring."""
     g = _check_qkv(q, k, v)
     if causal:
@@ -155,11 +164,12 @@ def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     b, hq, tq, d = q.shape
     hkv = k.shape[1]
     qf = q.float().reshape(b, hkv, g * tq, d)
-    return attend_visible(qf, k.float(), v.float()).reshape(b, hq, tq, d)
+    return _attend(qf, k.float(), v.float()).reshape(b, hq, tq, d)
 
 
-def streaming_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        sink: int, recent: int) -> torch.Tensor:
+@array_function("q", "k", "v", native="torch")
+def streaming_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
+                        sink: int, recent: int) -> ArrayLike:
     """Attention-sink + recent-window attention (the streaming mask), every head."""
     _check_qkv(q, k, v)
     _check_window(sink, recent)
@@ -173,8 +183,9 @@ def _check_retrieval(retrieval, kv_heads: int) -> list[bool]:
     return flags
 
 
-def duo_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, retrieval,
-                  sink: int, recent: int) -> torch.Tensor:
+@array_function("q", "k", "v", native="torch")
+def duo_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, retrieval,
+                  sink: int, recent: int) -> ArrayLike:
     """Per KV head: full attention where ``retrieval[h]``, streaming attention otherwise.
 
     Each KV head (with its query group) is computed on its own, shape ``(batch, 1, ...)``, so a
@@ -196,8 +207,9 @@ def _masked_softmax_pv(s: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> 
     return torch.matmul(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1), v)
 
 
-def mixed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor,
-                    sink: int, recent: int) -> torch.Tensor:
+@array_function("q", "k", "v", "alpha", native="torch")
+def mixed_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, alpha: ArrayLike,
+                    sink: int, recent: int) -> ArrayLike:
     """DuoAttention's identification form: ``(1 - alpha_h) * streaming + alpha_h * full``.
 
     ``alpha`` has one entry per KV head (broadcast over its query group); it is used as given

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .arrays import ArrayLike, array_function
 from .duo_identify_model import PasskeyTask, TinyLM, TinyLMConfig, passkey_accuracy, train_tiny_lm
 
 __all__ = ["GateResult", "accuracy_curve", "evaluate_selections", "main", "optimize_gates",
@@ -59,8 +60,9 @@ class GateResult:
     total: list[float]
 
 
+@array_function("answer_pos", native="torch")
 def optimize_gates(hidden: HiddenFn, batches: Callable[[int], torch.Tensor],
-                   answer_pos: torch.Tensor, shape: tuple[int, int], steps: int = 200,
+                   answer_pos: ArrayLike, shape: tuple[int, int], steps: int = 200,
                    lr: float = 0.02, lam: float = 0.5) -> GateResult:
     """Learn one gate per (layer, KV head) by distilling the full model into the mixed one.
 
@@ -96,7 +98,8 @@ def optimize_gates(hidden: HiddenFn, batches: Callable[[int], torch.Tensor],
     return GateResult(alpha.detach().clone(), distill, total)
 
 
-def selection(alpha: torch.Tensor, k: int, top: bool = True) -> torch.Tensor:
+@array_function("alpha", native="torch")
+def selection(alpha: ArrayLike, k: int, top: bool = True) -> ArrayLike:
     """Hard gates: 1 for the ``k`` largest (``top``) or smallest alphas, 0 elsewhere.
 
     Ties are broken by flat index (stable sort), so the result is deterministic.
@@ -110,8 +113,9 @@ def selection(alpha: torch.Tensor, k: int, top: bool = True) -> torch.Tensor:
     return out.reshape(alpha.shape)
 
 
-def evaluate_selections(model: TinyLM, task: PasskeyTask, tok: torch.Tensor,
-                        alpha: torch.Tensor, fractions: tuple[float, ...] = (0.25, 0.5),
+@array_function("tok", "alpha", native="torch")
+def evaluate_selections(model: TinyLM, task: PasskeyTask, tok: ArrayLike,
+                        alpha: ArrayLike, fractions: tuple[float, ...] = (0.25, 0.5),
                         random_draws: int = 8, seed: int = 0) -> dict:
     """Passkey accuracy for full / all-streaming and, per fraction, optimised / random /
     inverted selections of ``k = round(fraction * heads)`` retrieval heads."""
@@ -135,7 +139,8 @@ def evaluate_selections(model: TinyLM, task: PasskeyTask, tok: torch.Tensor,
     return res
 
 
-def accuracy_curve(model: TinyLM, task: PasskeyTask, tok: torch.Tensor, alpha: torch.Tensor,
+@array_function("tok", "alpha", native="torch")
+def accuracy_curve(model: TinyLM, task: PasskeyTask, tok: ArrayLike, alpha: ArrayLike,
                    ks: list[int]) -> dict[int, float]:
     """Passkey accuracy keeping the top-``k`` gates as retrieval heads, for each ``k``."""
     return {k: passkey_accuracy(model, task, tok, selection(alpha, k)) for k in ks}

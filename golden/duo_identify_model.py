@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arrays import ArrayLike, array_function
 from .duo_attention import mixed_attention
 
 __all__ = ["PasskeyTask", "TinyLM", "TinyLMConfig", "passkey_accuracy", "train_tiny_lm"]
@@ -164,8 +165,9 @@ class TinyLM(nn.Module):
         return self.head(self.hidden(tok, alpha))
 
 
-def passkey_accuracy(model: TinyLM, task: PasskeyTask, tok: torch.Tensor,
-                     alpha: torch.Tensor | None = None, chunk: int = 256) -> float:
+@array_function("tok", "alpha", native="torch")
+def passkey_accuracy(model: TinyLM, task: PasskeyTask, tok: ArrayLike,
+                     alpha: ArrayLike | None = None, chunk: int = 256) -> float:
     """Fraction of sequences whose four digits are all argmax-correct (teacher forced)."""
     pos = task.answer_positions
     ok = []

@@ -1,17 +1,21 @@
 """Fixed-point primitives shared by the bit-exact datapath models.
 
-All functions take and return int64 numpy arrays (or Python ints) and define exactly what a
-hardware block computes, so RTL can be held to them bit for bit.
+All functions take integer arrays (numpy or torch; :mod:`golden.arrays`) or Python ints, compute
+in int64 numpy and define exactly what a hardware block computes, so RTL can be held to them bit
+for bit. Results are int64, in the argument's kind.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
+
 __all__ = ["reciprocal", "round_shift_right", "saturate", "to_fixed"]
 
 
-def round_shift_right(x: np.ndarray | int, shift: int) -> np.ndarray:
+@array_function("x")
+def round_shift_right(x: ArrayLike | int, shift: int) -> ArrayLike:
     """``round(x / 2**shift)`` with ties toward +inf: ``(x + 2**(shift-1)) >> shift``.
 
     An arithmetic shift (floor) after adding half an LSB; ``shift == 0`` returns ``x``.
@@ -24,7 +28,8 @@ def round_shift_right(x: np.ndarray | int, shift: int) -> np.ndarray:
     return (x + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
 
 
-def saturate(x: np.ndarray | int, bits: int, signed: bool = True) -> np.ndarray:
+@array_function("x")
+def saturate(x: ArrayLike | int, bits: int, signed: bool = True) -> ArrayLike:
     """Clamp to the range of a ``bits``-wide (signed or unsigned) integer."""
     if not 1 <= bits <= 63:
         raise ValueError(f"bits must be in 1..63, got {bits}")
@@ -33,7 +38,8 @@ def saturate(x: np.ndarray | int, bits: int, signed: bool = True) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
 
 
-def to_fixed(x: np.ndarray | float, frac_bits: int) -> np.ndarray:
+@array_function("x")
+def to_fixed(x: ArrayLike | float, frac_bits: int) -> ArrayLike:
     """Nearest fixed-point code of a float with ``frac_bits`` fractional bits (half away from 0)."""
     if frac_bits < 0:
         raise ValueError(f"frac_bits must be >= 0, got {frac_bits}")
@@ -44,7 +50,8 @@ def to_fixed(x: np.ndarray | float, frac_bits: int) -> np.ndarray:
     return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
 
 
-def reciprocal(d: np.ndarray | int, out_frac_bits: int) -> np.ndarray:
+@array_function("d")
+def reciprocal(d: ArrayLike | int, out_frac_bits: int) -> ArrayLike:
     """``round(2**out_frac_bits / d)`` for positive integers ``d`` (ties toward +inf).
 
     The exact integer quotient a divider (or a table + Newton step rounded to the same result)

@@ -25,6 +25,8 @@ from typing import Literal
 import ml_dtypes
 import numpy as np
 
+from .arrays import ArrayLike, array_function
+
 __all__ = [
     "FORMATS",
     "Fp8Format",
@@ -77,12 +79,14 @@ def _finite_float32(name: str, x: np.ndarray | float) -> np.ndarray:
     return arr
 
 
+@array_function("x")
 def fp8_round(
-    x: np.ndarray | float,
+    x: ArrayLike | float,
     fmt: str | Fp8Format = "e4m3",
     overflow: Literal["saturate", "raise"] = "saturate",
-) -> np.ndarray:
-    """Round ``x`` (as float32) to the nearest ``fmt`` value, ties to even; returns fp8 codes.
+) -> ArrayLike:
+    """Round ``x`` (as float32) to the nearest ``fmt`` value, ties to even; returns fp8 codes
+    (``ml_dtypes`` arrays, or ``torch.float8_*`` tensors for tensor input).
 
     Any ``|x| > max`` saturates to ``+-max`` (default) or raises ``ValueError``
     (``overflow="raise"``; strict: even values RNE would round down to ``max`` raise).
@@ -121,7 +125,8 @@ def _scale_of(absmax: np.ndarray, fmax: float) -> np.ndarray:
     return np.where(absmax > 0, absmax / np.float32(fmax), np.float32(1.0)).astype(np.float32)
 
 
-def quantize_per_tensor(x: np.ndarray, fmt: str | Fp8Format = "e4m3") -> Fp8Quantized:
+@array_function("x")
+def quantize_per_tensor(x: ArrayLike, fmt: str | Fp8Format = "e4m3") -> Fp8Quantized:
     """One scale for the whole tensor: ``scale = absmax / fmt_max``, codes ``fp8(x / scale)``."""
     f = fp8_format(fmt)
     arr = _finite_float32("x", x)
@@ -131,8 +136,9 @@ def quantize_per_tensor(x: np.ndarray, fmt: str | Fp8Format = "e4m3") -> Fp8Quan
     return Fp8Quantized(codes, scale, f.name, None)
 
 
+@array_function("x")
 def quantize_per_group(
-    x: np.ndarray, group_size: int = 16, fmt: str | Fp8Format = "e4m3"
+    x: ArrayLike, group_size: int = 16, fmt: str | Fp8Format = "e4m3"
 ) -> Fp8Quantized:
     """One scale per ``group_size`` consecutive elements of the last axis (COAT: 1 x 16).
 

@@ -28,10 +28,10 @@ So ``|y - T| <= 2**-mb sum_g |dot_g| p_g + (G-1) 2**(E-guard-1) + 2**-24 |y_fixe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .fixed_point import round_shift_right
 from .int_gemm import AccumulatorOverflowError
 from .svdquant_ops import _check_group_size, _float_array, _int_array
@@ -70,7 +70,9 @@ class GroupDequantSpec:
         return self.dot_bits + self.mant_bits + self.guard_bits
 
 
-def group_dots(qx: Any, qw: Any, group_size: int = 64, act_signed: bool = True) -> np.ndarray:
+@array_function("qx", "qw")
+def group_dots(qx: ArrayLike, qw: ArrayLike, group_size: int = 64,
+               act_signed: bool = True) -> ArrayLike:
     """Exact int64 group dots ``dot[m, n, g] = sum_{k in g} qx[m, k] * qw[n, k]``."""
     x = _int_array("qx", qx, -8 if act_signed else 0, 7 if act_signed else 15, 2)
     w = _int_array("qw", qw, -8, 7, 2)
@@ -83,7 +85,9 @@ def group_dots(qx: Any, qw: Any, group_size: int = 64, act_signed: bool = True) 
     return np.einsum("mgk,ngk->mng", xg, wg)
 
 
-def encode_scale_products(sx: Any, sw: Any, spec: GroupDequantSpec) -> tuple[np.ndarray, ...]:
+@array_function("sx", "sw")
+def encode_scale_products(sx: ArrayLike, sw: ArrayLike,
+                          spec: GroupDequantSpec) -> tuple[ArrayLike, ArrayLike]:
     """``(mant, exp)`` int64 (M, N, G) with ``mant * 2**exp`` = RNE of ``sx[m,g] * sw[n,g]``.
 
     Scales are taken as float32 (their product is exact in float64) and must be >= 0; a zero
@@ -106,9 +110,10 @@ def encode_scale_products(sx: Any, sw: Any, spec: GroupDequantSpec) -> tuple[np.
     return mant, np.where(mant == 0, 0, exp)
 
 
+@array_function("dots", "mant", "exp")
 def accumulate_groups(
-    dots: Any, mant: Any, exp: Any, spec: GroupDequantSpec
-) -> tuple[np.ndarray, np.ndarray]:
+    dots: ArrayLike, mant: ArrayLike, exp: ArrayLike, spec: GroupDequantSpec
+) -> tuple[ArrayLike, ArrayLike]:
     """The integer datapath: ``(acc, lsb_exp)`` int64 (M, N), ``y = acc * 2**lsb_exp``.
 
     ``dots``, ``mant``, ``exp`` are (M, N, G) integers; groups with ``mant == 0`` add nothing and
@@ -143,15 +148,16 @@ def accumulate_groups(
     return acc, e_max - spec.guard_bits
 
 
+@array_function("qx", "sx", "qw", "sw")
 def group_dequant_gemm(
-    qx: Any,
-    sx: Any,
-    qw: Any,
-    sw: Any,
+    qx: ArrayLike,
+    sx: ArrayLike,
+    qw: ArrayLike,
+    sw: ArrayLike,
     group_size: int = 64,
     spec: GroupDequantSpec | None = None,
     act_signed: bool = True,
-) -> np.ndarray:
+) -> ArrayLike:
     """Fixed-point counterpart of :func:`~golden.svdquant_ops.w4a4_gemm`, float32 (M, N).
 
     ``fl32(acc * 2**lsb_exp)``: exact in float64 (|acc| < 2**53), then one RNE to binary32.
@@ -167,7 +173,9 @@ def group_dequant_gemm(
     return np.ldexp(acc.astype(np.float64), lsb).astype(np.float32)
 
 
-def dequant_error_bound(dots: Any, sx: Any, sw: Any, spec: GroupDequantSpec) -> np.ndarray:
+@array_function("dots", "sx", "sw")
+def dequant_error_bound(dots: ArrayLike, sx: ArrayLike, sw: ArrayLike,
+                        spec: GroupDequantSpec) -> ArrayLike:
     """Float64 (M, N) bound on ``|group_dequant_gemm - sum_g dot_g sx sw|`` (module docstring)."""
     d = np.abs(np.asarray(dots, np.float64))
     mant, exp = encode_scale_products(sx, sw, spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .int_types import IntType, int_type
 
 __all__ = ["AccumulatorOverflowError", "check_range", "int_gemm", "random_operands"]
@@ -19,7 +20,8 @@ class AccumulatorOverflowError(ValueError):
     """An exact result does not fit the accumulator width."""
 
 
-def check_range(name: str, x: np.ndarray, dtype: IntType) -> np.ndarray:
+@array_function("x")
+def check_range(name: str, x: ArrayLike, dtype: IntType) -> ArrayLike:
     """Return ``x`` as int64 after checking that every element is representable in ``dtype``."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "iub":
@@ -35,13 +37,14 @@ def check_range(name: str, x: np.ndarray, dtype: IntType) -> np.ndarray:
     return arr
 
 
+@array_function("a", "b")
 def int_gemm(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: ArrayLike,
+    b: ArrayLike,
     a_type: str | IntType = "int8",
     b_type: str | IntType = "int8",
     acc_bits: int = 32,
-) -> np.ndarray:
+) -> ArrayLike:
     """Exact ``a @ b`` (int64) for (M, K) x (K, N) operands of the given element types.
 
     Raises ``ValueError`` on shape mismatch or out-of-range operands and

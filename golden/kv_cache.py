@@ -26,12 +26,16 @@ outputs are bit-identical (``torch.equal``), for any chunking, including decode 
 Presenting keys in original order is what makes this exact: a rotated ring order would permute
 the softmax/PV summation and differ in the last bits. :class:`DuoCache` keeps one cache per KV
 head and so reproduces :func:`golden.duo_attention.duo_attention` (also per head) exactly.
+
+The caches hold torch tensors; ``step``, ``prefill`` and :func:`chunked` take numpy arrays or
+tensors and answer in q's kind (:mod:`golden.arrays`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .arrays import ArrayLike, array_function
 from .duo_attention import attend_visible, visible_keys
 
 __all__ = ["DuoCache", "FullKVCache", "StreamingKVCache", "chunked", "ring_buffer_address"]
@@ -88,7 +92,8 @@ class _Cache:
     def _window(self) -> tuple[int, int] | tuple[None, None]:
         raise NotImplementedError
 
-    def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    @array_function("q", "k", "v", native="torch")
+    def step(self, q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
         """Attend ``C`` new queries (positions ``length..length+C-1``), then store the chunk."""
         g = self._check(q, k, v)
         b, hq, c, d = q.shape
@@ -108,8 +113,8 @@ class _Cache:
         self.length += c
         return out.reshape(b, hq, c, d)
 
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                chunk: int) -> torch.Tensor:
+    @array_function("q", "k", "v", native="torch")
+    def prefill(self, q: ArrayLike, k: ArrayLike, v: ArrayLike, chunk: int) -> ArrayLike:
         """Chunked prefill: :meth:`step` over chunks of ``chunk`` tokens; outputs concatenated."""
         return chunked(self.step, q, k, v, chunk)
 
@@ -190,7 +195,8 @@ class DuoCache:
     def length(self) -> int:
         return self.caches[0].length
 
-    def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    @array_function("q", "k", "v", native="torch")
+    def step(self, q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
         """One chunk through every head's cache; ``k``/``v`` carry all KV heads."""
         hkv = len(self.caches)
         if k.dim() != 4 or k.shape[1] != hkv:
@@ -202,8 +208,9 @@ class DuoCache:
         return torch.cat([c.step(q[:, h * g:(h + 1) * g], k[:, h:h + 1], v[:, h:h + 1])
                           for h, c in enumerate(self.caches)], dim=1)
 
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                chunk: int) -> torch.Tensor:
+    @array_function("q", "k", "v", native="torch")
+    def prefill(self, q: ArrayLike, k: ArrayLike, v: ArrayLike, chunk: int) -> ArrayLike:
+        """Chunked prefill through every head's cache (see :func:`chunked`)."""
         return chunked(self.step, q, k, v, chunk)
 
     def held_tokens(self) -> list[int]:
@@ -211,7 +218,8 @@ class DuoCache:
         return [c.length if isinstance(c, FullKVCache) else len(c._held()) for c in self.caches]
 
 
-def chunked(step, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+@array_function("q", "k", "v", native="torch")
+def chunked(step, q: ArrayLike, k: ArrayLike, v: ArrayLike, chunk: int) -> ArrayLike:
     """Feed ``(q, k, v)`` along the token axis to ``step`` in chunks of ``chunk`` tokens."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")

@@ -5,32 +5,24 @@ Per (batch, head), non-causal, ``phi = ReLU`` on q and k only, no ``1/sqrt(d)``:
     o_i = sum_j v_j (phi(k_j) . phi(q_i)) / (sum_j phi(k_j) . phi(q_i) + eps)
 
 Shapes: q ``(B, H, Nq, D)``, k ``(B, H, N, D)``, v ``(B, H, N, Dv)`` (Sana: D = Dv = 32,
-Nq = N). Math in float32 like Sana. torch tensors in give a torch tensor out (on q's device),
-numpy arrays in give a numpy array out.
+Nq = N). Math in float32 torch like Sana; numpy arrays and tensors alike, the result in q's kind
+(:mod:`golden.arrays`; tensors on q's device).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TypeVar
 
-import numpy as np
 import torch
+
+from .arrays import ArrayLike, array_function
 
 __all__ = ["check_qkv", "linear_attention", "linear_attention_quadratic"]
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-
-def _to_torch(name: str, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _float32(name: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` as a float32 tensor; ``ValueError`` naming ``name`` if it holds NaN or Inf."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        try:
-            t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be a real numeric array: {exc}") from exc
+    t = x.detach()
     if t.is_complex():
         raise ValueError(f"{name} must be real, got dtype {t.dtype}")
     t = t.to(torch.float32)
@@ -58,38 +50,35 @@ def check_qkv(q_shape, k_shape, v_shape, eps) -> None:
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
 
 
-def _prepare(q, k, v, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """Validate shapes and eps; returns float32 tensors and whether to return torch."""
-    as_torch = any(isinstance(t, torch.Tensor) for t in (q, k, v))
-    qt, kt, vt = _to_torch("q", q), _to_torch("k", k), _to_torch("v", v)
+def _prepare(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate shapes and eps; returns float32 tensors on q's device."""
+    qt, kt, vt = _float32("q", q), _float32("k", k), _float32("v", v)
     check_qkv(qt.shape, kt.shape, vt.shape, eps)
     dev = qt.device
-    return qt, kt.to(dev), vt.to(dev), as_torch
+    return qt, kt.to(dev), vt.to(dev)
 
 
-def _out(o: torch.Tensor, as_torch: bool):
-    return o if as_torch else o.cpu().numpy()
-
-
-def linear_attention(q: ArrayT, k: ArrayT, v: ArrayT, eps: float = 1e-8) -> ArrayT:
+@array_function("q", "k", "v", native="torch")
+def linear_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, eps: float = 1e-8) -> ArrayLike:
     """Sana linear attention computed the linear way, O(N D Dv) per head.
 
     ``v_pad = [v, 1]`` ``(N, Dv+1)``; ``vk = v_pad^T phi(k)`` ``(Dv+1, D)`` summed over all N;
     ``out = phi(q) vk^T`` ``(Nq, Dv+1)``; ``o = out[:, :Dv] / (out[:, Dv] + eps)``.
     """
-    qt, kt, vt, as_torch = _prepare(q, k, v, eps)
+    qt, kt, vt = _prepare(q, k, v, eps)
     ones = torch.ones(*vt.shape[:-1], 1, dtype=vt.dtype, device=vt.device)
     v_pad = torch.cat([vt, ones], dim=-1)
     vk = v_pad.transpose(-1, -2) @ torch.relu(kt)
     out = torch.relu(qt) @ vk.transpose(-1, -2)
-    o = out[..., :-1] / (out[..., -1:] + eps)
-    return _out(o, as_torch)
+    return out[..., :-1] / (out[..., -1:] + eps)
 
 
-def linear_attention_quadratic(q: ArrayT, k: ArrayT, v: ArrayT, eps: float = 1e-8) -> ArrayT:
+@array_function("q", "k", "v", native="torch")
+def linear_attention_quadratic(q: ArrayLike, k: ArrayLike, v: ArrayLike,
+                               eps: float = 1e-8) -> ArrayLike:
     """The same attention in kernelized N x N form: ``A = phi(q) phi(k)^T``,
     ``o = A v / (rowsum(A) + eps)``."""
-    qt, kt, vt, as_torch = _prepare(q, k, v, eps)
+    qt, kt, vt = _prepare(q, k, v, eps)
     a = torch.relu(qt) @ torch.relu(kt).transpose(-1, -2)
-    o = (a @ vt) / (a.sum(dim=-1, keepdim=True) + eps)
-    return _out(o, as_torch)
+    return (a @ vt) / (a.sum(dim=-1, keepdim=True) + eps)

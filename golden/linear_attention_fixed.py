@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .fixed_point import reciprocal, round_shift_right, saturate, to_fixed
 from .int_gemm import check_range
 from .int_types import IntType
@@ -103,12 +104,13 @@ def accumulator_widths(
     )
 
 
+@array_function("o_abs")
 def datapath_error_bound(
-    o_abs: np.ndarray | float,
+    o_abs: ArrayLike | float,
     out_frac_bits: int = 8,
     den_bits: int = 16,
     recip_frac_bits: int = 24,
-) -> np.ndarray:
+) -> ArrayLike:
     """Bound on ``|out / 2**Fo - o|`` in v-code units, given ``|o| = |num / den|``.
 
     With ``D = den / 2**sh < 2**R`` (and ``>= 2**(R-1)`` when sh > 0), ``den_n = D + e1``,
@@ -152,14 +154,15 @@ def _check_params(out_frac_bits: int, den_bits: int, recip_frac_bits: int) -> No
         )
 
 
+@array_function("qc", "kc", "vc")
 def linear_attention_int(
-    qc: np.ndarray,
-    kc: np.ndarray,
-    vc: np.ndarray,
+    qc: ArrayLike,
+    kc: ArrayLike,
+    vc: ArrayLike,
     out_frac_bits: int = 8,
     den_bits: int = 16,
     recip_frac_bits: int = 24,
-) -> np.ndarray:
+) -> ArrayLike:
     """The bit-exact integer datapath on int8 codes ``(..., Nq, D)``, ``(..., N, D)``,
     ``(..., N, Dv)``; returns int64 ``out`` ``(..., Nq, Dv)`` with ``out_frac_bits`` fractional
     bits in v-code units (module docstring has the exact steps)."""
@@ -192,14 +195,15 @@ def linear_attention_int(
     return np.where(den == 0, 0, out).astype(np.int64)
 
 
+@array_function("x")
 def quantize_int8(
-    x: np.ndarray, scale: float | None = None, name: str = "x"
-) -> tuple[np.ndarray, float]:
+    x: ArrayLike, scale: float | None = None, name: str = "x"
+) -> tuple[ArrayLike, float]:
     """Symmetric per-tensor int8: ``scale = absmax / 127`` (1.0 if all zero) unless given;
     ``code = clip(to_fixed(x / scale, 0), -127, 127)`` (round half away from zero, float64;
     the clip saturates only with a given scale smaller than ``absmax / 127``)."""
     try:
-        arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+        arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real numeric array: {exc}") from exc
     if not np.all(np.isfinite(arr)):
@@ -229,16 +233,18 @@ class FixedLinearAttention:
         return decode(self.out_codes, self.v_scale, self.out_frac_bits)
 
 
-def decode(out_codes: np.ndarray, v_scale: float, out_frac_bits: int) -> np.ndarray:
+@array_function("out_codes")
+def decode(out_codes: ArrayLike, v_scale: float, out_frac_bits: int) -> ArrayLike:
     """Float decode of the fixed-point output: ``out * v_scale / 2**out_frac_bits`` (float32)."""
     vals = np.asarray(out_codes, dtype=np.float64) * (float(v_scale) / 2.0**out_frac_bits)
     return vals.astype(np.float32)
 
 
+@array_function("q", "k", "v")
 def linear_attention_fixed(
-    q: np.ndarray,
-    k: np.ndarray,
-    v: np.ndarray,
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
     q_scale: float | None = None,
     k_scale: float | None = None,
     v_scale: float | None = None,
@@ -246,8 +252,8 @@ def linear_attention_fixed(
     den_bits: int = 16,
     recip_frac_bits: int = 24,
 ) -> FixedLinearAttention:
-    """Quantize float q, k, v (numpy or torch, ``(..., tokens, dim)``) to int8 per tensor
-    (given or absmax scales) and run :func:`linear_attention_int`."""
+    """Quantize float q, k, v (``(..., tokens, dim)``) to int8 per tensor (given or absmax
+    scales) and run :func:`linear_attention_int`; the result holds numpy arrays."""
     qc, sq = quantize_int8(q, q_scale, "q")
     kc, sk = quantize_int8(k, k_scale, "k")
     vc, sv = quantize_int8(v, v_scale, "v")

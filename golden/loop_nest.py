@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .int_gemm import AccumulatorOverflowError
 
 __all__ = ["affine_mac"]
@@ -23,17 +24,18 @@ def _indices(access: Access, grid: np.ndarray) -> tuple[np.ndarray, ...]:
                  for row, off in zip(rows, offset, strict=True))
 
 
+@array_function("a", "b")
 def affine_mac(
     extents: Sequence[int],
-    a: np.ndarray,
+    a: ArrayLike,
     a_access: Access,
-    b: np.ndarray,
+    b: ArrayLike,
     b_access: Access,
     c_shape: Sequence[int],
     c_access: Access,
     acc_bits: int = 32,
     chunk: int = 1 << 20,
-) -> np.ndarray:
+) -> ArrayLike:
     """Exact output (int64) of the loop nest; raises on out-of-range indices or overflow."""
     extents = tuple(int(e) for e in extents)
     if any(e < 1 for e in extents):

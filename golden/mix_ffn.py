@@ -10,16 +10,17 @@ With C channels and hidden width H (``int(C * 2.5)`` in Sana)::
 Written with explicit einsums and a 9-tap shifted sum (no conv layers), in the input's float
 dtype (float32 unless float64 is given). Input ``(B, C, h, w)`` or tokens ``(B, N, C)`` with
 ``hw = (h, w)``, tokens in row-major ``(h, w)`` order; the output has the input's layout and
-kind (torch or numpy).
+kind (numpy or torch, :mod:`golden.arrays`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .arrays import ArrayLike, array_function
 
 __all__ = ["MixFFNWeights", "init_mix_ffn_weights", "mix_ffn"]
 
@@ -95,14 +96,9 @@ def init_mix_ffn_weights(
     )
 
 
-def _as_tensor(x) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        try:
-            t = torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"x must be a real numeric array: {exc}") from exc
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """``x`` detached, float64 kept and any other real dtype as float32, checked finite."""
+    t = x.detach()
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"x must be real, got dtype {t.dtype}")
     if t.dtype != torch.float64:
@@ -123,11 +119,11 @@ def _dwconv3x3(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return out
 
 
-def mix_ffn(x, weights: MixFFNWeights, hw: tuple[int, int] | None = None):
+@array_function("x", native="torch")
+def mix_ffn(x: ArrayLike, weights: MixFFNWeights, hw: tuple[int, int] | None = None) -> ArrayLike:
     """Mix-FFN on ``(B, C, h, w)`` (``hw`` must be None) or tokens ``(B, N, C)`` with
     ``hw = (h, w)``, ``h * w = N`` (square ``N`` may omit ``hw``)."""
-    as_torch = isinstance(x, torch.Tensor)
-    t = _as_tensor(x)
+    t = _as_float(x)
     c = weights.channels
     if t.ndim == 3:
         b, n, ct = t.shape
@@ -158,4 +154,4 @@ def mix_ffn(x, weights: MixFFNWeights, hw: tuple[int, int] | None = None):
         y = y + weights.b_point.to(device=y.device, dtype=y.dtype)[None, :, None, None]
     if t.ndim == 3:
         y = y.permute(0, 2, 3, 1).reshape(t.shape[0], -1, c)
-    return y if as_torch else y.cpu().numpy()
+    return y

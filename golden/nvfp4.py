@@ -17,12 +17,12 @@ in ``E2M1_VALUES`` (a negative x that rounds to 0 keeps its sign bit, as a hardw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import ml_dtypes
 import numpy as np
 
-from .svdquant_ops import _float_array, _to_numpy
+from .arrays import ArrayLike, array_function
+from .svdquant_ops import _float_array
 
 __all__ = [
     "E2M1_VALUES",
@@ -68,9 +68,10 @@ class NVFP4Tensor:
         return dequantize_nvfp4(self)
 
 
-def e2m1_decode(codes: Any) -> np.ndarray:
+@array_function("codes")
+def e2m1_decode(codes: ArrayLike) -> ArrayLike:
     """Float32 values of 4-bit E2M1 codes (bit 3 sign, bits 2..0 magnitude index)."""
-    c = _to_numpy(codes)
+    c = np.asarray(codes)
     if c.dtype.kind not in "iu" or (c.size and (c.min() < 0 or c.max() > 15)):
         raise ValueError(f"codes must be integers in 0..15, got dtype {c.dtype}")
     c = c.astype(np.int64)
@@ -83,7 +84,8 @@ def _e4m3(x: np.ndarray) -> np.ndarray:
     return np.minimum(x, np.float32(E4M3_MAX)).astype(ml_dtypes.float8_e4m3fn)
 
 
-def quantize_nvfp4(x: Any, global_scale: float | None = None) -> NVFP4Tensor:
+@array_function("x")
+def quantize_nvfp4(x: ArrayLike, global_scale: float | None = None) -> NVFP4Tensor:
     """NVFP4-quantize ``x`` (..., K) along its last axis (module docstring has the contract).
 
     ``global_scale`` (float32, > 0) fixes ``t`` (a calibrated activation scale); group scales

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .fixed_point import reciprocal, round_shift_right
 
 __all__ = ["SoftmaxFixedConfig", "exp2_table", "softmax_fixed", "softmax_fixed_float"]
@@ -109,7 +110,8 @@ def _exp2_neg(t: np.ndarray, cfg: SoftmaxFixedConfig) -> np.ndarray:
     return e
 
 
-def softmax_fixed(x: np.ndarray, cfg: SoftmaxFixedConfig | None = None) -> np.ndarray:
+@array_function("x")
+def softmax_fixed(x: ArrayLike, cfg: SoftmaxFixedConfig | None = None) -> ArrayLike:
     """Fixed-point softmax over the last axis: int64 probabilities with ``out_frac_bits`` bits.
 
     ``x`` must hold integers within int32 (logits with ``cfg.in_frac_bits`` fractional bits).
@@ -133,7 +135,8 @@ def softmax_fixed(x: np.ndarray, cfg: SoftmaxFixedConfig | None = None) -> np.nd
     return round_shift_right(e * r, cfg.exp_bits)
 
 
-def softmax_fixed_float(x: np.ndarray, cfg: SoftmaxFixedConfig | None = None) -> np.ndarray:
+@array_function("x")
+def softmax_fixed_float(x: ArrayLike, cfg: SoftmaxFixedConfig | None = None) -> ArrayLike:
     """:func:`softmax_fixed` output as float64 probabilities (``p / 2**out_frac_bits``)."""
     cfg = cfg or SoftmaxFixedConfig()
     return softmax_fixed(x, cfg).astype(np.float64) / float(1 << cfg.out_frac_bits)

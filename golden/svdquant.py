@@ -23,6 +23,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from .arrays import ArrayLike, array_function
 from .nvfp4 import NVFP4_GROUP, NVFP4Tensor, dequantize_nvfp4, nvfp4_gemm, quantize_nvfp4
 from .svdquant_ops import (
     GELU_SHIFT,
@@ -63,7 +64,8 @@ DEFAULT_ALPHAS: tuple[float, ...] = tuple((i + 0.5) / 20 for i in range(20))
 _RANK_ALIGN = 16
 
 
-def relative_error(y: Any, y_ref: Any) -> float:
+@array_function("y", "y_ref")
+def relative_error(y: ArrayLike, y_ref: ArrayLike) -> float:
     """``||y - y_ref||_F / ||y_ref||_F`` in float64 (``inf`` if ``y_ref`` is all zero)."""
     a = np.asarray(y, np.float64)
     b = np.asarray(y_ref, np.float64)
@@ -71,7 +73,8 @@ def relative_error(y: Any, y_ref: Any) -> float:
     return float(np.linalg.norm(a - b)) / den if den > 0 else float("inf")
 
 
-def smoothing_factors(calib_x: Any, weight: Any, alpha: float) -> np.ndarray:
+@array_function("calib_x", "weight")
+def smoothing_factors(calib_x: ArrayLike, weight: ArrayLike, alpha: float) -> ArrayLike:
     """SmoothQuant factors ``lambda_j = max|X[:, j]|^alpha / max|W[:, j]|^(1 - alpha)``.
 
     Channels whose activation or weight maximum is 0 get 1; if any factor is NaN/Inf or leaves
@@ -120,7 +123,8 @@ def _pad_rank(a: np.ndarray, axis: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class SVDQuantLinear:
-    """A quantized linear layer ``y = layer(x)``; arrays are numpy, never mutated.
+    """A quantized linear layer ``y = layer(x)``; its arrays are numpy, never mutated (the
+    methods take numpy or torch activations and answer in their kind).
 
     ``qweight`` (N, K) int8 codes -8..7 and ``wscales`` (N, K/group_size) float32 quantize the
     residual of the smoothed weight. ``smooth`` (K,) float32: the kernel sees ``x / smooth``.
@@ -215,7 +219,8 @@ class SVDQuantLinear:
             return dequantize_nvfp4(self._nvfp4_weight()).astype(np.float64)
         return dequantize_int4(self.qweight, self.wscales, self.group_size)
 
-    def quantize_input(self, x: Any) -> tuple[np.ndarray, np.ndarray] | NVFP4Tensor:
+    @array_function("x")
+    def quantize_input(self, x: ArrayLike) -> tuple[ArrayLike, ArrayLike] | NVFP4Tensor:
         """Codes and scales of the INT4 path for ``x`` (T, K), as the fused kernel makes them.
 
         float32: ``fl32(x / smooth)`` (signed) or ``fl32(fl32(x + GELU_SHIFT) / smooth)``;
@@ -234,7 +239,8 @@ class SVDQuantLinear:
             return quantize_nvfp4(x32 / self.smooth)
         return quantize_int4(x32 / self.smooth, self.group_size, signed=True)
 
-    def __call__(self, x: Any) -> np.ndarray:
+    @array_function("x")
+    def __call__(self, x: ArrayLike) -> ArrayLike:
         """Float32 output (..., N) for activations (..., K), quantized on the fly per token."""
         xa = _float_array("x", x, min_ndim=1)
         lead = xa.shape[:-1]
@@ -255,7 +261,9 @@ class SVDQuantLinear:
         low = self.lora_up.astype(np.float64) @ self.lora_down.astype(np.float64)
         return (wq + low) / self.smooth.astype(np.float64)
 
-    def with_lora(self, A: Any, B: Any, strength: float = 1.0) -> SVDQuantLinear:  # noqa: N803
+    @array_function("A", "B")
+    def with_lora(self, A: ArrayLike, B: ArrayLike,  # noqa: N803
+                  strength: float = 1.0) -> SVDQuantLinear:
         """Attach an external LoRA ``y += strength * (x A^T) B^T`` without re-quantizing.
 
         ``A`` (r', K) acts on the raw x, so it is stored as ``A * smooth`` against ``x / smooth``.
@@ -314,13 +322,14 @@ def _build(
     return SVDQuantLinear(qw, sw, smooth, down, up, alpha=alpha, **kw)
 
 
+@array_function("weight", "calib_x", "bias")
 def quantize_linear(
-    weight: Any,
-    calib_x: Any,
+    weight: ArrayLike,
+    calib_x: ArrayLike,
     method: str = "svdquant",
     rank: int = 32,
     group_size: int = 64,
-    bias: Any = None,
+    bias: ArrayLike | None = None,
     *,
     alpha: float | None = None,
     alpha_grid: Sequence[float] = DEFAULT_ALPHAS,

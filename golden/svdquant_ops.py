@@ -19,6 +19,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from .arrays import ArrayLike, array_function
+
 __all__ = [
     "GELU_SHIFT",
     "dequantize_int4",
@@ -41,19 +43,9 @@ _SCALE_DTYPES: dict[str, Any] = {
 # --------------------------------------------------------------------------- input checking
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    """A numpy view of ``x``; torch tensors are detached and moved to the CPU (bf16 -> fp32)."""
-    if type(x).__module__.split(".")[0] == "torch":
-        t = x.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
-            t = t.float()
-        return t.numpy()
-    return np.asarray(x)
-
-
 def _float_array(name: str, x: Any, ndim: int | None = None, min_ndim: int = 0) -> np.ndarray:
     """``x`` as finite float64 (exact for every float32/16-bit input), or ``ValueError``."""
-    a = _to_numpy(x)
+    a = np.asarray(x)
     if a.dtype.kind not in "fiub" and a.dtype != ml_dtypes.bfloat16:
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
     a = a.astype(np.float64)
@@ -69,7 +61,7 @@ def _float_array(name: str, x: Any, ndim: int | None = None, min_ndim: int = 0) 
 
 def _int_array(name: str, x: Any, lo: int, hi: int, ndim: int) -> np.ndarray:
     """``x`` as int64 after checking integer dtype, rank and the range ``lo..hi``."""
-    a = _to_numpy(x)
+    a = np.asarray(x)
     if a.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
     if a.ndim != ndim:
@@ -100,9 +92,10 @@ def _scale_dtype(scale_dtype: str) -> Any:
 # --------------------------------------------------------------------------- quantization
 
 
+@array_function("x")
 def quantize_int4(
-    x: Any, group_size: int = 64, signed: bool = True, scale_dtype: str = "float32"
-) -> tuple[np.ndarray, np.ndarray]:
+    x: ArrayLike, group_size: int = 64, signed: bool = True, scale_dtype: str = "float32"
+) -> tuple[ArrayLike, ArrayLike]:
     """Symmetric INT4 quantization per row and per ``group_size`` group of the last axis.
 
     ``x`` (..., K) is taken as float32. Per group: ``s = fl32(absmax / qmax)`` (qmax 7 signed,
@@ -132,9 +125,10 @@ def quantize_int4(
     return codes.reshape(a.shape), scale
 
 
-def dequantize_int4(codes: Any, scales: Any, group_size: int = 64) -> np.ndarray:
+@array_function("codes", "scales")
+def dequantize_int4(codes: ArrayLike, scales: ArrayLike, group_size: int = 64) -> ArrayLike:
     """``codes * scales`` broadcast over each group, exact in float64 (no rounding)."""
-    c = _to_numpy(codes)
+    c = np.asarray(codes)
     if c.dtype.kind not in "iu" or c.ndim < 1:
         raise ValueError(f"codes must be an integer array of rank >= 1, got {c.dtype} {c.shape}")
     c = _int_array("codes", c, -8, 15, c.ndim)
@@ -147,7 +141,8 @@ def dequantize_int4(codes: Any, scales: Any, group_size: int = 64) -> np.ndarray
     return g.reshape(c.shape)
 
 
-def fold_act_shift(bias: Any, weight: Any, shift: Any) -> np.ndarray:
+@array_function("bias", "weight", "shift")
+def fold_act_shift(bias: ArrayLike, weight: ArrayLike, shift: ArrayLike | float) -> ArrayLike:
     """Bias that cancels a constant input shift: ``bias - weight @ shift`` (float64).
 
     For any x: ``(x + shift) @ weight.T + fold = x @ weight.T + bias`` in exact arithmetic.
@@ -167,7 +162,8 @@ def fold_act_shift(bias: Any, weight: Any, shift: Any) -> np.ndarray:
 # --------------------------------------------------------------------------- W4A4 GEMM
 
 
-def fma_f32(a: Any, b: Any, c: Any) -> np.ndarray:
+@array_function("a", "b", "c")
+def fma_f32(a: ArrayLike | float, b: ArrayLike | float, c: ArrayLike | float) -> ArrayLike:
     """``fl32(a * b + c)`` with ONE rounding (a binary32 fused multiply-add), elementwise.
 
     ``a*b`` of two binary32 values is exact in float64; TwoSum splits ``a*b + c`` into
@@ -187,16 +183,17 @@ def fma_f32(a: Any, b: Any, c: Any) -> np.ndarray:
     return np.where(tie & ((lo > 0) == (nb64 > r64)), nb, r).astype(np.float32)
 
 
+@array_function("qx", "sx", "qw", "sw")
 def w4a4_gemm(
-    qx: Any,
-    sx: Any,
-    qw: Any,
-    sw: Any,
+    qx: ArrayLike,
+    sx: ArrayLike,
+    qw: ArrayLike,
+    sw: ArrayLike,
     group_size: int = 64,
     *,
     act_signed: bool = True,
     fma: bool = False,
-) -> np.ndarray:
+) -> ArrayLike:
     """Group-scaled INT4 GEMM: ``y[m, n] = sum_g sx[m, g] * sw[n, g] * dot_g[m, n]`` (float32).
 
     ``qx`` (M, K) holds -8..7 (``act_signed``) or 0..15, ``qw`` (N, K) -8..7, scales (M, K/g) and

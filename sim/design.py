@@ -1,10 +1,11 @@
 """Run a generated design on operands and compare it with golden, bit for bit.
 
-``simulate_design(spec, operands)`` plans and emits the design (:mod:`hw`), builds it in
-Verilator (cached), loads the operands through the host port, runs, reads the output back and
-compares with :func:`golden.loop_nest.affine_mac`. Engines: ``"cocotb"`` (Verilator, the
-checker of behaviour), ``"fast"`` (a generated C++ Verilator harness for long runs,
-:mod:`sim.fast`) and ``"pysim"`` (Amaranth's simulator: no build, for many small designs).
+``simulate_design(spec, operands)`` plans and emits the design
+(:func:`hw.rtl.emit.emit_design`), builds it in Verilator (cached), loads the operands through
+the host port, runs, reads the output back and compares with
+:func:`golden.loop_nest.affine_mac`. Engines: ``"cocotb"`` (Verilator, the checker of
+behaviour), ``"fast"`` (a generated C++ Verilator harness for long runs, :mod:`sim.fast`) and
+``"pysim"`` (Amaranth's simulator: no build, for many small designs).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import numpy as np
 
 from golden.loop_nest import affine_mac
 from hw.front.fusion import plan_fused
-from hw.front.plan import plan_array
 from hw.front.spec import DesignSpec
 from hw.ir.backend import BackendOptions
-from hw.rtl.emit import to_verilog
+from hw.rtl.emit import emit_design
 from hw.rtl.generate import GeneratedArray
 
 from .runner import build, run_test
 
-__all__ = ["DesignRun", "emit_design", "golden_output", "random_operands", "simulate_design"]
+__all__ = ["DesignRun", "golden_output", "random_operands", "simulate_design"]
 
 ENGINES = ("cocotb", "fast", "pysim")
 
@@ -47,23 +47,6 @@ class DesignRun:
     @property
     def sim_cycles_per_s(self) -> float:
         return self.cycles / self.run_wall_s if self.run_wall_s > 0 else float("inf")
-
-
-def emit_design(spec: DesignSpec | list[DesignSpec], fu_style: str = "instance",
-                backend: BackendOptions | None = None):
-    """Plan, elaborate and emit ``spec`` (top module named after the spec); ``backend``: emit
-    the datapath from the optimized primitive graph (:mod:`hw.backend`).
-
-    Returns ``(plan, top, verilog)``; for a list of specs (a fused design) the first item is
-    the list of plans.
-    """
-    if isinstance(spec, list | tuple):
-        plans = plan_fused(spec)
-        top = GeneratedArray(plans, fu_style=fu_style, backend=backend)
-        return plans, top, to_verilog(top, spec[0].name)
-    plan = plan_array(spec)
-    top = GeneratedArray(plan, fu_style=fu_style, backend=backend)
-    return plan, top, to_verilog(top, spec.name)
 
 
 def random_operands(spec: DesignSpec, seed: int = 0) -> dict[str, np.ndarray]:
@@ -117,7 +100,7 @@ def simulate_design(spec: DesignSpec | list[DesignSpec],
         plans = plan_fused(specs)
         top = GeneratedArray(plans, fu_style="inline", backend=backend)
     else:
-        plans, top, verilog = emit_design(specs, backend=backend)
+        _, top, verilog = emit_design(specs, backend=backend)
     host = top.hosts[mode]
     try:
         writes = host.input_writes(operands)    # validates shapes and ranges

@@ -2,12 +2,13 @@
 
 cocotb needs ``--public-flat-rw``, which alone makes a 16x16 array ~20x slower (toolchain.md).
 For long runs this module builds the design with a small C++ harness instead and drives it
-through files. Every design follows the *host protocol*: ``clk``; ``host_addr``,
-``host_wdata``, ``host_we`` (a word is written on a rising edge with ``host_we`` high);
-``host_rdata`` (the word at the ``host_addr`` presented before the last rising edge);
-``start`` (sampled on a rising edge while idle), ``busy`` and ``done`` (high once the run has
-ended, until the next start). A ``rst`` port, if any, is held low; a ``mode`` port (a fused
-design's dataflow select, at most 8 bits) is held at the run's ``mode`` from the first edge.
+through files. Every design follows the *host protocol* (port names: :mod:`hw.rtl.ports`):
+``clk``; ``host_addr``, ``host_wdata``, ``host_we`` (a word is written on a rising edge with
+``host_we`` high); ``host_rdata`` (the word at the ``host_addr`` presented before the last
+rising edge); ``start`` (sampled on a rising edge while idle), ``busy`` and ``done`` (high once
+the run has ended, until the next start). A ``rst`` port, if any, is held low; a ``mode`` port
+(a fused design's dataflow select, at most 8 bits) is held at the run's ``mode`` from the
+first edge.
 
 One run of the harness, in rising edges of ``clk``:
 
@@ -54,6 +55,20 @@ from functools import cache
 from itertools import chain
 from pathlib import Path
 
+from hw.rtl.ports import (
+    CLOCK,
+    DONE,
+    HOST_ADDR,
+    HOST_RDATA,
+    HOST_WDATA,
+    HOST_WE,
+    MODE,
+    START,
+    control_signature,
+    host_signature,
+    port_widths,
+)
+
 from .errors import BuildError, SimulationError
 from .runner import BUILD_MARKER, VERILATOR_FLAGS, build_errors
 from .toolchain import cache_dir, ensure_on_path, verilator_bin_dir, verilator_version
@@ -73,13 +88,14 @@ PROFILE_CYCLES = 200_000
 #: Included into every fast model after verilated.h (see the header's comment).
 _HELPERS = Path(__file__).with_name("verilated_fast.h")
 
-#: Host-protocol port -> the widest width the harness supports (directions are not checked).
-_PROTOCOL: dict[str, int] = {
-    "clk": 1, "host_addr": 64, "host_wdata": 64, "host_we": 1, "host_rdata": 64, "start": 1,
-    "busy": 1, "done": 1,
-}
 #: Widest ``mode`` port (a fused design's dataflow select) the harness drives.
 _MODE_BITS = 8
+#: Host-protocol port -> the widest width the harness supports (directions are not checked):
+#: the clock and the members of :mod:`hw.rtl.ports`' signatures at their widest (64-bit
+#: words), ``mode`` apart (optional).
+_PROTOCOL: dict[str, int] = {
+    CLOCK: 1, **port_widths(host_signature(64, 64)), **port_widths(control_signature()),
+}
 _EXE = "fastsim"
 _TIMEOUT_RC = 3
 _PORT_RE = re.compile(
@@ -145,11 +161,11 @@ def _protocol_ports(verilog: str, top: str) -> dict[str, int]:
     wanted = {name: ports[name] for name in _PROTOCOL}
     if "rst" in ports:
         wanted["rst"] = ports["rst"]
-    if "mode" in ports:
-        if ports["mode"] > _MODE_BITS:
-            raise BuildError(f"{top}.mode is {ports['mode']} bits; the fast harness takes at "
+    if MODE in ports:
+        if ports[MODE] > _MODE_BITS:
+            raise BuildError(f"{top}.{MODE} is {ports[MODE]} bits; the fast harness takes at "
                              f"most {_MODE_BITS}")
-        wanted["mode"] = ports["mode"]
+        wanted[MODE] = ports[MODE]
     return wanted
 
 
@@ -183,7 +199,7 @@ static std::vector<uint64_t> slurp(const char* path) {{
 }}
 
 static inline void tick(V{top}* top) {{
-    top->clk = 0; top->eval(); top->clk = 1; top->eval();
+    top->{clk} = 0; top->eval(); top->{clk} = 1; top->eval();
 }}
 
 int main(int argc, char** argv) {{
@@ -203,28 +219,28 @@ int main(int argc, char** argv) {{
     const std::unique_ptr<VerilatedContext> ctx{{new VerilatedContext}};
     const std::unique_ptr<V{top}> top{{new V{top}{{ctx.get(), "TOP"}}}};
     V{top}* const t = top.get();
-    t->clk = 0; t->host_we = 0; t->start = 0; t->host_addr = 0; t->host_wdata = 0;{rst}{mode}
+    t->{clk} = 0; t->{we} = 0; t->{start} = 0; t->{addr} = 0; t->{wdata} = 0;{rst}{mode}
     t->eval();
 
     for (size_t i = 0; i + 1 < writes.size(); i += 2) {{
-        t->host_addr = writes[i]; t->host_wdata = writes[i + 1]; t->host_we = 1;
+        t->{addr} = writes[i]; t->{wdata} = writes[i + 1]; t->{we} = 1;
         tick(t);
     }}
-    t->host_we = 0; t->host_addr = 0; t->host_wdata = 0;
+    t->{we} = 0; t->{addr} = 0; t->{wdata} = 0;
 
     const auto t0 = std::chrono::steady_clock::now();
     uint64_t cycles = 1;
-    t->start = 1;
+    t->{start} = 1;
     tick(t);
-    t->start = 0;
-    if (!t->done) {{
+    t->{start} = 0;
+    if (!t->{done}) {{
         while (cycles < max_cycles) {{
-            t->clk = 0; t->eval(); t->clk = 1; t->eval(); ++cycles;
-            if (t->done) break;
+            t->{clk} = 0; t->eval(); t->{clk} = 1; t->eval(); ++cycles;
+            if (t->{done}) break;
         }}
     }}
     const auto t1 = std::chrono::steady_clock::now();
-    const bool done = t->done;
+    const bool done = t->{done};
     const long long ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
     if (!done) {{
         std::printf("status=timeout run_cycles=%llu run_ns=%lld\n",
@@ -234,9 +250,9 @@ int main(int argc, char** argv) {{
 
     std::vector<uint64_t> values(reads.size());
     for (size_t i = 0; i < reads.size(); ++i) {{
-        t->host_addr = reads[i];
+        t->{addr} = reads[i];
         tick(t);
-        values[i] = static_cast<uint64_t>(t->host_rdata) & {mask}ULL;
+        values[i] = static_cast<uint64_t>(t->{rdata}) & {mask}ULL;
     }}
     t->final();
     FILE* out = std::fopen(argv[4], "wb");
@@ -257,15 +273,16 @@ def _main_source(top: str, ports: dict[str, int]) -> str:
     the design has them)."""
     return _MAIN_CPP.format(
         top=top, rst=" t->rst = 0;" if "rst" in ports else "", timeout_rc=_TIMEOUT_RC,
-        mask=hex((1 << ports["host_rdata"]) - 1),
-        mode=" t->mode = mode;" if "mode" in ports else "",
-        mode_max=hex(_mode_count(ports) - 1),
+        mask=hex((1 << ports[HOST_RDATA]) - 1),
+        mode=f" t->{MODE} = mode;" if MODE in ports else "",
+        mode_max=hex(_mode_count(ports) - 1), clk=CLOCK, addr=HOST_ADDR, wdata=HOST_WDATA,
+        we=HOST_WE, rdata=HOST_RDATA, start=START, done=DONE,
     )
 
 
 def _mode_count(ports: dict[str, int]) -> int:
     """Values the harness may put on the ``mode`` port (1 without one)."""
-    return 1 << ports["mode"] if "mode" in ports else 1
+    return 1 << ports[MODE] if MODE in ports else 1
 
 
 @cache
@@ -438,7 +455,7 @@ def run_fast(
         raise ValueError(f"mode must be in 0..{_mode_count(build.ports) - 1} for "
                          f"{build.top}, got {mode!r}")
     pairs = _words(chain.from_iterable(writes), "writes", 64)
-    addr_bits, data_bits = build.ports["host_addr"], build.ports["host_wdata"]
+    addr_bits, data_bits = build.ports[HOST_ADDR], build.ports[HOST_WDATA]
     if len(pairs) != 2 * len(writes):
         raise ValueError("writes must be (addr, data) pairs")
     _words(pairs[0::2], "write address", addr_bits)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
+
+from hw.rtl.ports import DONE, HOST_ADDR, HOST_RDATA, HOST_WDATA, HOST_WE, MODE, START
 
 from .errors import SimulationError
 
@@ -18,36 +21,45 @@ __all__ = ["run_pysim"]
 
 def run_pysim(top, writes: Sequence[tuple[int, int]], reads: Sequence[int],
               max_cycles: int, mode: int = 0) -> tuple[list[int], int]:
-    """(raw words read back, run cycles) for ``top`` (a :class:`hw.generate.GeneratedArray`)."""
+    """(raw words read back, run cycles) for ``top`` (a :class:`hw.rtl.generate.GeneratedArray`,
+    or any component with the ports of :mod:`hw.rtl.ports`), run in a reset-less ``sync``
+    domain supplied here."""
     result: dict = {}
+    members = top.signature.members
+    addr, wdata, we, rdata, start, done = (getattr(top, name) for name in (
+        HOST_ADDR, HOST_WDATA, HOST_WE, HOST_RDATA, START, DONE))
 
     async def bench(ctx):
-        ctx.set(top.host_we, 1)
-        for addr, word in writes:
-            ctx.set(top.host_addr, addr)
-            ctx.set(top.host_wdata, word)
+        ctx.set(we, 1)
+        for a, word in writes:
+            ctx.set(addr, a)
+            ctx.set(wdata, word)
             await ctx.tick()
-        ctx.set(top.host_we, 0)
-        if hasattr(top, "mode"):
-            ctx.set(top.mode, mode)
-        ctx.set(top.start, 1)
+        ctx.set(we, 0)
+        if MODE in members:
+            ctx.set(getattr(top, MODE), mode)
+        ctx.set(start, 1)
         await ctx.tick()
-        ctx.set(top.start, 0)
+        ctx.set(start, 0)
         cycles = 0
-        while not ctx.get(top.done):
+        while not ctx.get(done):
             await ctx.tick()
             cycles += 1
             if cycles > max_cycles:
                 raise SimulationError(f"done did not rise within {max_cycles} cycles")
         values = []
-        for addr in reads:
-            ctx.set(top.host_addr, addr)
+        for a in reads:
+            ctx.set(addr, a)
             await ctx.tick()
-            values.append(ctx.get(top.host_rdata))
+            values.append(ctx.get(rdata))
         result["values"], result["cycles"] = values, cycles
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8, domain=top.domain)
+    # the design runs in its parent's sync domain: this parent supplies a reset-less one
+    parent = Module()
+    parent.domains.sync = domain = ClockDomain("sync", reset_less=True)
+    parent.submodules.top = top
+    sim = Simulator(parent)
+    sim.add_clock(1e-8, domain=domain)
     sim.add_testbench(bench)
     sim.run()
     return result["values"], result["cycles"]

@@ -20,6 +20,9 @@ patterns and returned as ``torch.float8_e4m3fn`` / ``torch.float8_e5m2`` tensors
 
 from __future__ import annotations
 
+from ._runtime import INTERPRETED  # first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -31,7 +34,7 @@ import triton.language as tl
 import golden.coat as _gc
 import golden.fp8 as _gf
 
-from . import INTERPRETED
+from .arrays import ArrayLike, tensor_function
 
 __all__ = ["ExpandedFp8Tensor", "GroupFp8Tensor", "dequantize_per_group", "expand_dequantize",
            "expand_quantize", "fp8_round", "quantize_per_group"]
@@ -273,9 +276,11 @@ def _tiles(group_size: int, n_groups: int) -> tuple[int, int, tuple[int]]:
     return rows, block, (triton.cdiv(n_groups, rows),)
 
 
-def fp8_round(x: torch.Tensor, fmt: str = "e4m3", *, backend: str = "triton") -> torch.Tensor:
+@tensor_function("x")
+def fp8_round(x: ArrayLike, fmt: str = "e4m3", *, backend: str = "triton") -> ArrayLike:
     """``x`` rounded to nearest-even on the ``fmt`` grid, ``|x| > max`` saturating to ``+-max``;
-    returns a ``torch.float8_*`` tensor (golden: ``golden.fp8.fp8_round``, saturate)."""
+    returns a ``torch.float8_*`` tensor, or an ``ml_dtypes`` array for array input (golden:
+    ``golden.fp8.fp8_round``, saturate)."""
     _check_common(x, fmt, backend)
     mbits, emin, fmax, tdtype, _ = _FMT[fmt]
     if backend == "torch":
@@ -288,7 +293,8 @@ def fp8_round(x: torch.Tensor, fmt: str = "e4m3", *, backend: str = "triton") ->
     return out.view(tdtype)
 
 
-def quantize_per_group(x: torch.Tensor, group_size: int = 16, fmt: str = "e4m3", *,
+@tensor_function("x")
+def quantize_per_group(x: ArrayLike, group_size: int = 16, fmt: str = "e4m3", *,
                        backend: str = "triton") -> GroupFp8Tensor:
     """Per-group FP8 along the last axis (must be a multiple of ``group_size``):
     ``scale = max|x_g| / F`` (float32; 1 if all zero), ``code = fp8(x / scale)``."""
@@ -318,7 +324,8 @@ def quantize_per_group(x: torch.Tensor, group_size: int = 16, fmt: str = "e4m3",
     return GroupFp8Tensor(codes.view(tdtype), scales, g, fmt)
 
 
-def expand_quantize(x: torch.Tensor, group_size: int = 128, fmt: str = "e4m3", *,
+@tensor_function("x")
+def expand_quantize(x: ArrayLike, group_size: int = 128, fmt: str = "e4m3", *,
                     backend: str = "triton") -> ExpandedFp8Tensor:
     """COAT dynamic-range-expanded FP8 of ``x`` in flattened groups (see module doc)."""
     _check_common(x, fmt, backend)

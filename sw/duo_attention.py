@@ -27,15 +27,19 @@ Non-finite inputs are not checked (that would need a device sync); NaN/Inf propa
 
 from __future__ import annotations
 
+from ._runtime import INTERPRETED  # first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import triton
 
 from golden.kv_cache import ring_buffer_address
 
-from . import INTERPRETED
+from .arrays import ArrayLike, tensor_function
 from .duo_attention_kernels import _duo_attn_kernel
 
 __all__ = ["DuoKVCache", "decode_step", "duo_attention", "prefill"]
@@ -104,15 +108,17 @@ def _check_tensors(q: object, k: object, v: object, backend: str) -> int:
     return hq // hkv
 
 
-def _check_retrieval(retrieval: object, kv_heads: int) -> list[bool]:
-    """``retrieval`` as one bool per KV head (bools or 0/1 ints, list or tensor)."""
-    if isinstance(retrieval, torch.Tensor):
+def _check_retrieval(retrieval: object, kv_heads: int | None) -> list[bool]:
+    """``retrieval`` as one bool per KV head (bools or 0/1 ints: a sequence, tensor or array);
+    ``kv_heads=None`` accepts any count."""
+    if isinstance(retrieval, torch.Tensor | np.ndarray):
         vals = retrieval.flatten().tolist()
     elif isinstance(retrieval, Sequence) and not isinstance(retrieval, str):
         vals = list(retrieval)
     else:
-        raise ValueError(f"retrieval must be a sequence or tensor of bools, got {retrieval!r}")
-    if len(vals) != kv_heads:
+        raise ValueError(f"retrieval must be a sequence, tensor or array of bools, got "
+                         f"{retrieval!r}")
+    if kv_heads is not None and len(vals) != kv_heads:
         raise ValueError(f"retrieval has {len(vals)} entries, expected kv_heads={kv_heads}")
     for x in vals:
         if x not in (0, 1) or isinstance(x, float):
@@ -177,7 +183,8 @@ def _launch(q: torch.Tensor, flags: list[bool], hmap: list[int], lin: tuple, rin
 
 
 # ----------------------------------------------------------------------------- stateless
-def duo_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, retrieval, sink: int,
+@tensor_function("q", "k", "v")
+def duo_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, retrieval, sink: int,
                   recent: int, *, backend: str = "triton", block_m: int = 32, block_n: int = 32,
                   return_stats: bool = False):
     """Per-KV-head full (retrieval) or streaming attention; ``golden.duo_attention.duo_attention``.
@@ -228,9 +235,7 @@ class DuoKVCache:
             raise ValueError(f"head_dim must be a power of two in [16, 128], got {head_dim!r}")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype}")
-        n_flags = retrieval.numel() if isinstance(retrieval, torch.Tensor) else (
-            len(retrieval) if isinstance(retrieval, Sequence) else -1)
-        flags = _check_retrieval(retrieval, n_flags)
+        flags = _check_retrieval(retrieval, None)
         if not flags:
             raise ValueError("retrieval must name at least one KV head, got 0 entries")
         self.retrieval, self.sink, self.recent = flags, sink, recent
@@ -325,7 +330,8 @@ class DuoKVCache:
             self.ring_k[:, :, slots] = k[:, hs][:, :, idx]
             self.ring_v[:, :, slots] = v[:, hs][:, :, idx]
 
-    def step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    @tensor_function("q", "k", "v")
+    def step(self, q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
         """Attend a chunk of ``C`` new tokens (``C == 1``: decode), then store it."""
         self._check_step(q, k, v)
         out = self._attend(q, k, v)
@@ -333,8 +339,9 @@ class DuoKVCache:
         self.length += q.shape[2]
         return out
 
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                chunk: int | None = None) -> torch.Tensor:
+    @tensor_function("q", "k", "v")
+    def prefill(self, q: ArrayLike, k: ArrayLike, v: ArrayLike,
+                chunk: int | None = None) -> ArrayLike:
         """:meth:`step` over ``chunk``-token pieces (``None``: one piece); outputs concatenated."""
         self._check_step(q, k, v)
         t = q.shape[2]
@@ -342,16 +349,18 @@ class DuoKVCache:
         return torch.cat([self.step(q[:, :, s:s + chunk], k[:, :, s:s + chunk],
                                     v[:, :, s:s + chunk]) for s in range(0, t, chunk)], dim=2)
 
-    def decode_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    @tensor_function("q", "k", "v")
+    def decode_step(self, q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
         """One new token: ``q`` ``(batch, q_heads, 1, d)``, ``k``/``v`` ``(batch, kv, 1, d)``."""
         if isinstance(q, torch.Tensor) and q.dim() == 4 and q.shape[2] != 1:
             raise ValueError(f"decode_step takes one token, got q with {q.shape[2]} tokens")
         return self.step(q, k, v)
 
 
-def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, retrieval, sink: int, recent: int,
+@tensor_function("q", "k", "v")
+def prefill(q: ArrayLike, k: ArrayLike, v: ArrayLike, retrieval, sink: int, recent: int,
             *, chunk: int | None = None, backend: str = "triton", block_m: int = 32,
-            block_n: int = 32, capacity: int = 64) -> tuple[torch.Tensor, DuoKVCache]:
+            block_n: int = 32, capacity: int = 64) -> tuple[ArrayLike, DuoKVCache]:
     """Prefill a new :class:`DuoKVCache` with a prompt; returns ``(output, cache)``."""
     _check_options(sink, recent, backend, block_m, block_n)
     _check_tensors(q, k, v, backend)
@@ -364,8 +373,8 @@ def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, retrieval, sink: 
     return cache.prefill(q, k, v, chunk), cache
 
 
-def decode_step(cache: DuoKVCache, q: torch.Tensor, k: torch.Tensor,
-                v: torch.Tensor) -> torch.Tensor:
+@tensor_function("q", "k", "v")
+def decode_step(cache: DuoKVCache, q: ArrayLike, k: ArrayLike, v: ArrayLike) -> ArrayLike:
     """One decode step on ``cache`` (see :meth:`DuoKVCache.decode_step`)."""
     if not isinstance(cache, DuoKVCache):
         raise ValueError(f"cache must be a DuoKVCache, got {type(cache).__name__}")

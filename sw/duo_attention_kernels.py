@@ -31,6 +31,9 @@ block adds one to a per-program counter written to ``cnt_ptr``.
 
 from __future__ import annotations
 
+from . import _runtime  # noqa: F401 - first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import triton
 import triton.language as tl
 

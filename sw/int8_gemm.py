@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from . import _runtime  # noqa: F401 - first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import torch
 import triton
 import triton.language as tl
+
+from .arrays import ArrayLike, tensor_function
 
 __all__ = ["int8_gemm"]
 
@@ -32,15 +37,16 @@ def _int8_gemm_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
              mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
+@tensor_function("a", "b")
 def int8_gemm(
-    a: torch.Tensor,
-    b: torch.Tensor,
+    a: ArrayLike,
+    b: ArrayLike,
     *,
     backend: str = "triton",
     block_m: int = 64,
     block_n: int = 64,
     block_k: int = 64,
-) -> torch.Tensor:
+) -> ArrayLike:
     """``a @ b`` for int8 (M, K) x (K, N) tensors, accumulated and returned in int32.
 
     The int32 accumulator wraps like the hardware's; callers that need a guarantee check the

@@ -20,13 +20,16 @@ matches the interpreter up to summation order.
 
 from __future__ import annotations
 
+from ._runtime import INTERPRETED  # first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import torch
 import triton
 import triton.language as tl
 
 from golden.linear_attention import check_qkv
 
-from . import INTERPRETED
+from .arrays import ArrayLike, tensor_function
 
 __all__ = ["MAX_HEAD_DIM", "linear_attention"]
 
@@ -142,16 +145,17 @@ def _torch_path(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float) -
     return out[..., :-1] / (out[..., -1:] + eps)
 
 
+@tensor_function("q", "k", "v")
 def linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
     eps: float = 1e-8,
     *,
     backend: str = "triton",
     block_m: int = 64,
     block_n: int = 64,
-) -> torch.Tensor:
+) -> ArrayLike:
     """Sana ReLU linear attention; returns float32 ``(B, H, Nq, Dv)``.
 
     ``q`` ``(B, H, Nq, D)``, ``k`` ``(B, H, N, D)``, ``v`` ``(B, H, N, Dv)``, one dtype

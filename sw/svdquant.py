@@ -24,14 +24,17 @@ see :mod:`sw`), ``backend="torch"`` the same float32 operations in plain torch.
 
 from __future__ import annotations
 
+from ._runtime import INTERPRETED  # first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import numpy as np
 import torch
 import triton
 
-import sw
 from golden.svdquant import GELU_SHIFT, SVDQuantLinear
 
 from . import svdquant_kernels as _k
+from .arrays import ArrayLike, tensor_function
 
 __all__ = [
     "GROUP_SIZE",
@@ -93,7 +96,7 @@ def _same_device(backend: str, **tensors: torch.Tensor | None) -> None:
     if len(set(devs.values())) > 1:
         raise ValueError(f"tensors on different devices: {devs}")
     dev = next(iter(devs.values()))
-    if backend == "triton" and not sw.INTERPRETED and dev.type != "cuda":
+    if backend == "triton" and not INTERPRETED and dev.type != "cuda":
         raise ValueError(f"backend='triton' on a GPU needs CUDA tensors, got device {dev}")
 
 
@@ -158,7 +161,8 @@ def _check_gemm(backend, codes_x, sx, codes_w, sw_, lora_act, lora_up, bias, gro
 # --------------------------------------------------------------------------- packing
 
 
-def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+@tensor_function("codes")
+def pack_int4(codes: ArrayLike) -> ArrayLike:
     """int4 codes, int8 or uint8 (..., K) with K even -> uint8 (..., K/2).
 
     Signed codes are -8..7, unsigned 0..15 (int8 or uint8, as golden returns them); values
@@ -179,7 +183,8 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
     return _k.pack_torch(codes)
 
 
-def unpack_int4(packed: torch.Tensor, *, signed: bool = True) -> torch.Tensor:
+@tensor_function("packed")
+def unpack_int4(packed: ArrayLike, *, signed: bool = True) -> ArrayLike:
     """Inverse of :func:`pack_int4`: uint8 (..., K/2) -> int8 -8..7 (``signed``) or uint8 0..15."""
     if not isinstance(packed, torch.Tensor):
         raise ValueError(f"packed must be a torch.Tensor, got {type(packed).__name__}")
@@ -192,16 +197,17 @@ def unpack_int4(packed: torch.Tensor, *, signed: bool = True) -> torch.Tensor:
 # --------------------------------------------------------------------------- INT4
 
 
+@tensor_function("x", "smooth", "lora_down")
 def quantize_act(
-    x: torch.Tensor,
-    smooth: torch.Tensor,
-    lora_down: torch.Tensor,
+    x: ArrayLike,
+    smooth: ArrayLike,
+    lora_down: ArrayLike,
     group_size: int = GROUP_SIZE,
     *,
     backend: str = "triton",
     act_unsigned: bool = False,
     block_m: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
     """Fused INT4 activation quantization + lora_down, one pass over ``x`` (M, K) float32.
 
     ``u = fl32(x / smooth)`` (``act_unsigned``: ``fl32(fl32(x + GELU_SHIFT) / smooth)``); per row
@@ -260,21 +266,22 @@ def _launch_gemm(kernel, m, n, k, r, codes_x, sx, codes_w, sw_, lora_act, lora_u
     return y
 
 
+@tensor_function("codes_x", "sx", "codes_w", "sw", "lora_act", "lora_up", "bias")
 def w4a4_gemm_lora(
-    codes_x: torch.Tensor,
-    sx: torch.Tensor,
-    codes_w: torch.Tensor,
-    sw: torch.Tensor,
-    lora_act: torch.Tensor,
-    lora_up: torch.Tensor,
-    bias: torch.Tensor | None,
+    codes_x: ArrayLike,
+    sx: ArrayLike,
+    codes_w: ArrayLike,
+    sw: ArrayLike,
+    lora_act: ArrayLike,
+    lora_up: ArrayLike,
+    bias: ArrayLike | None = None,
     group_size: int = GROUP_SIZE,
     *,
     backend: str = "triton",
     act_unsigned: bool = False,
     block_m: int = 64,
     block_n: int = 64,
-) -> torch.Tensor:
+) -> ArrayLike:
     """``y = w4a4_gemm(x, w) + lora_act . lora_up^T + bias``, float32 (M, N), written once.
 
     ``codes_x`` (M, K/2), ``codes_w`` (N, K/2): packed int4 (:func:`pack_int4`; x codes 0..15
@@ -304,15 +311,16 @@ def _global_scale(name: str, v: object) -> np.float32:
     return t
 
 
+@tensor_function("x", "smooth", "lora_down")
 def quantize_act_nvfp4(
-    x: torch.Tensor,
-    smooth: torch.Tensor,
-    lora_down: torch.Tensor,
+    x: ArrayLike,
+    smooth: ArrayLike,
+    lora_down: ArrayLike,
     *,
     global_scale: float | None = None,
     backend: str = "triton",
     block_m: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+) -> tuple[ArrayLike, ArrayLike, float, ArrayLike]:
     """Fused NVFP4 quantization of ``u = fl32(x / smooth)`` + lora_down, one kernel pass over x.
 
     Bit-exact :func:`golden.nvfp4.quantize_nvfp4` of ``u``: tensor scale ``t = global_scale``,
@@ -356,21 +364,22 @@ def quantize_act_nvfp4(
     return codes, scales, float(t), lora
 
 
+@tensor_function("codes_x", "sx", "codes_w", "sw", "lora_act", "lora_up", "bias")
 def nvfp4_gemm_lora(
-    codes_x: torch.Tensor,
-    sx: torch.Tensor,
+    codes_x: ArrayLike,
+    sx: ArrayLike,
     tx: float,
-    codes_w: torch.Tensor,
-    sw: torch.Tensor,
+    codes_w: ArrayLike,
+    sw: ArrayLike,
     tw: float,
-    lora_act: torch.Tensor,
-    lora_up: torch.Tensor,
-    bias: torch.Tensor | None,
+    lora_act: ArrayLike,
+    lora_up: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
     backend: str = "triton",
     block_m: int = 64,
     block_n: int = 64,
-) -> torch.Tensor:
+) -> ArrayLike:
     """``y = nvfp4_gemm(x, w) + lora_act . lora_up^T + bias``, float32 (M, N), written once.
 
     ``codes_*`` (., K/2) packed E2M1 patterns, ``sx`` (M, K/16) / ``sw`` (N, K/16) float32 E4M3
@@ -391,7 +400,8 @@ def nvfp4_gemm_lora(
 # --------------------------------------------------------------------------- layer
 
 
-def w4a4_linear(x: torch.Tensor, layer: SVDQuantLinear, *, backend: str = "triton") -> torch.Tensor:
+@tensor_function("x")
+def w4a4_linear(x: ArrayLike, layer: SVDQuantLinear, *, backend: str = "triton") -> ArrayLike:
     """``layer(x)`` for a ``golden.svdquant.SVDQuantLinear`` (INT4 or NVFP4), float32 (..., N).
 
     Runs the two fused kernels; the layer's weights are packed on each call (a deployment packs
@@ -404,9 +414,8 @@ def w4a4_linear(x: torch.Tensor, layer: SVDQuantLinear, *, backend: str = "trito
         raise ValueError(f"layer must be a golden.svdquant.SVDQuantLinear, got "
                          f"{type(layer).__name__}")
     k, n = layer.in_features, layer.out_features
-    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != k:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a torch.Tensor of shape (..., {k}), got {got}")
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x must have shape (..., {k}), got {tuple(x.shape)}")
     dev = x.device
 
     def f32(a: np.ndarray) -> torch.Tensor:

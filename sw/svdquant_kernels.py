@@ -17,6 +17,9 @@ Packed int4 layout, shared with :func:`sw.svdquant.pack_int4`: byte ``j`` of a r
 
 from __future__ import annotations
 
+from . import _runtime  # noqa: F401 - first: sets TRITON_INTERPRET before triton is imported
+
+# isort: split
 import torch
 import triton
 import triton.language as tl

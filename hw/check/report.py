@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
-from math import prod
 
+from ..cost import design_cost
 from ..rtl.generate import GeneratedArray
 from .netlist import read_netlist
 
@@ -20,13 +20,17 @@ class ReportMismatch(AssertionError):
 
 
 def design_report(top: GeneratedArray) -> dict:
-    """Figures of ``top`` (elaborate it first, e.g. by emitting it): structure and timing."""
+    """Figures of ``top`` (elaborate it first, e.g. by emitting it): structure and timing.
+
+    Cycles, MACs and utilization come from :func:`hw.cost.design_cost` (each mode from its own
+    op); register bits are the ones ``top`` counted while elaborating."""
     if not top.register_bits:
         raise ValueError("design_report needs an elaborated design: emit it first")
     plan = top.plan
     spec, op = plan.spec, plan.spec.op
-    true_macs = prod(op.extents)
-    fus_array = prod(spec.array)
+    cost = design_cost(top.plans, top.backend, datapath=None if top.datapath is None
+                       else (top.lowered, top.datapath))
+    first = cost.mode(0)
     banks = []
     for b, bank in enumerate(plan.banks):
         dtype = next(t for t in op.tensors if t.name == bank.tensor).dtype
@@ -56,45 +60,40 @@ def design_report(top: GeneratedArray) -> dict:
         "name": spec.name,
         "dataflow": spec.dataflow.name,
         "array": list(spec.array),
-        "fus": {"array": fus_array, "used": len(plan.fus)},
+        "fus": {"array": cost.fus, "used": len(plan.fus)},
         "registers": {"by_purpose": dict(sorted(top.register_bits.items())),
                       "total_bits": sum(top.register_bits.values())},
         "banks": {"count": len(banks), "per_tensor": dict(sorted(per_tensor.items())),
-                  "total_bits": sum(b["depth"] * b["width"] for b in banks), "list": banks},
+                  "total_bits": cost.memory_bits, "list": banks},
         "tensors": tensors,
         "problem": dict(zip(op.dims, op.extents, strict=True)),
         "tile": dict(zip(op.dims, plan.tile, strict=True)),
         "padded": dict(zip(op.dims, plan.padded, strict=True)),
-        "cycles": {"per_tile": plan.period, "tile_latency": plan.span, "tiles": plan.n_tiles,
-                   "per_problem": top.run_cycles(0), "datapath_latency": top.latency,
-                   "accumulator_read": top.write_shift},
-        "macs": true_macs,
-        "utilization": round(true_macs / (fus_array * top.run_cycles(0)), 4),
+        "cycles": {"per_tile": first.cycles_per_tile, "tile_latency": first.tile_latency,
+                   "tiles": first.tiles, "per_problem": first.cycles,
+                   "datapath_latency": first.datapath_latency,
+                   "accumulator_read": first.accumulator_read},
+        "macs": first.macs,
+        "utilization": round(first.utilization, 4),
         "host": {"addr_bits": top.addr_bits, "data_bits": top.host.data_bits,
                  "word_bits": top.host.word_bits},
     }
     if len(top.plans) > 1:      # fused: every dataflow's timing, the physical banks
-        report["modes"] = [{"mode": i, "dataflow": p.spec.dataflow.name,
-                            "cycles_per_problem": top.run_cycles(i), "cycles_per_tile": p.period,
-                            "utilization": round(true_macs / (fus_array * top.run_cycles(i)),
-                                                 4)}
-                           for i, p in enumerate(top.plans)]
+        report["modes"] = [{"mode": m.mode, "dataflow": m.dataflow,
+                            "cycles_per_problem": m.cycles, "cycles_per_tile": m.cycles_per_tile,
+                            "macs": m.macs, "utilization": round(m.utilization, 4)}
+                           for m in cost.modes]
         names = [t.name for t in (plan.inputs[0].tensor, plan.inputs[1].tensor,
                                   plan.output.tensor)]
         report["banks"] = {
-            "count": len(top.banks),
-            "total_bits": sum(d * _roles_bits(plan)[r] for r, d in top.banks),
-            "list": [{"index": b, "tensor": names[r], "depth": d, "width": _roles_bits(plan)[r]}
-                     for b, (r, d) in enumerate(top.banks)],
+            "count": len(cost.banks),
+            "total_bits": cost.memory_bits,
+            "list": [{"index": b, "tensor": names[r], "depth": d, "width": w}
+                     for b, (r, d, w) in enumerate(cost.banks)],
         }
     if top.datapath is not None:    # emitted from the back end's graph: what each pass did
         report["backend"] = {"options": asdict(top.backend), "passes": top.datapath.stats}
     return report
-
-
-def _roles_bits(plan) -> list[int]:
-    return [plan.inputs[0].tensor.dtype.bits, plan.inputs[1].tensor.dtype.bits,
-            plan.output.tensor.dtype.bits]
 
 
 def check_against_netlist(report: dict, verilog: str) -> dict:

@@ -25,12 +25,14 @@ class MacSpec:
         object.__setattr__(self, "b_type", int_type(self.b_type))
         if self.a_type.bits > 16 or self.b_type.bits > 16:
             raise ValueError(
-                f"MAC operands are at most 16 bits, got {self.a_type} x {self.b_type}"
+                f"MAC operands (the input tensors' types) are at most 16 bits, got "
+                f"{self.a_type} x {self.b_type}"
             )
         if not self.product_bits <= self.acc_bits <= 64:
             raise ValueError(
-                f"the accumulator type must be {self.product_bits}..64 bits wide for "
-                f"{self.a_type} x {self.b_type}, got {self.acc_bits}"
+                f"the accumulator type must be {self.product_bits}..64 bits wide (the `type` of "
+                f"the accumulate tensor) for {self.a_type} x {self.b_type} inputs, got "
+                f"{self.acc_bits} bits"
             )
 
     @property

@@ -32,13 +32,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..front.layout import BankLayout, bank_layout, roles
-from ..front.mac_spec import MacSpec
 from ..front.plan import ArrayPlan
+from .datapath import DatapathDescription, Read, describe_datapath
 from .primitive import DEFAULT_DELAY, PrimitiveGraph
 
-__all__ = ["LoweredDatapath", "lower_array", "lower_datapath", "partial_sum_sources",
-           "restarts"]
+__all__ = ["LoweredDatapath", "lower", "lower_array"]
 
 FU = tuple[int, ...]
 
@@ -53,27 +51,23 @@ class LoweredDatapath:
 
     ``controls``: input node -> what drives it: ``("first", fu)`` (restart the partial sum),
     ``("enable", fu)`` (the accumulator takes the sum), ``("mode", i)`` (dataflow ``i`` runs),
-    ``("write", bank, writers)`` (one of ``writers``, ``(plan i, output stream s)`` pairs,
+    ``("write", bank, writers)`` (one of ``writers``, :class:`~hw.ir.datapath.Writer` s,
     writes ``bank`` now).
     ``reads``: bank-data input node -> physical bank. ``outputs``: physical output bank -> the
     ``output`` node carrying its write-back value.
     """
 
     graph: PrimitiveGraph
-    layout: BankLayout
-    mac: MacSpec
+    description: DatapathDescription
     controls: dict[str, tuple]
     reads: dict[str, int]
     outputs: dict[int, str]
 
 
 class _Builder:
-    def __init__(self, plans: Sequence[ArrayPlan]) -> None:
-        self.plans = list(plans)
+    def __init__(self, desc: DatapathDescription) -> None:
+        self.desc = desc
         self.g = PrimitiveGraph()
-        self.layout = bank_layout(self.plans)
-        a, b, c = roles(self.plans[0])
-        self.mac = MacSpec(a.dtype, b.dtype, c.dtype.bits)
         self.controls: dict[str, tuple] = {}
         self.reads: dict[str, int] = {}
         self.outputs: dict[int, str] = {}
@@ -138,37 +132,30 @@ class _Builder:
         dataflow that forwards along it (like the generated RTL); wires (delay 0) take the
         source's value in their own dataflow (no loops through the mode muxes)."""
         per_role = []
-        for role in range(2):
-            x = roles(self.plans[0])[role]
-            desc: dict[FU, dict[int, tuple]] = {}
-            for i, plan in enumerate(self.plans):
-                tree = plan.inputs[role]
-                roots = {s.root: self.layout.bank_of[i][s.bank] for s in plan.streams
-                         if s.tensor == tree.tensor.name}
-                for f, (parent, delay) in tree.parent.items():
-                    desc.setdefault(f, {})[i] = (
-                        ("read", roots[f]) if f in roots else
-                        ("reg", parent, delay) if delay else ("wire", parent, i))
+        for role, x in enumerate(self.desc.operands):
             muxed = {f: self.node(_n(f"op{role}", f), "buf", x.dtype.bits,
                                   signed=x.dtype.signed)
-                     for f, ds in sorted(desc.items()) if len(set(ds.values())) > 1}
+                     for f in sorted(x.sources) if x.muxed(f)}
+            in_mode = {f: dict(s) for f, s in x.sources.items()}
 
-            def shared(f, desc=desc, muxed=muxed, x=x):
-                return muxed[f] if f in muxed else in_mode(f, min(desc[f]), desc, muxed, x)
+            def shared(f, x=x, muxed=muxed, in_mode=in_mode):
+                if f in muxed:
+                    return muxed[f]
+                return of_mode(f, x.sources[f][0][0], x, muxed, in_mode)
 
-            def in_mode(f, i, desc, muxed, x):
-                d = desc[f][i]
-                if d[0] == "read":
-                    return self.read(d[1], x)
-                if d[0] == "reg":
-                    return self.delayed(shared(d[1]), d[2], _n(x.name, f))
-                return in_mode(d[1], i, desc, muxed, x)
+            def of_mode(f, i, x, muxed, in_mode):
+                src = in_mode[f][i]
+                if isinstance(src, Read):
+                    return self.read(src.bank, x)
+                if src.delay:
+                    return self.delayed(shared(src.parent), src.delay, _n(x.name, f))
+                return of_mode(src.parent, i, x, muxed, in_mode)
 
             for f, buf in muxed.items():
-                out = self.by_mode([(i, in_mode(f, i, desc, muxed, x)) for i in sorted(desc[f])],
-                                   _n(f"opm{role}", f))
+                out = self.by_mode([(i, of_mode(f, i, x, muxed, in_mode))
+                                    for i, _ in x.sources[f]], _n(f"opm{role}", f))
                 self.g.add_edge(out, buf)
-            per_role.append({f: shared(f) for f in sorted(desc)})
+            per_role.append({f: shared(f) for f in sorted(x.sources)})
         return per_role
 
     def read(self, bank: int, x) -> str:
@@ -181,27 +168,24 @@ class _Builder:
         return name
 
     def fus(self, operands: list[dict[FU, str]]) -> dict[FU, str]:
-        mac = self.mac
+        mac = self.desc.mac
         bits = mac.acc_bits
-        fus = sorted({f for p in self.plans for f in p.fus})
         sums: dict[FU, str] = {}
-        first_of = {f: restarts(self.plans, f) for f in fus}
-        sources_of = {f: partial_sum_sources(self.plans, f) for f in fus}
         # Sums first (chains read their upstream FU's sum), then each FU's partial-sum input.
-        for f in fus:
+        for f, fu in self.desc.fus.items():
             mul = self.node(_n("mul", f), "mul", mac.product_bits, operands[0][f],
                             operands[1][f], signed=True)
             base = _n("base", f)
-            if sources_of[f]:
+            if fu.psum:
                 self.g.add_node(base, "mux", bits, signed=True)
             else:                               # nothing to accumulate: the product is final
                 base = self.const(bits)
             sums[f] = self.node(_n("sum", f), "add", bits, base, mul, signed=True)
-        for f in fus:
-            if not sources_of[f]:
+        for f, fu in self.desc.fus.items():
+            if not fu.psum:
                 continue
             sources = []
-            for i, s in sources_of[f]:
+            for i, s in fu.psum:
                 if s == "acc":
                     sources.append((i, self.accumulator(f, sums[f])))
                 else:
@@ -211,7 +195,7 @@ class _Builder:
             # the register loop (acc -> mux -> first mux -> add -> enable mux -> acc)
             sources.sort(key=lambda item: self.g.node(item[1]).name == _n("acc", f))
             psum = self.by_mode(sources, _n("psum_in", f))
-            first = (self.control(_n("first", f), ("first", f)) if first_of[f]
+            first = (self.control(_n("first", f), ("first", f)) if fu.restarts
                      else self.const(1))
             base = _n("base", f)
             for src in (first, self.const(bits), psum):
@@ -219,7 +203,7 @@ class _Builder:
         return sums
 
     def accumulator(self, f: FU, total: str) -> str:
-        bits = self.mac.acc_bits
+        bits = self.desc.mac.acc_bits
         acc = _n("acc", f)
         if acc not in self.g:
             en = self.control(_n("enable", f), ("enable", f))
@@ -229,18 +213,13 @@ class _Builder:
         return acc
 
     def write_back(self, sums: dict[FU, str]) -> None:
-        bits = self.mac.acc_bits
-        for bank, (role, _) in enumerate(self.layout.banks):
-            if role != 2:
-                continue
+        bits = self.desc.mac.acc_bits
+        for bank, writers in self.desc.writers.items():
             by_sum: dict[str, list] = {}        # one FU may write this bank in several modes
-            for i, plan in enumerate(self.plans):
-                for s, stream in enumerate(plan.streams):
-                    if stream.tensor == plan.output.tensor.name and \
-                            self.layout.bank_of[i][stream.bank] == bank:
-                        by_sum.setdefault(sums[stream.root], []).append((i, s))
-            writers = [(tuple(pairs), total) for total, pairs in by_sum.items()]
-            value = self.select(bank, writers, 0, len(writers))
+            for w in writers:
+                by_sum.setdefault(sums[w.root], []).append(w)
+            grouped = [(tuple(ws), total) for total, ws in by_sum.items()]
+            value = self.select(bank, grouped, 0, len(grouped))
             reg = self.node(f"wb_b{bank}", "register", bits, value, signed=True)
             self.outputs[bank] = self.node(f"out_b{bank}", "output", bits, reg, signed=True)
 
@@ -253,46 +232,21 @@ class _Builder:
         mid = (lo + hi) // 2
         left, right = self.select(bank, writers, lo, mid), self.select(bank, writers, mid, hi)
         sel = self.control(f"write_b{bank}_{lo}_{mid}",
-                           ("write", bank, tuple(p for w, _ in writers[lo:mid] for p in w)))
-        return self.node(f"wsel_b{bank}_{lo}_{hi}", "mux", self.mac.acc_bits, sel, left, right,
-                         signed=True)
+                           ("write", bank, tuple(w for ws, _ in writers[lo:mid] for w in ws)))
+        return self.node(f"wsel_b{bank}_{lo}_{hi}", "mux", self.desc.mac.acc_bits, sel, left,
+                         right, signed=True)
 
 
-def partial_sum_sources(plans: Sequence[ArrayPlan], f: FU) -> list[tuple[int, object]]:
-    """Where FU ``f``'s partial sum comes from, per dataflow ``i`` that reduces through it:
-    ``(i, "acc")`` (its own accumulator, stationary outputs) or ``(i, (up, d_time))`` (the sum
-    of FU ``up`` of a chain, ``d_time`` cycles late). The generator and the lowering share it."""
-    sources = []
-    for i, plan in enumerate(plans):
-        out = plan.output
-        if f not in plan.fus or out.vector is None:     # no reduction: products are final
-            continue
-        if out.vector.kind == "stationary":
-            sources.append((i, "acc"))
-        else:
-            up = tuple(a - b for a, b in zip(f, out.vector.d_space, strict=True))
-            if up in plan.fus:
-                sources.append((i, (up, out.vector.d_time)))
-    return sources
-
-
-def restarts(plans: Sequence[ArrayPlan], f: FU) -> bool:
-    """Does FU ``f``'s partial sum ever restart (else its ``first`` control is constant 0)?"""
-    return any(f in p.fus and (p.output.vector is None or bool(p.output.first.get(f)))
-               for p in plans)
-
-
-def lower_array(plans: ArrayPlan | Sequence[ArrayPlan]) -> LoweredDatapath:
-    """The datapath of the array for ``plans`` (one plan, or several fused) and its interface."""
-    plans = [plans] if isinstance(plans, ArrayPlan) else list(plans)
-    if not plans:
-        raise ValueError("lower_array needs at least one plan")
-    b = _Builder(plans)
+def lower(desc: DatapathDescription) -> LoweredDatapath:
+    """The primitive graph of the datapath ``desc`` describes, and its interface."""
+    b = _Builder(desc)
     sums = b.fus(b.operands())
     b.write_back(sums)
-    return LoweredDatapath(b.g, b.layout, b.mac, b.controls, b.reads, b.outputs)
+    return LoweredDatapath(b.g, desc, b.controls, b.reads, b.outputs)
 
 
-def lower_datapath(plans: ArrayPlan | Sequence[ArrayPlan]) -> PrimitiveGraph:
-    """The per-cycle datapath of ``plans`` as a :class:`PrimitiveGraph` (existing registers in)."""
-    return lower_array(plans).graph
+def lower_array(plans: Sequence[ArrayPlan]) -> LoweredDatapath:
+    """The datapath of the array for ``plans`` (one plan, or several fused) and its interface."""
+    if isinstance(plans, ArrayPlan):
+        raise TypeError("lower_array takes a sequence of plans: pass [plan]")
+    return lower(describe_datapath(plans))

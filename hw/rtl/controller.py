@@ -13,8 +13,10 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal
 
 from ..front.plan import ArrayPlan, Stream, Window
+from ..ir.datapath import FuDatapath
+from .registers import RegisterCounter
 
-__all__ = ["TileController"]
+__all__ = ["TileController", "fu_control"]
 
 
 def _name(prefix: str, coord) -> str:
@@ -30,19 +32,20 @@ class TileController:
     ``busy``, so the controllers of a fused array's idle dataflows drive nothing.
     """
 
-    def __init__(self, top, m: Module, plan: ArrayPlan, *, busy: Signal, done: Signal, go,
-                 clear, tag: str = "", tail: int = 0, write_shift: int = 0) -> None:
-        self.top, self.m, self.plan, self.tag = top, m, plan, tag
+    def __init__(self, registers: RegisterCounter, m: Module, plan: ArrayPlan, *, busy: Signal,
+                 done: Signal, go, clear, tag: str = "", tail: int = 0,
+                 write_shift: int = 0) -> None:
+        self.registers, self.m, self.plan, self.tag = registers, m, plan, tag
         self.busy, self.done = busy, done
         self.period = plan.period
         # write-back may use its windows ``write_shift`` cycles late (address(..., shift)):
         # the tile history must reach that far
         self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan, write_shift)) + 1
         run = plan.run_cycles + tail
-        self.cycle = top._reg(m, range(run + 1), f"{tag}cycle", "control")
-        self.phase = top._reg(m, range(max(plan.period, 2)), f"{tag}phase", "control")
+        self.cycle = registers.reg(range(run + 1), f"{tag}cycle", "control")
+        self.phase = registers.reg(range(max(plan.period, 2)), f"{tag}phase", "control")
         # the tile counter never wraps before the run ends (a wrapped one would revive tiles)
-        self.tile = top._reg(m, range(plan.n_tiles + self.max_lag + 2 + tail // plan.period),
+        self.tile = registers.reg(range(plan.n_tiles + self.max_lag + 2 + tail // plan.period),
                              f"{tag}tile", "control")
         self._cache = {}
         last = run - 1
@@ -79,7 +82,7 @@ class TileController:
         for name in plan.spec.dataflow.outer_order:
             d = dims.index(name)
             if plan.n_tiles_per_dim[d] > 1:
-                self.counters[d] = self.top._reg(m, range(plan.n_tiles_per_dim[d]),
+                self.counters[d] = self.registers.reg(range(plan.n_tiles_per_dim[d]),
                                                  f"{self.tag}tile_{name}", "control")
         self.carry, self.wrap = {}, {}
         inner_done = Const(1, 1)
@@ -98,11 +101,11 @@ class TileController:
 
     def _base_history(self, stream: Stream):
         """Word base of the stream's tensor for tiles N, N-1, ...: a delta per stepping dim."""
-        plan, m, top = self.plan, self.m, self.top
+        plan, m, registers = self.plan, self.m, self.registers
         if stream.entries == 1:
             return None
         width = (stream.depth * 2).bit_length()
-        hist = [top._reg(m, width, f"{self.tag}base_{stream.tensor}_{k}", "address generators")
+        hist = [registers.reg(width, f"{self.tag}base_{stream.tensor}_{k}", "address generators")
                 for k in range(self.max_lag + 1)]
         order = list(self.counters)
         with m.If(self.restart):
@@ -119,10 +122,10 @@ class TileController:
 
     def _fresh_history(self):
         """Per tile: is it the first tile of every reduction dim (so outputs overwrite)?"""
-        plan, m, top = self.plan, self.m, self.top
+        plan, m, registers = self.plan, self.m, self.registers
         out = plan.output.tensor
         red = [d for d in self.counters if not any(row[d] for row in out.access)]
-        hist = [top._reg(m, 1, f"{self.tag}fresh_{k}", "control", init=1)
+        hist = [registers.reg(1, f"{self.tag}fresh_{k}", "control", init=1)
                 for k in range(self.max_lag + 1)]
         nxt = Const(1, 1)
         for d in red:   # the next tile's coordinate of d is 0: d wraps, or stays at 0
@@ -213,6 +216,21 @@ class TileController:
     def history_bit(self, w: Window):
         _, _, ge, q = self.window(w)
         return Mux(ge, self._fresh[q], self._fresh[q + 1])
+
+
+def fu_control(ctls: list[TileController], fu: FuDatapath):
+    """(first, enable) of an FU: restart its partial sum / load its accumulator, in whichever
+    mode runs (``ctls[i]``: mode ``i``'s controller; an idle controller drives nothing)."""
+    first, enable = Const(0, 1), Const(0, 1)
+    firsts, enables = dict(fu.first), dict(fu.enable)
+    for i in sorted(firsts.keys() | enables.keys()):
+        ctl = ctls[i]
+        if i in firsts:
+            ws = firsts[i]
+            first = first | (ctl.busy if ws is None else ctl.any_active(ws))
+        if i in enables:
+            enable = enable | ctl.active(enables[i])
+    return first, enable
 
 
 def _lag(w: Window, period: int) -> int:

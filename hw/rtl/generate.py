@@ -33,19 +33,21 @@ from amaranth.hdl import (
 )
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-from ..front.fusion import FusionError, check_fusable
+from ..cost import accumulates_in_fu
+from ..front.fusion import FusionError
 from ..front.images import HostMap, host_map
-from ..front.layout import bank_layout
 from ..front.layout import roles as _roles
-from ..front.mac_spec import MacSpec
 from ..front.plan import ArrayPlan
 from ..ir.backend import BackendOptions, optimize_datapath
-from ..ir.lower import lower_array, partial_sum_sources
-from .controller import TileController
+from ..ir.datapath import Read, describe_datapath
+from ..ir.lower import lower
+from .controller import TileController, fu_control
 from .graph_datapath import graph_datapath
 from .mac import MacUnit
+from .ports import array_signature
+from .registers import RegisterCounter
 
 __all__ = ["GeneratedArray", "accumulates_in_fu"]
 
@@ -56,14 +58,6 @@ def _shape(dtype):
 
 def _name(prefix: str, coord) -> str:
     return prefix + "_" + "_".join(map(str, coord))
-
-
-def accumulates_in_fu(plans: Sequence[ArrayPlan]) -> bool:
-    """A single stationary dataflow keeps its accumulator inside the FU module (and, with the
-    direct datapath, write-back reads that register a cycle after the last MAC); fused or
-    chained dataflows use the combinational FU and, if needed, an accumulator beside it."""
-    kinds = {p.output.vector.kind if p.output.vector else "none" for p in plans}
-    return kinds == {"stationary"} and len(plans) == 1
 
 
 class GeneratedArray(wiring.Component):
@@ -83,20 +77,20 @@ class GeneratedArray(wiring.Component):
                 raise ValueError("GeneratedArray needs at least one plan")
             raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")
         try:
-            check_fusable(plans)
+            #: what feeds every FU input, partial sum and output bank (both datapaths read it)
+            self.description = describe_datapath(plans)
         except FusionError:
             self._MustUse__silence = True
             raise
         self.plans, self.plan, self.fu_style = plans, plans[0], fu_style
-        a_in, b_in, out = _roles(self.plan)
-        self.mac = MacSpec(a_in.dtype, b_in.dtype, out.dtype.bits)
+        self.mac = self.description.mac
         self.stationary = accumulates_in_fu(plans)
         self._layout()
         #: With ``backend``, the datapath is lowered to a primitive graph, optimized
         #: (:mod:`hw.backend`) and emitted from it; ``latency``: its pipeline depth.
         self.backend, self.datapath, self.latency = backend, None, 0
         if backend is not None:
-            self.lowered = lower_array(plans)
+            self.lowered = lower(self.description)
             try:
                 self.datapath = optimize_datapath(self.lowered, backend)
             except ValueError:
@@ -109,21 +103,17 @@ class GeneratedArray(wiring.Component):
         self.write_shift = 1 if self.stationary and backend is None else 0
         bank_bits = max(1, (len(self.banks) - 1).bit_length())
         self.addr_bits = bank_bits + self.word_bits
-        #: register bits by purpose, filled in by elaborate() (the report's numbers).
-        self.register_bits: Counter[str] = Counter()
-        self.domain = ClockDomain("sync", reset_less=True)
-        ports = {
-            "host_addr": In(self.addr_bits), "host_wdata": In(self.host.data_bits),
-            "host_we": In(1), "host_rdata": Out(self.host.data_bits),
-            "start": In(1), "busy": Out(1), "done": Out(1),
-        }
-        if len(plans) > 1:
-            ports["mode"] = In(range(len(plans)))
-        super().__init__(ports)
+        #: registers outside the FUs; their bits by purpose (``register_bits``, filled in by
+        #: elaborate()) are the report's numbers.
+        self.registers = RegisterCounter()
+        self.register_bits: Counter[str] = self.registers.bits
+        # No clock domain of its own: the array runs in its parent's ``sync`` (to_verilog
+        # supplies a reset-less one to a top it emits).
+        super().__init__(array_signature(self.addr_bits, self.host.data_bits, len(plans)))
 
     def _layout(self) -> None:
         """Physical banks: the k-th bank of each tensor role across all plans."""
-        layout = bank_layout(self.plans)
+        layout = self.description.layout
         self.banks, self.word_bits = list(layout.banks), layout.word_bits
         self.bank_of = list(layout.bank_of)
         self.hosts: list[HostMap] = [host_map(p, self.bank_of[i], self.word_bits)
@@ -137,7 +127,14 @@ class GeneratedArray(wiring.Component):
 
     @property
     def fu_module(self) -> str:
-        return f"{self.plan.spec.name}_fu"
+        """Name of the FU module: the spec's name and what the FU is, so that arrays of other
+        arithmetic in one Verilog text never collide: ``<name>_fu_<a>x<b>_a<acc bits>``
+        (``i8`` int8, ``u4`` uint4), ``_s`` when it accumulates in place (stationary)."""
+        def t(x):
+            return f"{'i' if x.signed else 'u'}{x.bits}"
+        mac = self.mac
+        return (f"{self.plan.spec.name}_fu_{t(mac.a_type)}x{t(mac.b_type)}_a{mac.acc_bits}"
+                + ("_s" if self.stationary else ""))
 
     def verilog_dependencies(self) -> list[str]:
         """Verilog of the modules that the emitted top instantiates (the FU, once)."""
@@ -164,34 +161,15 @@ class GeneratedArray(wiring.Component):
         m.submodules[name] = Instance(self.fu_module, **ports)
         return nets
 
-    # -- registers, counted by purpose -------------------------------------------------------
-    def _reg(self, m, shape, name, purpose, init=0):
-        sig = Signal(shape, name=name, init=init)
-        self.register_bits[purpose] += len(sig)
-        return sig
-
-    def _delayed(self, m, value, cycles, name, purpose, cache=None):
-        key = (id(value), cycles)
-        if cache is not None and key in cache:
-            return cache[key]
-        out = value
-        for k in range(cycles):
-            reg = self._reg(m, out.shape(), f"{name}_d{k}", purpose)
-            m.d.sync += reg.eq(out)
-            out = reg
-        if cache is not None:
-            cache[key] = out
-        return out
-
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.domains.sync = self.domain
         self.register_bits.clear()
         ctls, mode = self._controllers(m)
         ports = self._memories(m)
         self._read_addresses(m, ctls, ports)
         if self.datapath is not None:
-            values = graph_datapath(self, m, ctls, mode, ports)
+            values = graph_datapath(m, self.description, self.lowered, self.datapath.graph,
+                                    ctls, mode, ports, self.registers)
             self._write_back(m, ctls, ports, values=values)
             return m
         operands = self._operands(m, mode, ports)
@@ -199,36 +177,21 @@ class GeneratedArray(wiring.Component):
         self._write_back(m, ctls, ports, sums)
         return m
 
-    def _fu_control(self, ctls, f):
-        """(first, enable) of FU ``f``: restart its partial sum / load its accumulator."""
-        first, enable = Const(0, 1), Const(0, 1)
-        for plan, ctl in zip(self.plans, ctls, strict=True):
-            if f not in plan.fus:
-                continue
-            out = plan.output
-            if out.vector is None:
-                first = first | ctl.busy
-                continue
-            first = first | ctl.any_active(out.first[f])
-            if out.vector.kind == "stationary":
-                enable = enable | ctl.active(plan.fus[f])
-        return first, enable
-
     def _controllers(self, m):
         go_any = self.start & ~self.busy
         if len(self.plans) == 1:
             self.register_bits["control"] += 2      # busy, done
-            return [TileController(self, m, self.plan, busy=self.busy, done=self.done,
+            return [TileController(self.registers, m, self.plan, busy=self.busy, done=self.done,
                                    go=go_any, clear=go_any, tail=self.latency + self.write_shift,
                                    write_shift=self.write_shift)], None
-        mode = self._reg(m, range(len(self.plans)), "mode_q", "control")
+        mode = self.registers.reg(range(len(self.plans)), "mode_q", "control")
         with m.If(go_any):
             m.d.sync += mode.eq(self.mode)
         self.register_bits["control"] += 1          # done
         ctls, busy_any = [], Const(0, 1)
         for i, plan in enumerate(self.plans):
-            busy = self._reg(m, 1, f"m{i}_busy", "control")
-            ctls.append(TileController(self, m, plan, busy=busy, done=self.done,
+            busy = self.registers.reg(1, f"m{i}_busy", "control")
+            ctls.append(TileController(self.registers, m, plan, busy=busy, done=self.done,
                                        go=go_any & (self.mode == i), clear=go_any,
                                        tag=f"m{i}_", tail=self.latency))
             busy_any = busy_any | busy
@@ -251,7 +214,7 @@ class GeneratedArray(wiring.Component):
             ports.append((rp, wp))
             m.d.comb += [rp.addr.eq(word), wp.addr.eq(word), wp.data.eq(self.host_wdata),
                          wp.en.eq(~self.busy & self.host_we & (sel == b))]
-        sel_q = self._reg(m, len(sel), "host_sel", "host port")
+        sel_q = self.registers.reg(len(sel), "host_sel", "host port")
         m.d.sync += sel_q.eq(sel)
         with m.Switch(sel_q):
             for b, (rp, _) in enumerate(ports):
@@ -276,21 +239,19 @@ class GeneratedArray(wiring.Component):
     def _operands(self, m, mode, ports):
         """Per input role and FU: the operand (roots read banks, children forward)."""
         operands = []
-        for role in range(2):
-            x = _roles(self.plan)[role]
-            fus = sorted({f for p in self.plans for f in p.fus})
-            value = {f: Signal(_shape(x.dtype), name=_name(x.name, f)) for f in fus}
+        for x in self.description.operands:
+            value = {f: Signal(_shape(x.dtype), name=_name(x.name, f)) for f in sorted(x.sources)}
             cache: dict = {}
-            for i, plan in enumerate(self.plans):
-                tree = plan.inputs[role]
-                src = {}
-                for stream in plan.streams:
-                    if stream.tensor == tree.tensor.name:
-                        src[stream.root] = ports[self.bank_of[i][stream.bank]][0].data
-                for f, (parent, delay) in tree.parent.items():
-                    if f not in src:
-                        src[f] = self._delayed(m, value[parent], delay, _name(x.name, f),
-                                               "operand forwarding", cache)
+            for i in range(len(self.plans)):
+                in_mode = {f: s for f, by_mode in x.sources.items()
+                           for j, s in by_mode if j == i}
+                src = {f: ports[s.bank][0].data for f, s in in_mode.items()
+                       if isinstance(s, Read)}
+                for f, s in in_mode.items():
+                    if not isinstance(s, Read):
+                        src[f] = self.registers.delayed(m, value[s.parent], s.delay,
+                                                        _name(x.name, f), "operand forwarding",
+                                                        cache)
                 if mode is None:
                     m.d.comb += [value[f].eq(s) for f, s in src.items()]
                 else:
@@ -302,26 +263,26 @@ class GeneratedArray(wiring.Component):
     def _fus(self, m, ctls, mode, operands):
         """One MacUnit per FU; partial sums stay in the FU or travel a chain."""
         c_shape = signed(self.mac.acc_bits)
-        fus = sorted({f for p in self.plans for f in p.fus})
+        fus = self.description.fus
         units = {f: self._fu(m, _name("fu", f)) for f in fus}
         # write-back reads an accumulating FU's register (write_shift), a chain's last sum
         sums = {f: u.acc if self.stationary else u.sum for f, u in units.items()}
         cache: dict = {}
         for f, fu in units.items():
             m.d.comb += [fu.a.eq(operands[0][f]), fu.b.eq(operands[1][f])]
-            first, enable = self._fu_control(ctls, f)
+            first, enable = fu_control(ctls, fus[f])
             sources = [(i, s if s == "acc" else
-                        self._delayed(m, sums[s[0]], s[1], _name("psum", s[0]),
-                                      "partial-sum forwarding", cache))
-                       for i, s in partial_sum_sources(self.plans, f)]
+                        self.registers.delayed(m, sums[s[0]], s[1], _name("psum", s[0]),
+                                               "partial-sum forwarding", cache))
+                       for i, s in fus[f].psum]
             m.d.comb += fu.first.eq(first)
             if self.stationary:
                 m.d.comb += fu.en.eq(enable)
                 self.register_bits["accumulators"] += self.mac.acc_bits
                 continue
             acc = None
-            if any(isinstance(s, str) for _, s in sources):      # some mode accumulates here
-                acc = self._reg(m, c_shape, _name("acc", f), "accumulators")
+            if fus[f].accumulator:                  # some mode accumulates here
+                acc = self.registers.reg(c_shape, _name("acc", f), "accumulators")
                 with m.If(enable):
                     m.d.sync += acc.eq(fu.sum)
             for i, s in sources:
@@ -343,41 +304,37 @@ class GeneratedArray(wiring.Component):
         c_shape = signed(self.mac.acc_bits)
         rmw = any(p.accumulates_across_tiles for p in self.plans)
         shift = 0 if values is not None else self.write_shift
-        for b, (role, depth) in enumerate(self.banks):
-            if role != 2:
-                continue
+        regs = self.registers
+        for b, writers in self.description.writers.items():
+            depth = self.banks[b][1]
             rp, wp = ports[b]
-            en_q = self._reg(m, 1, f"wb{b}_en", "write-back")
-            addr_q = self._reg(m, range(max(depth, 2)), f"wb{b}_addr", "write-back")
+            en_q = regs.reg(1, f"wb{b}_en", "write-back")
+            addr_q = regs.reg(range(max(depth, 2)), f"wb{b}_addr", "write-back")
             if values is None:
-                val_q = self._reg(m, c_shape, f"wb{b}_val", "write-back")
+                val_q = regs.reg(c_shape, f"wb{b}_val", "write-back")
             else:
                 val_q = values[b]
-            fresh_q = self._reg(m, 1, f"wb{b}_fresh", "write-back") if rmw else None
+            fresh_q = regs.reg(1, f"wb{b}_fresh", "write-back") if rmw else None
             addr_sel = Signal(range(max(depth, 2)), name=f"wb{b}_addr_sel")
             fresh_sel = Signal(name=f"wb{b}_fresh_sel") if rmw else None
             any_write = Const(0, 1)
-            for i, (plan, ctl) in enumerate(zip(self.plans, ctls, strict=True)):
-                for stream in plan.streams:
-                    if stream.tensor != plan.output.tensor.name or \
-                            self.bank_of[i][stream.bank] != b:
-                        continue
-                    _, addr = ctl.address(stream, shift)
-                    write = ctl.any_active([ctl.shifted(w, shift)
-                                            for w in plan.output.write[stream.root]])
-                    any_write = any_write | write
-                    with m.If(write):
-                        m.d.comb += addr_sel.eq(addr)
-                        if values is None:
-                            m.d.sync += val_q.eq(sums[stream.root])
-                        if rmw:
-                            m.d.comb += fresh_sel.eq(ctl.history_bit(
-                                                         ctl.shifted(stream.window, shift))
-                                                     if plan.accumulates_across_tiles else 1)
+            for w in writers:
+                ctl, plan = ctls[w.mode], self.plans[w.mode]
+                _, addr = ctl.address(w.stream, shift)
+                write = ctl.any_active([ctl.shifted(win, shift) for win in w.windows])
+                any_write = any_write | write
+                with m.If(write):
+                    m.d.comb += addr_sel.eq(addr)
+                    if values is None:
+                        m.d.sync += val_q.eq(sums[w.root])
+                    if rmw:
+                        m.d.comb += fresh_sel.eq(ctl.history_bit(
+                                                     ctl.shifted(w.stream.window, shift))
+                                                 if plan.accumulates_across_tiles else 1)
             # a pipelined datapath delivers its values `latency` cycles late: so does this
-            write, addr = (self._delayed(m, v, self.latency, f"wb{b}_{what}", "write-back")
+            write, addr = (regs.delayed(m, v, self.latency, f"wb{b}_{what}", "write-back")
                            for v, what in ((any_write, "write"), (addr_sel, "addr")))
-            fresh = (self._delayed(m, fresh_sel, self.latency, f"wb{b}_fresh", "write-back")
+            fresh = (regs.delayed(m, fresh_sel, self.latency, f"wb{b}_fresh", "write-back")
                      if rmw else None)
             with m.If(write):
                 m.d.sync += addr_q.eq(addr)

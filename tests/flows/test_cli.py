@@ -166,3 +166,136 @@ class TestGpuRef:
         assert r.returncode == 1 and "--shape for svdquant is tokens,N,K" in r.stderr
         r = lego("gpu-ref", "--workload", "svdquant", "--shape", "4,x")
         assert r.returncode == 2 and "expected integers" in r.stderr
+
+
+def test_sim_reports_utilization_of_the_mode_that_ran():
+    """``lego sim``'s JSON line: the utilization of the dataflow that ran, its op's MACs over
+    (array FUs x measured cycles); here Q KV (16 x 8 x 8 MACs) on the 4x4 array."""
+    r = lego("sim", "examples/linear_attention_chain.yaml", "--engine", "pysim",
+             "--dataflow", "qkv")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["dataflow"] == "qkv" and report["cycles"] == report["expected_cycles"]
+    assert report["utilization"] == round(16 * 8 * 8 / (16 * report["cycles"]), 4)
+    assert 0 < report["utilization"] <= 1
+
+
+def _one_error_line(r, code: int) -> None:
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert r.stderr.startswith("lego: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _spec_file(tmp_path, edit):
+    """``examples/gemm_os.yaml`` changed by ``edit`` (a function of the parsed mapping)."""
+    import yaml
+
+    with open("examples/gemm_os.yaml") as f:
+        d = yaml.safe_load(f)
+    edit(d)
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+def _rename(d, key, new):
+    d[new] = d.pop(key)
+
+
+class TestSpecErrors:
+    """Issue 12: a bad spec or option is one ``lego: error:`` line naming the spec file, the
+    field (or option) and the value; usage errors exit 2, spec errors 1."""
+
+    @pytest.mark.parametrize("args,msg", [
+        (("sim", "--seed", "-1"), "argument --seed: must be an integer in 0..4294967295, "
+                                  "got '-1'"),
+        (("gpu-ref", "--seed", "-3"), "argument --seed: must be an integer in 0..4294967295"),
+        (("sim", "--dims", "i=4,i=5"), "argument --dims: dim 'i' is given twice in 'i=4,i=5'"),
+        (("sim", "--dims", "i=100000000000"),
+         "argument --dims: i=100000000000: an extent must be an integer in 1..2147483647 "
+         "(2**31 - 1)"),
+        (("emit", "--dims", "k=0", "--out", "never"), "argument --dims: k=0: an extent must be"),
+    ])
+    def test_usage(self, args, msg):
+        r = lego(*args)
+        _one_error_line(r, 2)
+        assert msg in r.stderr
+
+    @pytest.mark.parametrize("edit,msg", [
+        (lambda d: _rename(d["dataflow"], "tile", "tiles"),
+         "dataflow.tiles: unknown key 'tiles'; did you mean 'tile'?"),
+        (lambda d: _rename(d["dataflow"], "outer_order", "outer-order"),
+         "dataflow.outer-order: unknown key 'outer-order'; did you mean 'outer_order'?"),
+        (lambda d: _rename(d, "array", "arrays"), "arrays: unknown key 'arrays'; did you mean "
+                                                  "'array'?"),
+        (lambda d: d["dataflow"].update(outer_order=5), "dataflow.outer_order must be a list"),
+        (lambda d: d["dataflow"].update(outer_order="kji"), "dataflow.outer_order must be a "
+         "list, e.g. [i, j, k] (every dim once, outermost first), got 'kji'"),
+        (lambda d: d["dataflow"].update(outer_order=[["i"], "j", "k"]),
+         "dataflow.outer_order[0] must be a dim name, got ['i']"),
+        (lambda d: d["op"]["tensors"]["A"].update(index=["i", "k"]),
+         "op.tensors.A.index must be a string"),
+        (lambda d: d["op"]["tensors"].update(A={"access": [[1, 0, 0], [0, 0, 1]], "offset": 0,
+                                                "role": "input", "type": "int8"}),
+         "op.tensors.A.offset must be a list of 2 integers (one per access row), got 0"),
+        (lambda d: d["op"]["tensors"]["C"].update(type="uint32"),
+         "op.tensors.C.type: the output C is unsigned (uint32) but its inputs are A int8 and B "
+         "int8"),
+        (lambda d: d["op"]["tensors"]["C"].update(index="i + 1, j"),
+         "op.tensors.C: output index 'i + 1, j' is not supported: axis 0 (i + 1) has an offset"),
+        (lambda d: d["op"]["tensors"]["C"].update(index="2*i, j"),
+         "op.tensors.C: output index '2*i, j' is not supported"),
+        (lambda d: d["op"]["tensors"]["C"].update(type="int12"),
+         "op.tensors.C.type: int12 is too narrow"),
+    ])
+    def test_spec_checks(self, tmp_path, edit, msg):
+        p = _spec_file(tmp_path, edit)
+        r = lego("emit", str(p), "--out", str(tmp_path / "o"))
+        _one_error_line(r, 1)
+        assert r.stderr.startswith(f"lego: error: {p}: {msg}"), r.stderr
+        assert not (tmp_path / "o").exists()
+
+    @pytest.mark.parametrize("edit,msg", [
+        (lambda d: d["dataflow"].update(time="i + j"), "dataflow: dim 'k' has tile 16 but"),
+        (lambda d: d.update(array=[8, 4]) or d["dataflow"].update(space=["2*i", "j"]),
+         "dataflow: the space-time map has determinant 2"),
+        (lambda d: d.update(array=[2, 2]), "dataflow.space[0] reaches FU coordinate 3"),
+    ])
+    def test_planning_errors_name_the_file(self, tmp_path, edit, msg):
+        p = _spec_file(tmp_path, edit)
+        r = lego("emit", str(p), "--out", str(tmp_path / "o"))
+        _one_error_line(r, 1)
+        assert r.stderr.startswith(f"lego: error: {p}: {msg}"), r.stderr
+
+    def test_fusion_error_names_the_file(self, tmp_path):
+        import yaml
+
+        with open("examples/linear_attention_chain.yaml") as f:
+            d = yaml.safe_load(f)
+        d["dataflows"][1]["op"]["tensors"]["Q"]["type"] = "int4"
+        p = tmp_path / "chain.yaml"
+        p.write_text(yaml.safe_dump(d))
+        r = lego("emit", str(p), "--out", str(tmp_path / "o"))
+        _one_error_line(r, 1)
+        assert r.stderr.startswith(f"lego: error: {p}: dataflows 'kv' and 'qkv' cannot share")
+
+    def test_malformed_yaml_one_line(self, tmp_path):
+        p = tmp_path / "s.yaml"
+        p.write_text("name: x\nop: {dims: [\n")
+        r = lego("sim", str(p))
+        _one_error_line(r, 1)
+        assert r.stderr.startswith(f"lego: error: {p}:3:1: not valid YAML: ")
+
+    def test_tensor_too_large(self):
+        r = lego("sim", "--dims", "i=134217728")
+        _one_error_line(r, 1)
+        assert ("--dims i=134217728: op.tensors.A: 134217728 x 16 = 2147483648 elements, more "
+                "than the maximum 16777216 (2**24) per tensor") in r.stderr
+
+    def test_dims_shrink_tiles(self, tmp_path):
+        r = lego("emit", "examples/gemm_os.yaml", "--dims", "i=1,j=1,k=1", "--out",
+                 str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        report = json.loads((tmp_path / "gemm_os.json").read_text())
+        assert report["padded"] == report["problem"] == {"i": 1, "j": 1, "k": 1}
+        assert report["fus"]["used"] == 1

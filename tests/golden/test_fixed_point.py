@@ -30,10 +30,10 @@ class TestReciprocal:
 
 class TestSaturateToFixed:
     def test_saturate(self):
-        np.testing.assert_array_equal(saturate([-300, 5, 300], 8), [-128, 5, 127])
-        np.testing.assert_array_equal(saturate([-3, 300], 8, signed=False), [0, 255])
+        np.testing.assert_array_equal(saturate(np.array([-300, 5, 300]), 8), [-128, 5, 127])
+        np.testing.assert_array_equal(saturate(np.array([-3, 300]), 8, signed=False), [0, 255])
 
     def test_to_fixed(self):
-        np.testing.assert_array_equal(to_fixed([0.5, -0.5, 0.25, 1.0], 1), [1, -1, 1, 2])
+        np.testing.assert_array_equal(to_fixed(np.array([0.5, -0.5, 0.25, 1.0]), 1), [1, -1, 1, 2])
         with pytest.raises(ValueError, match="NaN or Inf"):
-            to_fixed([np.nan], 4)
+            to_fixed(np.array([np.nan]), 4)

@@ -26,6 +26,11 @@ def _operands(m, n, k, seed, spread=6):
     return (*quantize_int4(x), *quantize_int4(w))
 
 
+def _accumulate(dots, mant, exp, spec):
+    """:func:`accumulate_groups` on nested lists (arrays of them)."""
+    return accumulate_groups(np.array(dots), np.array(mant), np.array(exp), spec)
+
+
 class TestGroupDequantSpec:
     def test_defaults_and_widths(self):
         spec = GroupDequantSpec()
@@ -80,13 +85,13 @@ class TestAccumulateGroups:
 
     def test_hand_worked_example(self):
         # shifts 0, 4, 5: 48 + round(-120 / 16 = -7.5 -> -7, ties up) + round(210 / 32 -> 7)
-        acc, lsb = accumulate_groups([[[3, -5, 7]]], [[[8, 12, 15]]], [[[0, -4, -5]]], self.SPEC)
+        acc, lsb = _accumulate([[[3, -5, 7]]], [[[8, 12, 15]]], [[[0, -4, -5]]], self.SPEC)
         assert acc.tolist() == [[48]] and lsb.tolist() == [[-1]]
         exact = 3 * 8 - 5 * 12 / 16 + 7 * 15 / 32
         assert abs(48 * 0.5 - exact) <= 2 * 2.0 ** (0 - 1 - 1)  # two shifted terms, half an LSB
 
     def test_dead_groups_and_huge_shift(self):
-        acc, lsb = accumulate_groups([[[1, 31, 5]]], [[[8, 0, 8]]], [[[0, 40, -200]]], self.SPEC)
+        acc, lsb = _accumulate([[[1, 31, 5]]], [[[8, 0, 8]]], [[[0, 40, -200]]], self.SPEC)
         assert acc.tolist() == [[16]] and lsb.tolist() == [[-1]]  # mant 0 ignored; 2**-200 -> 0
         acc, lsb = accumulate_groups(np.zeros((1, 1, 2), int), np.zeros((1, 1, 2), int),
                                      np.zeros((1, 1, 2), int), self.SPEC)
@@ -94,9 +99,9 @@ class TestAccumulateGroups:
 
     def test_range_checks_and_overflow(self):
         with pytest.raises(ValueError, match="dots holds 32, outside -32..31"):
-            accumulate_groups([[[32]]], [[[8]]], [[[0]]], self.SPEC)
+            _accumulate([[[32]]], [[[8]]], [[[0]]], self.SPEC)
         with pytest.raises(ValueError, match="mant holds 3, not normalized"):
-            accumulate_groups([[[1]]], [[[3]]], [[[0]]], self.SPEC)
+            _accumulate([[[1]]], [[[3]]], [[[0]]], self.SPEC)
         with pytest.raises(AccumulatorOverflowError, match="acc_bits=16"):
             accumulate_groups(np.full((1, 1, 40), 31), np.full((1, 1, 40), 15),
                               np.zeros((1, 1, 40), int), self.SPEC)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_LAYERS = ("hw.front", "hw.ir")
+PURE_LAYERS = ("hw.front", "hw.ir", "hw.cost")
 
 
 def _modules(package: str) -> list[str]:

@@ -193,7 +193,7 @@ class TestBadInputs:
                 with pytest.raises(ValueError, match=match):
                     fn(*args, backend=backend, **kw)
 
-            bad("x must be a torch.Tensor, got ndarray", x.numpy())
+            bad("x must be a numpy array or a torch tensor, got list", x.tolist())
             bad("x must be float32, float16 or bfloat16, got torch.int32", x.int())
             bad(r"unknown fmt 'e3m4': expected one of \['e4m3', 'e5m2'\]", x, fmt="e3m4")
             bad("group_size must be a positive integer, got 0", x, group_size=0)

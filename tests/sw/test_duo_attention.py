@@ -199,7 +199,7 @@ class TestBadInput:
         (lambda q, k, v: (q, k[..., :16], v[..., :16]), "k head_dim 16 != q head_dim 32"),
         (lambda q, k, v: (torch.zeros(1, 4, 9, 32), k, v), "tq=9 queries but k has only tk=8"),
         (lambda q, k, v: (q, k.expand(2, -1, -1, -1), v.expand(2, -1, -1, -1)), "k batch 2"),
-        (lambda q, k, v: (q.numpy(), k, v), "q must be a torch.Tensor, got ndarray"),
+        (lambda q, k, v: (q.tolist(), k, v), "q must be a numpy array or a torch tensor, got list"),
         (lambda q, k, v: (q, k.to("meta"), v.to("meta")), "k is on meta but q is on cpu"),
     ])
     def test_tensors(self, change, match):
@@ -210,7 +210,7 @@ class TestBadInput:
     @pytest.mark.parametrize("kwargs,match", [
         ({"retrieval": [True]}, "retrieval has 1 entries, expected kv_heads=2"),
         ({"retrieval": [True, 2]}, "retrieval entries must be bools .* got 2"),
-        ({"retrieval": "ab"}, "retrieval must be a sequence or tensor of bools"),
+        ({"retrieval": "ab"}, "retrieval must be a sequence, tensor or array of bools"),
         ({"sink": -1}, "sink must be >= 0, got -1"),
         ({"recent": -3}, "recent must be >= 1, got -3"),
         ({"recent": 0}, "recent must be >= 1, got 0"),

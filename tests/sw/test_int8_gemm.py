@@ -60,5 +60,5 @@ class TestInt8Gemm:
             int8_gemm(a, a.t(), backend="cuda")
         with pytest.raises(ValueError, match="block_k must be a power of two >= 16, got 24"):
             int8_gemm(a, a.t(), block_k=24)
-        with pytest.raises(ValueError, match="must be a torch.Tensor"):
-            int8_gemm(np.zeros((2, 2), np.int8), a)
+        with pytest.raises(TypeError, match="a must be a numpy array or a torch tensor, got list"):
+            int8_gemm([[1, 2]], a)

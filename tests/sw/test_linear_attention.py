@@ -106,7 +106,7 @@ class TestBadInputs:
             with pytest.raises(ValueError, match=match):
                 linear_attention(*args, backend=backend, **kw)
 
-        bad("q must be a torch.Tensor, got ndarray", q.numpy(), k, v)
+        bad("q must be a numpy array or a torch tensor, got list", q.tolist(), k, v)
         bad(r"k must be 4-D .* got shape \(2, 16, 32\)", q, k[0], v)
         bad("v must be float32, float16 or bfloat16, got torch.float64", q, k, v.double())
         bad("dtypes differ", q, k.half(), v)

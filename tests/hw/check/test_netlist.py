@@ -135,12 +135,14 @@ class TestGeneratedArray:
         assert sorted(n.memories.values()) == [(8, 8)] * 4 + [(32, 2), (32, 2)]
 
     def test_hierarchy(self, generated):
-        _, n = generated
+        dut, n = generated
         # every FU is an instance of one FU module, emitted once after the top
-        assert n.submodules == {f"fu_{i}_{j}": "arr_fu" for i in range(2) for j in range(2)}
-        assert set(n.all_modules()) == {"arr", "arr_fu"}
-        assert n.modules["arr_fu"].registers == {"acc": 32}
-        assert n.instance_counts() == {"arr": 1, "arr_fu": 4}
+        fu = dut.fu_module
+        assert fu == "arr_fu_i8xi8_a32_s"       # int8 x int8, 32-bit, accumulating in place
+        assert n.submodules == {f"fu_{i}_{j}": fu for i in range(2) for j in range(2)}
+        assert set(n.all_modules()) == {"arr", fu}
+        assert n.modules[fu].registers == {"acc": 32}
+        assert n.instance_counts() == {"arr": 1, fu: 4}
         assert n.total_register_bits == n.register_bits + 4 * 32
         assert n.external_modules == []
 

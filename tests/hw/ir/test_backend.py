@@ -13,7 +13,8 @@ from hw.front.spec import load_spec, load_specs
 from hw.ir.backend import BackendOptions, optimize_datapath
 from hw.ir.lower import lower_array
 from hw.ir.pipeline import asap_pipeline
-from sim.design import emit_design, simulate_design
+from hw.rtl.emit import emit_design
+from sim.design import simulate_design
 
 #: example -> the tightest stage budget its register loops allow (accumulator loop: mux, add,
 #: enable mux; fused arrays add the mode mux)
@@ -36,7 +37,7 @@ class TestBackendOptions:
 
 class TestOptimizeDatapath:
     def test_passes_and_figures(self):
-        lowered = lower_array(plan_array(load_spec("examples/gemm_os.yaml")))
+        lowered = lower_array([plan_array(load_spec("examples/gemm_os.yaml"))])
         opt = optimize_datapath(lowered, BackendOptions(stage_budget=1.0, max_fanout=4))
         st = opt.stats
         assert list(st) == ["lowered", "constants_folded", "reduction_trees", "fanout_split",
@@ -48,7 +49,7 @@ class TestOptimizeDatapath:
         assert max(len(opt.graph.out_edges(n)) for n in opt.graph.nodes) <= 4
 
     def test_lp_beats_asap_on_the_same_graph(self):
-        lowered = lower_array(plan_array(load_spec("examples/gemm_ws.yaml")))
+        lowered = lower_array([plan_array(load_spec("examples/gemm_ws.yaml"))])
         opt = optimize_datapath(lowered, BackendOptions(stage_budget=1.0))
         before = optimize_datapath(lowered, BackendOptions()).graph
         assert opt.pipeline.register_bits <= asap_pipeline(before, 1.0).register_bits
@@ -65,7 +66,7 @@ class TestOptimizeDatapath:
     def test_reduction_trees_on_a_spatial_reduction(self):
         """Row-wise combinational partial sums: constant restarts fold away, then the adder
         chains become trees (8 FUs: 7 adds in series -> 3 levels)."""
-        lowered = lower_array(plan_array(load_spec("examples/gemm_spatial_reduction.yaml")))
+        lowered = lower_array([plan_array(load_spec("examples/gemm_spatial_reduction.yaml"))])
         st = optimize_datapath(lowered, BackendOptions()).stats
         assert st["constants_folded"]["longest_path"] < st["lowered"]["longest_path"]
         assert st["reduction_trees"]["longest_path"] <= \
@@ -75,7 +76,7 @@ class TestOptimizeDatapath:
         assert run.bit_exact and run.cycles == run.expected_cycles
 
     def test_infeasible_budget(self):
-        lowered = lower_array(plan_array(load_spec("examples/gemm_os.yaml")))
+        lowered = lower_array([plan_array(load_spec("examples/gemm_os.yaml"))])
         with pytest.raises(ValueError, match="infeasible stage budget: node mul_"):
             optimize_datapath(lowered, BackendOptions(stage_budget=0.5))
         fused = lower_array([plan_array(s) for s in load_specs("examples/gemm_fused.yaml")])
@@ -105,8 +106,8 @@ class TestGraphEmittedDesigns:
 
     @pytest.mark.parametrize("name", ["gemm_os", "gemm_ws"])
     def test_report_matches_netlist(self, name):
-        plan, top, v = emit_design(load_spec(f"examples/{name}.yaml"),
-                                   backend=BackendOptions(stage_budget=1.0))
+        (plan,), top, v = emit_design([load_spec(f"examples/{name}.yaml")],
+                                      backend=BackendOptions(stage_budget=1.0))
         report = design_report(top)
         check_against_netlist(report, v)
         assert report["registers"]["by_purpose"]["pipeline"] == \
@@ -115,10 +116,10 @@ class TestGraphEmittedDesigns:
         assert report["cycles"]["datapath_latency"] == top.latency > 0
 
     def test_deterministic_across_processes(self):
-        code = ("import hashlib; from hw.front.spec import load_spec; from sim.design import "
+        code = ("import hashlib; from hw.front.spec import load_spec; from hw.rtl.emit import "
                 "emit_design; from hw.ir.backend import BackendOptions; print(hashlib.sha256("
-                "emit_design(load_spec('examples/gemm_ws.yaml'), backend=BackendOptions("
-                "stage_budget=1.0, max_fanout=3))[2].encode()).hexdigest())")
+                "emit_design([load_spec('examples/gemm_ws.yaml')], backend=BackendOptions("
+                "stage_budget=1.0, max_fanout=3)).verilog.encode()).hexdigest())")
         runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True).stdout.strip() for _ in range(2)}
         assert len(runs) == 1 and len(runs.pop()) == 64

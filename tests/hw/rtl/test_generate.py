@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from hw.check.report import check_against_netlist, design_report
 from hw.front.spec import SpecError, load_spec, spec_from_dict
-from sim.design import emit_design, simulate_design
+from hw.rtl.emit import emit_design
+from sim.design import simulate_design
 
 EXAMPLES = ["gemm_os", "gemm_ws", "gemm_is", "gemm_multicast", "batched_gemm", "conv2d"]
 
@@ -45,21 +46,21 @@ class TestGeneratedArray:
 class TestEmission:
     def test_deterministic_across_processes(self):
         code = ("import hashlib; from hw.front.spec import load_spec; "
-                "from sim.design import emit_design;"
-                "print(hashlib.sha256(emit_design(load_spec('examples/conv2d.yaml'))[2]"
+                "from hw.rtl.emit import emit_design;"
+                "print(hashlib.sha256(emit_design([load_spec('examples/conv2d.yaml')]).verilog"
                 ".encode()).hexdigest())")
         runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True).stdout.strip() for _ in range(2)}
-        here = hashlib.sha256(emit_design(load_spec("examples/conv2d.yaml"))[2].encode())
+        here = hashlib.sha256(emit_design([load_spec("examples/conv2d.yaml")]).verilog.encode())
         assert runs == {here.hexdigest()}
 
     def test_no_source_paths_and_reset_free(self):
-        _, _, v = emit_design(load_spec("examples/gemm_os.yaml"))
+        _, _, v = emit_design([load_spec("examples/gemm_os.yaml")])
         assert ".py:" not in v and "input clk;" in v and " rst" not in v
 
     @pytest.mark.parametrize("name", EXAMPLES)
     def test_report_matches_netlist(self, name):
-        plan, top, v = emit_design(load_spec(f"examples/{name}.yaml"))
+        (plan,), top, v = emit_design([load_spec(f"examples/{name}.yaml")])
         report = design_report(top)
         net = check_against_netlist(report, v)
         assert net["memories"] == report["banks"]["count"] == len(plan.banks)
@@ -155,7 +156,7 @@ class TestFusion:
         _, fused, v = emit_design(specs)
         report = design_report(fused)
         check_against_netlist(report, v)
-        single_tops = [emit_design(s)[1] for s in specs]
+        single_tops = [emit_design([s]).top for s in specs]
         singles = [design_report(t) for t in single_tops]
         total = report["registers"]["total_bits"]
         assert total < sum(s["registers"]["total_bits"] for s in singles)
@@ -198,18 +199,22 @@ class TestFusion:
             specs_from_dict(base)                   # no op anywhere
 
     def test_incompatible_dataflows(self):
+        import yaml
+
         from hw.front.fusion import FusionError
         from hw.front.plan import plan_array
         from hw.rtl.generate import GeneratedArray
 
         os_spec = load_spec("examples/gemm_os.yaml")
-        small = spec_from_dict({**os_spec.source, "array": [2, 2],
-                                "dataflow": {**os_spec.source["dataflow"],
+        with open("examples/gemm_os.yaml") as f:
+            source = yaml.safe_load(f)
+        small = spec_from_dict({**source, "array": [2, 2],
+                                "dataflow": {**source["dataflow"],
                                              "tile": {"i": 2, "j": 2, "k": 16}}})
         with pytest.raises(FusionError, match=r"cannot share an array: arrays \(4, 4\) and"):
             GeneratedArray([plan_array(os_spec), plan_array(small)])
-        int4 = spec_from_dict({**os_spec.source, "op": {**os_spec.source["op"], "tensors": {
-            **os_spec.source["op"]["tensors"],
+        int4 = spec_from_dict({**source, "op": {**source["op"], "tensors": {
+            **source["op"]["tensors"],
             "A": {"index": "i, k", "role": "input", "type": "int4"}}}})
         with pytest.raises(FusionError, match="role 0 is int8 vs int4"):
             GeneratedArray([plan_array(os_spec), plan_array(int4)])
