@@ -39,7 +39,8 @@ from .ir.lower import LoweredDatapath, lower_array
 if TYPE_CHECKING:   # the back end pulls in the LP solver: imported only when it is used
     from .ir.backend import BackendOptions, OptimizedDatapath
 
-__all__ = ["DesignCost", "ModeCost", "accumulates_in_fu", "accumulator_read", "design_cost",
+__all__ = ["ControllerShape", "DesignCost", "ModeCost", "accumulates_in_fu", "accumulator_read",
+           "controller_shape", "design_cost",
            "measured_utilization", "register_purpose", "utilization_of"]
 
 
@@ -216,21 +217,63 @@ def _windows(plan: ArrayPlan, write_shift: int):
         yield from (Window(w.start + write_shift, w.length) for w in ws)
 
 
-def _controller_bits(plan: ArrayPlan, tail: int, write_shift: int, bits: Counter) -> None:
-    """TileController: cycle, phase, tile and per-dim tile counters, the fresh-tile history
-    (control) and per tensor a history of address bases (address generators)."""
+@dataclass(frozen=True)
+class ControllerShape:
+    """The registers of one dataflow's tile controller (:class:`hw.rtl.controller.
+    TileController` builds exactly these; :func:`design_cost` counts them).
+
+    ``*_range``: a counter ``Signal(range(n))``; ``counters``: ``(dim index, tiles)`` of the
+    tile counters of dims with more than one tile, outermost first; ``history``: tiles of
+    history kept (address bases, fresh flags) = the deepest window lag + 1; ``base_bits``:
+    per tensor with more than one entry, the width of its address-base registers."""
+
+    max_lag: int
+    cycle_range: int
+    phase_range: int
+    tile_range: int
+    counters: tuple[tuple[int, int], ...]
+    base_bits: tuple[tuple[str, int], ...]
+
+    @property
+    def history(self) -> int:
+        return self.max_lag + 1
+
+    @property
+    def bits(self) -> tuple[int, int]:
+        """(control bits, address-generator bits)."""
+        control = (_range_bits(self.cycle_range) + _range_bits(self.phase_range)
+                   + _range_bits(self.tile_range) + sum(_range_bits(n) for _, n in self.counters)
+                   + self.history)
+        return control, sum(self.history * w for _, w in self.base_bits)
+
+
+def controller_shape(plan: ArrayPlan, tail: int = 0, write_shift: int = 0) -> ControllerShape:
+    """The controller of ``plan`` whose busy lasts ``tail`` cycles longer than the plan's run
+    and whose write-back uses its windows ``write_shift`` cycles late (the tile history must
+    reach that far). The tile counter never wraps before the run ends (a wrapped one would
+    revive tiles)."""
     period = plan.period
     max_lag = max(w.start // period + 1 for w in _windows(plan, write_shift)) + 1
     dims = plan.spec.op.dims
-    counters = [plan.n_tiles_per_dim[dims.index(n)] for n in plan.spec.dataflow.outer_order]
-    bits["control"] += (_range_bits(plan.run_cycles + tail + 1) + _range_bits(max(period, 2))
-                        + _range_bits(plan.n_tiles + max_lag + 2 + tail // period)
-                        + sum(_range_bits(n) for n in counters if n > 1) + max_lag + 1)
-    first = {}
+    counters = tuple((dims.index(n), plan.n_tiles_per_dim[dims.index(n)])
+                     for n in plan.spec.dataflow.outer_order
+                     if plan.n_tiles_per_dim[dims.index(n)] > 1)
+    bases: dict[str, int] = {}
     for stream in plan.streams:
-        first.setdefault(stream.tensor, stream)
-    bits["address generators"] += sum((max_lag + 1) * (s.depth * 2).bit_length()
-                                      for s in first.values() if s.entries != 1)
+        if stream.tensor not in bases and stream.entries != 1:
+            bases[stream.tensor] = (stream.depth * 2).bit_length()
+        bases.setdefault(stream.tensor, 0)
+    return ControllerShape(max_lag, plan.run_cycles + tail + 1, max(period, 2),
+                           plan.n_tiles + max_lag + 2 + tail // period, counters,
+                           tuple((k, w) for k, w in bases.items() if w))
+
+
+def _controller_bits(plan: ArrayPlan, tail: int, write_shift: int, bits: Counter) -> None:
+    """TileController: cycle, phase, tile and per-dim tile counters, the fresh-tile history
+    (control) and per tensor a history of address bases (address generators)."""
+    control, address = controller_shape(plan, tail, write_shift).bits
+    bits["control"] += control
+    bits["address generators"] += address
 
 
 def _register_bits(plans: list[ArrayPlan], latency: int, write_shift: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
 
+from ..cost import controller_shape
 from ..front.plan import ArrayPlan, Stream, Window
 from ..ir.datapath import FuDatapath
 from .registers import RegisterCounter
@@ -38,15 +39,11 @@ class TileController:
         self.registers, self.m, self.plan, self.tag = registers, m, plan, tag
         self.busy, self.done = busy, done
         self.period = plan.period
-        # write-back may use its windows ``write_shift`` cycles late (address(..., shift)):
-        # the tile history must reach that far
-        self.max_lag = max(_lag(w, plan.period) for w in _all_windows(plan, write_shift)) + 1
+        self.shape = shape = controller_shape(plan, tail, write_shift)
         run = plan.run_cycles + tail
-        self.cycle = registers.reg(range(run + 1), f"{tag}cycle", "control")
-        self.phase = registers.reg(range(max(plan.period, 2)), f"{tag}phase", "control")
-        # the tile counter never wraps before the run ends (a wrapped one would revive tiles)
-        self.tile = registers.reg(range(plan.n_tiles + self.max_lag + 2 + tail // plan.period),
-                             f"{tag}tile", "control")
+        self.cycle = registers.reg(range(shape.cycle_range), f"{tag}cycle", "control")
+        self.phase = registers.reg(range(shape.phase_range), f"{tag}phase", "control")
+        self.tile = registers.reg(range(shape.tile_range), f"{tag}tile", "control")
         self._cache = {}
         last = run - 1
         with m.If(clear):
@@ -78,12 +75,8 @@ class TileController:
     def _tile_counters(self):
         plan, m = self.plan, self.m
         dims = plan.spec.op.dims
-        self.counters = {}
-        for name in plan.spec.dataflow.outer_order:
-            d = dims.index(name)
-            if plan.n_tiles_per_dim[d] > 1:
-                self.counters[d] = self.registers.reg(range(plan.n_tiles_per_dim[d]),
-                                                 f"{self.tag}tile_{name}", "control")
+        self.counters = {d: self.registers.reg(range(n), f"{self.tag}tile_{dims[d]}", "control")
+                         for d, n in self.shape.counters}
         self.carry, self.wrap = {}, {}
         inner_done = Const(1, 1)
         with m.If(self.restart):
@@ -102,11 +95,11 @@ class TileController:
     def _base_history(self, stream: Stream):
         """Word base of the stream's tensor for tiles N, N-1, ...: a delta per stepping dim."""
         plan, m, registers = self.plan, self.m, self.registers
-        if stream.entries == 1:
+        width = dict(self.shape.base_bits).get(stream.tensor)
+        if width is None:                   # one entry: the base is always 0
             return None
-        width = (stream.depth * 2).bit_length()
         hist = [registers.reg(width, f"{self.tag}base_{stream.tensor}_{k}", "address generators")
-                for k in range(self.max_lag + 1)]
+                for k in range(self.shape.history)]
         order = list(self.counters)
         with m.If(self.restart):
             m.d.sync += [h.eq(0) for h in hist]
@@ -126,7 +119,7 @@ class TileController:
         out = plan.output.tensor
         red = [d for d in self.counters if not any(row[d] for row in out.access)]
         hist = [registers.reg(1, f"{self.tag}fresh_{k}", "control", init=1)
-                for k in range(self.max_lag + 1)]
+                for k in range(self.shape.history)]
         nxt = Const(1, 1)
         for d in red:   # the next tile's coordinate of d is 0: d wraps, or stays at 0
             nxt = nxt & ~self.carry[d] & ((self.counters[d] == 0) | self.wrap[d])
@@ -231,19 +224,3 @@ def fu_control(ctls: list[TileController], fu: FuDatapath):
         if i in enables:
             enable = enable | ctl.active(enables[i])
     return first, enable
-
-
-def _lag(w: Window, period: int) -> int:
-    return w.start // period + 1
-
-
-def _all_windows(plan: ArrayPlan, write_shift: int = 0):
-    yield from plan.fus.values()
-    out = plan.output.tensor.name
-    for stream in plan.streams:
-        yield TileController.shifted(stream.window, write_shift if stream.tensor == out else 0)
-    for ws in plan.output.first.values():
-        yield from ws
-    for ws in plan.output.write.values():
-        yield from (TileController.shifted(w, write_shift) for w in ws)
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module
 
+from ..cost import register_purpose
 from ..ir.datapath import DatapathDescription
 from ..ir.lower import LoweredDatapath
 from ..ir.primitive import PrimitiveGraph
@@ -55,19 +56,5 @@ def graph_datapath(m: Module, desc: DatapathDescription, lowered: LoweredDatapat
     out = emit_graph(m, graph, drive, prefix="dp_")
     for name, node in graph.nodes.items():
         if node.kind == "register":
-            registers.bits[_purpose(name, lowered.graph)] += node.width
+            registers.bits[register_purpose(name, lowered)] += node.width
     return {bank: out[name] for bank, name in lowered.outputs.items()}
-
-
-def _purpose(name: str, lowered: PrimitiveGraph) -> str:
-    """Report purpose of a register of the emitted graph (``lowered``: the graph before the
-    back end; registers it lacks were inserted by pipelining)."""
-    if name not in lowered:
-        return "pipeline"
-    if name.startswith("acc_"):
-        return "accumulators"
-    if name.startswith("psum_"):
-        return "partial-sum forwarding"
-    if name.startswith("wb_b"):
-        return "write-back"
-    return "operand forwarding"
