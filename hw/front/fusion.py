@@ -33,10 +33,12 @@ def check_fusable(plans: Sequence[ArrayPlan]) -> None:
         if a.array != b.array:
             raise FusionError(f"dataflows {a.dataflow.name!r} and {b.dataflow.name!r} cannot "
                               f"share an array: arrays {a.array} and {b.array}")
+        what = ("first input", "second input", "output")
         for r, (x, y) in enumerate(zip(roles(first), roles(p), strict=True)):
             if x.dtype != y.dtype:
                 raise FusionError(f"dataflows {a.dataflow.name!r} and {b.dataflow.name!r} "
-                                  f"cannot share FUs: role {r} is {x.dtype} vs {y.dtype}")
+                                  f"cannot share FUs: their {what[r]}s {x.name} ({x.dtype}) and "
+                                  f"{y.name} ({y.dtype}) differ in type")
 
 
 

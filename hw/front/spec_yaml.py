@@ -14,21 +14,13 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from golden.int_types import int_type
 
-from .spec_model import (
-    DataflowSpec,
-    DesignSpec,
-    OpSpec,
-    SpecError,
-    TensorSpec,
-    close_hint,
-    in_file,
-)
+from .spec_model import DataflowSpec, DesignSpec, OpSpec, SpecError, TensorSpec, close_hint
+from .yaml_fields import as_list, check_keys, is_int, mapping, read_yaml, require
 
 __all__ = ["load_spec", "load_specs", "parse_affine", "spec_from_dict", "specs_from_dict"]
 
@@ -37,7 +29,6 @@ OP_KEYS = ("dims", "tensors")
 TENSOR_KEYS = ("index", "access", "offset", "role", "type")
 FLOW_KEYS = ("name", "space", "time", "tile", "outer_order")
 
-T = TypeVar("T")
 
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+)\s*\*?\s*)?([A-Za-z_]\w*)?\s*")
 
@@ -75,33 +66,6 @@ def parse_affine(text: str, dims: tuple[str, ...], where: str) -> tuple[tuple[in
     return tuple(coef[d] for d in dims), const
 
 
-def _mapping(value: Any, where: str, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise SpecError(f"{where} must be a mapping ({what}), got {value!r}")
-    return value
-
-
-def _check_keys(d: dict, known: tuple[str, ...], where: str = "") -> None:
-    """Every key of ``d`` is one of ``known``; else name it (with its path) and the closest."""
-    for key in d:
-        if key not in known:
-            path = f"{where}.{key}" if where else str(key)
-            raise SpecError(f"{path}: unknown key {key!r}{close_hint(key, known)} "
-                            f"(known keys{' in ' + where if where else ''}: {', '.join(known)})")
-
-
-def _require(d: dict, key: str, where: str) -> Any:
-    if key not in d:
-        raise SpecError(f"{where}: missing '{key}'")
-    return d[key]
-
-
-def _list(value: Any, where: str, example: str) -> list:
-    if not isinstance(value, list):
-        raise SpecError(f"{where} must be a list, e.g. {example}, got {value!r}")
-    return value
-
-
 def _expression(value: Any, where: str, dims: tuple[str, ...]) -> tuple[tuple[int, ...], int]:
     """A string affine in ``dims`` (``"i + j + k"``), parsed."""
     if not isinstance(value, str):
@@ -114,10 +78,10 @@ def _tensor(name: Any, d: Any, dims: tuple[str, ...]) -> TensorSpec:
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"op.tensors: tensor name must be an identifier, got {name!r}")
     where = f"op.tensors.{name}"
-    d = _mapping(d, where, "with index, role and type")
-    _check_keys(d, TENSOR_KEYS, where)
-    role = _require(d, "role", where)
-    type_name = _require(d, "type", where)
+    d = mapping(d, where, "with index, role and type")
+    check_keys(d, TENSOR_KEYS, where)
+    role = require(d, "role", where)
+    type_name = require(d, "type", where)
     if not isinstance(type_name, str):
         raise SpecError(f"{where}.type must be a type name like 'int8' or 'uint4', "
                         f"got {type_name!r}")
@@ -133,17 +97,13 @@ def _tensor(name: Any, d: Any, dims: tuple[str, ...]) -> TensorSpec:
         if "offset" in d:
             raise SpecError(f"{where}.offset goes with 'access'; with 'index' write the offset "
                             f"into the expression (e.g. 'y + 1'), got offset {d['offset']!r}")
-        index = _require(d, "index", where)
+        index = require(d, "index", where)
         if not isinstance(index, str):
             raise SpecError(f"{where}.index must be a string of expressions separated by commas, "
                             f"one per axis (e.g. \"i, k\"), got {index!r}")
         parsed = [parse_affine(p, dims, f"{where}.index") for p in index.split(",")]
         rows, consts = tuple(p[0] for p in parsed), tuple(p[1] for p in parsed)
     return TensorSpec(name, rows, consts, role, dtype)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _access(d: dict, dims: tuple[str, ...],
@@ -153,12 +113,12 @@ def _access(d: dict, dims: tuple[str, ...],
     if not isinstance(access, list) or not access or any(not isinstance(r, list) for r in access):
         raise SpecError(f"{where}.access must be a non-empty list of rows, got {access!r}")
     for r, row in enumerate(access):
-        if len(row) != len(dims) or not all(_is_int(c) for c in row):
+        if len(row) != len(dims) or not all(is_int(c) for c in row):
             raise SpecError(f"{where}.access row {r} must hold {len(dims)} integers "
                             f"(one per dim {', '.join(dims)}), got {row!r}")
     offset = d.get("offset", [0] * len(access))
     if not isinstance(offset, list) or len(offset) != len(access) \
-            or not all(_is_int(o) for o in offset):
+            or not all(is_int(o) for o in offset):
         raise SpecError(f"{where}.offset must be a list of {len(access)} integers (one per "
                         f"access row), got {offset!r}")
     return tuple(tuple(r) for r in access), tuple(offset)
@@ -166,9 +126,9 @@ def _access(d: dict, dims: tuple[str, ...],
 
 def _op(d: Any) -> OpSpec:
     """``op: {dims: {NAME: EXTENT, ..}, tensors: {NAME: {..}, ..}}``."""
-    d = _mapping(d, "op", "with dims and tensors")
-    _check_keys(d, OP_KEYS, "op")
-    dims_d = _require(d, "dims", "op")
+    d = mapping(d, "op", "with dims and tensors")
+    check_keys(d, OP_KEYS, "op")
+    dims_d = require(d, "dims", "op")
     if not isinstance(dims_d, dict) or not dims_d:
         raise SpecError(f"op.dims must map dim names to extents (e.g. {{i: 8, k: 16}}), "
                         f"got {dims_d!r}")
@@ -176,7 +136,7 @@ def _op(d: Any) -> OpSpec:
     for dim in dims:
         if not isinstance(dim, str) or not dim.isidentifier():
             raise SpecError(f"op.dims: dim name must be an identifier, got {dim!r}")
-    tensors_d = _require(d, "tensors", "op")
+    tensors_d = require(d, "tensors", "op")
     if not isinstance(tensors_d, dict) or not tensors_d:
         raise SpecError(f"op.tensors must map tensor names to their descriptions, "
                         f"got {tensors_d!r}")
@@ -187,30 +147,30 @@ def _op(d: Any) -> OpSpec:
 def _dataflow(d: Any, op: OpSpec) -> DataflowSpec:
     """``dataflow: {name, space: [EXPR, ..], time: EXPR, tile: {DIM: N}, outer_order: [..]}``."""
     dims = op.dims
-    d = _mapping(d, "dataflow", "with space, time, tile and outer_order")
-    _check_keys(d, FLOW_KEYS, "dataflow")
+    d = mapping(d, "dataflow", "with space, time, tile and outer_order")
+    check_keys(d, FLOW_KEYS, "dataflow")
     name = d.get("name", "dataflow")
     if not isinstance(name, str):
         raise SpecError(f"dataflow.name must be a string, got {name!r}")
     space = []
-    for n, e in enumerate(_list(_require(d, "space", "dataflow"), "dataflow.space",
+    for n, e in enumerate(as_list(require(d, "space", "dataflow"), "dataflow.space",
                                 "[i, j] (one expression per array axis)")):
         coef, const = _expression(e, f"dataflow.space[{n}]", dims)
         if const:
             raise SpecError(f"dataflow.space[{n}]: constant offsets are not allowed, got {e!r}")
         space.append(coef)
-    time_text = _require(d, "time", "dataflow")
+    time_text = require(d, "time", "dataflow")
     time, const = _expression(time_text, "dataflow.time", dims)
     if const:
         raise SpecError(f"dataflow.time: constant offsets are not allowed, got {time_text!r}")
-    tile_d = _mapping(d.get("tile", {}), "dataflow.tile", "dim -> intra-tile extent")
+    tile_d = mapping(d.get("tile", {}), "dataflow.tile", "dim -> intra-tile extent")
     for k, v in tile_d.items():
         if k not in dims:
             raise SpecError(f"dataflow.tile: unknown dim {k!r} (dims: {', '.join(dims)})"
                             f"{close_hint(k, dims)}")
-        if not _is_int(v):
+        if not is_int(v):
             raise SpecError(f"dataflow.tile.{k} must be a positive integer, got {v!r}")
-    order = _list(d.get("outer_order", list(dims)), "dataflow.outer_order",
+    order = as_list(d.get("outer_order", list(dims)), "dataflow.outer_order",
                   f"[{', '.join(dims)}] (every dim once, outermost first)")
     for n, dim in enumerate(order):
         if not isinstance(dim, str):
@@ -220,14 +180,14 @@ def _dataflow(d: Any, op: OpSpec) -> DataflowSpec:
 
 
 def _array(d: dict) -> list:
-    return _list(_require(d, "array", "spec"), "array", "[4, 4] (1 or 2 positive sizes)")
+    return as_list(require(d, "array", "spec"), "array", "[4, 4] (1 or 2 positive sizes)")
 
 
 def _top(d: Any) -> dict:
     if d is None:
         raise SpecError("the spec is empty (expected a mapping with name, op, array, dataflow)")
-    d = _mapping(d, "a spec", "with name, op, array and dataflow or dataflows")
-    _check_keys(d, TOP_KEYS)
+    d = mapping(d, "a spec", "with name, op, array and dataflow or dataflows")
+    check_keys(d, TOP_KEYS)
     name = d.get("name", "design")
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"name must be an identifier, got {name!r}")
@@ -240,9 +200,9 @@ def spec_from_dict(d: Any) -> DesignSpec:
     if "dataflows" in d:
         raise SpecError("spec: missing 'dataflow' (this spec lists several 'dataflows', a fused "
                         "design: read it with load_specs / specs_from_dict)")
-    op = _op(_require(d, "op", "spec"))
+    op = _op(require(d, "op", "spec"))
     array = _array(d)
-    flow = _dataflow(_require(d, "dataflow", "spec"), op)
+    flow = _dataflow(require(d, "dataflow", "spec"), op)
     return DesignSpec(d.get("name", "design"), op, tuple(array), flow)
 
 
@@ -276,8 +236,8 @@ def _fused_one(n: int, flow: Any, shared: OpSpec | None, name: str,
                array: tuple) -> DesignSpec:
     """Dataflow ``n`` of a fused spec, its errors prefixed ``dataflows[n]: ``."""
     try:
-        flow = _mapping(flow, "dataflow", "with space, time, tile and outer_order")
-        _check_keys(flow, (*FLOW_KEYS, "op"), "dataflow")
+        flow = mapping(flow, "dataflow", "with space, time, tile and outer_order")
+        check_keys(flow, (*FLOW_KEYS, "op"), "dataflow")
         if "op" not in flow and shared is None:
             raise SpecError("spec: missing 'op' (give a top-level op or one per dataflow)")
         op = _op(flow["op"]) if "op" in flow else shared
@@ -287,75 +247,11 @@ def _fused_one(n: int, flow: Any, shared: OpSpec | None, name: str,
         raise SpecError(f"dataflows[{n}]: {exc}") from None
 
 
-def _yaml_loader():
-    """A safe YAML loader that rejects a key given twice in one mapping (PyYAML keeps the
-    last one silently)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def mapping(loader, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            try:
-                first = seen.get(key)
-            except TypeError:       # an unhashable key: construct_mapping reports it
-                continue
-            if first is not None and key != "<<":
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first given on line {first})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return loader.construct_mapping(node, deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return Loader
-
-
-def _yaml(p: Path) -> Any:
-    """The YAML data of file ``p``; every failure one SpecError line naming the file."""
-    import yaml
-
-    def fail(message: str) -> SpecError:
-        exc = SpecError(message)
-        exc.file = str(p)
-        return exc
-
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot read spec {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise fail(f"cannot read spec {p}: not UTF-8 text") from None
-    try:
-        return yaml.load(text, Loader=_yaml_loader())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        what = exc.problem or exc.context or type(exc).__name__
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        raise fail(f"{where}: not valid YAML: {what}{context}") from None
-    except yaml.YAMLError as exc:
-        raise fail(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
-
-
-def _read(path: str | Path, parse: Callable[[Any], T]) -> T:
-    """YAML at ``path`` through ``parse``; every failure a SpecError naming the file."""
-    p = Path(path)
-    data = _yaml(p)
-    try:
-        return parse(data)
-    except SpecError as exc:
-        raise in_file(exc, p) from None
-
-
 def load_spec(path: str | Path) -> DesignSpec:
     """Read a YAML spec with one dataflow."""
-    return _read(path, spec_from_dict)
+    return read_yaml(path, spec_from_dict)
 
 
 def load_specs(path: str | Path) -> list[DesignSpec]:
     """Read a YAML spec with one dataflow or several (a fused design)."""
-    return _read(path, specs_from_dict)
+    return read_yaml(path, specs_from_dict)

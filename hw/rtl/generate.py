@@ -1,8 +1,12 @@
-"""Amaranth RTL of one or several :class:`~hw.plan.ArrayPlan` s: FUs, interconnect, banks.
+"""Amaranth RTL of one or several :class:`~hw.front.plan.ArrayPlan` s: FUs, interconnect, banks.
 
-One flat, reset-free module (registers start at their initial values; ``start`` re-arms the
-controller). Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`` writes
-``host_wdata`` while idle; ``host_rdata`` is the word addressed in the previous cycle;
+One flat, reset-free module in its parent's ``sync`` domain (registers start at their initial
+values; ``start`` re-arms the controller; :func:`hw.rtl.emit.to_verilog` supplies a reset-less
+domain to a top it emits). Its datapath is what :func:`hw.ir.datapath.describe_datapath` says
+(the back end's lowering reads the same description).
+
+Host protocol: ``host_addr = bank << word_bits | word``; ``host_we`` writes ``host_wdata``
+while idle; ``host_rdata`` is the word addressed in the previous cycle;
 ``start`` runs the whole problem; ``busy`` is high for :meth:`GeneratedArray.run_cycles`
 cycles (the plan's, plus a pipelined datapath's latency, plus one cycle where write-back reads
 the FUs' accumulator registers), then ``done`` stays high until the next start.

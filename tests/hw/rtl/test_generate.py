@@ -216,5 +216,6 @@ class TestFusion:
         int4 = spec_from_dict({**source, "op": {**source["op"], "tensors": {
             **source["op"]["tensors"],
             "A": {"index": "i, k", "role": "input", "type": "int4"}}}})
-        with pytest.raises(FusionError, match="role 0 is int8 vs int4"):
+        with pytest.raises(FusionError,
+                           match=r"their first inputs A \(int8\) and A \(int4\) differ in type"):
             GeneratedArray([plan_array(os_spec), plan_array(int4)])
