@@ -26,7 +26,7 @@ spec = spec_from_dict({"name": f"os{n}", "op": {"dims": {"i": n, "j": n, "k": 64
     "C": {"index": "i, j", "role": "accumulate", "type": "int32"}}},
     "array": [n, n], "dataflow": {"space": ["i", "j"], "time": "i + j + k"}})
 t0 = time.perf_counter(); plan = plan_array(spec); t_plan = time.perf_counter() - t0
-t0 = time.perf_counter(); top = GeneratedArray(plan); v = to_verilog(top, spec.name)
+t0 = time.perf_counter(); top = GeneratedArray([plan]); v = to_verilog(top, spec.name)
 t_emit = time.perf_counter() - t0
 print(json.dumps({"n": n, "plan_s": t_plan, "emit_s": t_emit, "lines": v.count("\n"),
                   "import_s": t_import}))

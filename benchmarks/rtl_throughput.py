@@ -28,7 +28,7 @@ from sim.fast import build_fast, run_fast
 def _cocotb(spec, repeat: int) -> dict:
     rates, build_s, cycles = [], 0.0, 0
     for _ in range(repeat):
-        run = simulate_design(spec, seed=1, engine="cocotb")
+        run = simulate_design([spec], seed=1, engine="cocotb")
         if not run.bit_exact or run.cycles != run.expected_cycles:
             raise SystemExit("cocotb: RTL disagrees with golden")
         rates.append(run.sim_cycles_per_s)

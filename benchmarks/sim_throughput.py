@@ -48,7 +48,7 @@ def main() -> None:
     for label, (engine, mode) in ways.items():
         best = 0.0
         for r in range(args.repeats):
-            run = simulate_design(spec, seed=r, engine=engine, bench_mode=mode)
+            run = simulate_design([spec], seed=r, engine=engine, bench_mode=mode)
             if not run.bit_exact or run.cycles != run.expected_cycles:
                 raise SystemExit(f"{label}: RTL disagrees with golden")
             best = max(best, run.sim_cycles_per_s)

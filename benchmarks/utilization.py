@@ -62,7 +62,7 @@ def costing_time(name: str, n: int = COST_N, array: int = ARRAY, repeats: int = 
         t0 = time.perf_counter()
         plan = plan_array(spec)
         t1 = time.perf_counter()
-        design_cost(plan)
+        design_cost([plan])
         t2 = time.perf_counter()
         best = min(best, (t1 - t0, t2 - t1), key=sum)
     return best
@@ -93,7 +93,7 @@ def main() -> None:
     for name in FLOWS:
         spec = spec_for(name)
         plan = plan_array(spec)
-        cost = design_cost(plan).mode(0)     # = GeneratedArray.run_cycles: plan + acc. read
+        cost = design_cost([plan]).mode(0)     # = GeneratedArray.run_cycles: plan + acc. read
         util = cost.utilization
         plan_s, cost_s = costing_time(name, cost_n)
         line = (f"{name:<18} {cost.cycles:>7} cycles  period {plan.period:>4}  "
@@ -104,7 +104,7 @@ def main() -> None:
         figures[f"cost_model_s_{name}"] = round(cost_s, 4)            # design_cost alone
         if args.rtl:
             t0 = time.perf_counter()
-            run = simulate_design(spec, seed=0, engine="fast")
+            run = simulate_design([spec], seed=0, engine="fast")
             ok = run.bit_exact and run.cycles == run.expected_cycles
             line += (f"  RTL: {'bit-exact' if run.bit_exact else 'MISMATCH'}, {run.cycles} "
                      f"cycles, {run.sim_cycles_per_s:,.0f} cycles/s "

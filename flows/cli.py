@@ -175,11 +175,10 @@ def _cmd_sim(args) -> int:
 
     from .default_design import dataflow_index, resolve_spec, simulate
 
-    spec = resolve_spec(args.spec, args.dims)
-    run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves,
+    specs = resolve_spec(args.spec, args.dims)
+    run = simulate(specs, seed=args.seed, engine=args.engine, waves=args.waves,
                    dataflow=args.dataflow, backend=_backend(args))
-    specs = spec if isinstance(spec, list) else [spec]
-    ran = specs[dataflow_index(spec, args.dataflow)]
+    ran = specs[dataflow_index(specs, args.dataflow)]
     # the mode that ran: its op's MACs / (array FUs x measured cycles)
     util = round(measured_utilization(ran, run.cycles), 4) if run.cycles > 0 else None
     print(json.dumps({"engine": args.engine, "dataflow": ran.dataflow.name,
@@ -192,9 +191,9 @@ def _cmd_demo(args) -> int:
 
     spec = default_spec()
     t0 = time.perf_counter()
-    emitted = emit(spec, args.out)
+    emitted = emit([spec], args.out)
     t_emit = time.perf_counter() - t0
-    run = simulate(spec, seed=args.seed, engine=args.engine, waves=args.waves)
+    run = simulate([spec], seed=args.seed, engine=args.engine, waves=args.waves)
     f = emitted.figures
     dims = "x".join(str(v) for v in f["problem"].values())
     print(f"design   {spec.name}: {'x'.join(map(str, spec.array))} array, dataflow "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,18 +43,17 @@ def default_spec() -> DesignSpec:
     return spec_from_dict(yaml.safe_load(DEFAULT_SPEC_YAML))
 
 
-def resolve_spec(path: str | None, dims: dict[str, int] | None = None
-                 ) -> DesignSpec | list[DesignSpec]:
-    """The spec at ``path`` (or the default), resized by ``dims``; a list if it is fused."""
+def resolve_spec(path: str | None, dims: dict[str, int] | None = None) -> list[DesignSpec]:
+    """The dataflows of the spec at ``path`` (or the default), resized by ``dims``: one, or
+    several for a fused design."""
     specs = [default_spec()] if path is None else load_specs(path)
     if dims:
         specs = [s.with_extents(dims) for s in specs]
-    return specs[0] if len(specs) == 1 else specs
+    return specs
 
 
-def dataflow_index(spec: DesignSpec | list[DesignSpec], name: str | None) -> int:
-    """Index of the dataflow called ``name`` in a (possibly fused) spec; 0 when None."""
-    specs = spec if isinstance(spec, list) else [spec]
+def dataflow_index(specs: Sequence[DesignSpec], name: str | None) -> int:
+    """Index of the dataflow called ``name`` among ``specs``; 0 when None."""
     names = [s.dataflow.name for s in specs]
     if name is None:
         return 0
@@ -70,15 +70,16 @@ class Emitted:
     figures: dict
 
 
-def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path,
+def emit(specs: Sequence[DesignSpec], out_dir: str | Path,
          backend: BackendOptions | None = None) -> Emitted:
-    """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist);
-    ``backend``: emit the datapath from the back end's optimized graph."""
+    """Write ``<name>.v`` and ``<name>.json`` (report, cross-checked against the netlist) of
+    the design of ``specs``; ``backend``: emit the datapath from the back end's optimized
+    graph."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    _, top, verilog = emit_design(spec if isinstance(spec, list) else [spec], backend=backend)
-    name = spec[0].name if isinstance(spec, list) else spec.name
+    _, top, verilog = emit_design(specs, backend=backend)
+    name = specs[0].name
     figures = design_report(top)
     figures["netlist"] = check_against_netlist(figures, verilog)
     try:
@@ -90,9 +91,10 @@ def emit(spec: DesignSpec | list[DesignSpec], out_dir: str | Path,
     return Emitted(v, r, verilog.count("\n"), figures)
 
 
-def simulate(spec: DesignSpec | list[DesignSpec], seed: int = 0, engine: str = "cocotb",
+def simulate(specs: Sequence[DesignSpec], seed: int = 0, engine: str = "cocotb",
              waves: bool = False, dataflow: str | None = None,
              backend: BackendOptions | None = None) -> DesignRun:
-    """Simulate ``spec`` (for a fused spec, the dataflow named ``dataflow``: default first)."""
-    return simulate_design(spec, seed=seed, engine=engine, waves=waves,
-                           mode=dataflow_index(spec, dataflow), backend=backend)
+    """Simulate the design of ``specs`` running the dataflow named ``dataflow`` (default:
+    the first)."""
+    return simulate_design(specs, seed=seed, engine=engine, waves=waves,
+                           mode=dataflow_index(specs, dataflow), backend=backend)

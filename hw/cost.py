@@ -166,14 +166,16 @@ class DesignCost:
         return sum(b for _, b in self.register_bits)
 
 
-def design_cost(plans: ArrayPlan | Sequence[ArrayPlan], backend: BackendOptions | None = None,
+def design_cost(plans: Sequence[ArrayPlan], backend: BackendOptions | None = None,
                 *, datapath: tuple[LoweredDatapath, OptimizedDatapath] | None = None
                 ) -> DesignCost:
     """The cost of the array for ``plans`` (one plan or fused ones, in mode order) built with
     ``backend`` (None: the direct datapath). With a backend the datapath is lowered and
     optimized here (LP pipelining: slow on big arrays), unless ``datapath`` gives the
     ``(lowered, optimized)`` pair already made for these plans and options."""
-    plans = [plans] if isinstance(plans, ArrayPlan) else list(plans)
+    if isinstance(plans, ArrayPlan):
+        raise TypeError("design_cost takes a sequence of plans: pass [plan]")
+    plans = list(plans)
     if not plans or not all(isinstance(p, ArrayPlan) for p in plans):
         raise ValueError(f"design_cost needs one or more ArrayPlans, got {plans!r}")
     check_fusable(plans)

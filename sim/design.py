@@ -10,6 +10,7 @@ behaviour), ``"fast"`` (a generated C++ Verilator harness for long runs, :mod:`s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,20 +73,23 @@ def golden_output(spec: DesignSpec, operands: dict[str, np.ndarray]) -> np.ndarr
                       acc_bits=c.dtype.bits)
 
 
-def simulate_design(spec: DesignSpec | list[DesignSpec],
+def simulate_design(specs: Sequence[DesignSpec],
                     operands: dict[str, np.ndarray] | None = None, *,
                     seed: int = 0, engine: str = "cocotb", waves: bool = False,
                     bench_mode: str = "bulk", mode: int = 0,
                     backend: BackendOptions | None = None) -> DesignRun:
-    """Simulate ``spec`` on ``operands`` (random from ``seed`` when omitted).
-
-    A list of specs is a fused design (one array, several dataflows): ``mode`` picks the
-    dataflow that runs. ``bench_mode`` (cocotb only): "bulk" waits once for ``done``;
-    "per_cycle" wakes Python on every clock edge (the result is the same). ``backend``: the
+    """Simulate the design of ``specs`` (one dataflow, or several fused on one array) running
+    dataflow ``mode`` on ``operands`` (random from ``seed`` when omitted). ``bench_mode``
+    (cocotb only): "bulk" waits once for ``done``; "per_cycle" wakes Python on every clock
+    edge (the result is the same). ``backend``: the
     datapath is emitted from the back end's optimized graph (pipelined designs run
     ``latency`` cycles longer; ``expected_cycles`` includes it).
     """
-    specs = list(spec) if isinstance(spec, list | tuple) else [spec]
+    if isinstance(specs, DesignSpec):
+        raise TypeError("simulate_design takes a sequence of specs: pass [spec]")
+    specs = list(specs)
+    if not specs:
+        raise ValueError("simulate_design needs at least one spec")
     if not 0 <= mode < len(specs):
         raise ValueError(f"mode must be in 0..{len(specs) - 1}, got {mode}")
     spec = specs[mode]

@@ -65,18 +65,22 @@ def _name(prefix: str, coord) -> str:
 
 
 class GeneratedArray(wiring.Component):
-    """The generated accelerator for ``plan`` (or fused ``plans``; see the module docstring)."""
+    """The generated accelerator for ``plans``: one dataflow, or several fused (mode ``i``
+    runs ``plans[i]``; see the module docstring)."""
 
     #: How FUs are built: "instance" (one Verilog module, instantiated per FU: fast emission,
     #: see :meth:`verilog_dependencies`) or "inline" (Amaranth submodules: Amaranth's
     #: simulator can run it).
     FU_STYLES = ("instance", "inline")
 
-    def __init__(self, plan: ArrayPlan | Sequence[ArrayPlan], fu_style: str = "instance",
+    def __init__(self, plans: Sequence[ArrayPlan], fu_style: str = "instance",
                  backend: BackendOptions | None = None) -> None:
-        plans = [plan] if isinstance(plan, ArrayPlan) else list(plan)
-        if fu_style not in self.FU_STYLES or not plans:
+        if isinstance(plans, ArrayPlan):
             self._MustUse__silence = True   # never elaborated: no UnusedElaboratable warning
+            raise TypeError("GeneratedArray takes a sequence of plans: pass [plan]")
+        plans = list(plans)
+        if fu_style not in self.FU_STYLES or not plans:
+            self._MustUse__silence = True
             if not plans:
                 raise ValueError("GeneratedArray needs at least one plan")
             raise ValueError(f"fu_style must be one of {self.FU_STYLES}, got {fu_style!r}")

@@ -106,7 +106,7 @@ def test_accumulator_rule_lives_in_the_pure_layer():
     os_plan, ws_plan = plan_fused(_specs("gemm_fused"))[:2]
     assert accumulates_in_fu([os_plan]) and not accumulates_in_fu([ws_plan])
     assert not accumulates_in_fu([os_plan, ws_plan])
-    cost = design_cost(os_plan)
+    cost = design_cost([os_plan])
     assert cost.mode(0).accumulator_read == 1
     assert cost.cycles() == os_plan.run_cycles + 1
 

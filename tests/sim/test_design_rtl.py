@@ -44,7 +44,7 @@ class TestDesignRTL:
     def test_bit_exact(self, flow, array, problem, dtype):
         spec = gemm_spec(flow, array, problem, dtype)
         for seed in (1, 2):                  # one build, two operand sets
-            run = simulate_design(spec, seed=seed)
+            run = simulate_design([spec], seed=seed)
             np.testing.assert_array_equal(run.output, run.expected)
             assert run.cycles == run.expected_cycles
 
@@ -54,21 +54,21 @@ class TestDesignRTL:
         spec = gemm_spec("os", (2, 2), (3, 5, 7), "int4").with_tile({"k": 3})
         plan = plan_array(spec)
         assert plan.accumulates_across_tiles and plan.output.vector.kind == "stationary"
-        run = simulate_design(spec, seed=4)
+        run = simulate_design([spec], seed=4)
         np.testing.assert_array_equal(run.output, run.expected)
         assert run.cycles == run.expected_cycles == plan.run_cycles + 1
 
     def test_extremes(self):
         spec = gemm_spec("os", (2, 2), (3, 5, 7), "int4")
         ops = {"A": np.full((3, 7), -8), "B": np.full((7, 5), -8)}
-        run = simulate_design(spec, ops)
+        run = simulate_design([spec], ops)
         assert run.bit_exact and (run.output == 7 * 64).all()
 
 
 class TestEngines:
     def test_fast_engine_agrees(self):
         spec = gemm_spec("ws", (4, 4), (6, 5, 9), "int8")
-        run = simulate_design(spec, seed=3, engine="fast")
+        run = simulate_design([spec], seed=3, engine="fast")
         assert run.bit_exact and run.cycles == run.expected_cycles
 
     def test_fast_engine_wide_signed_extremes(self):
@@ -80,21 +80,21 @@ class TestEngines:
         for ops in ({"A": np.full((3, 7), lo), "B": np.full((7, 5), -9362)},
                     {"A": np.full((3, 7), lo), "B": np.full((7, 5), 9362)},
                     {"A": rng.integers(lo, -lo, (3, 7)), "B": rng.integers(-9362, 9363, (7, 5))}):
-            run = simulate_design(spec, ops, engine="fast")
+            run = simulate_design([spec], ops, engine="fast")
             assert run.bit_exact and run.cycles == run.expected_cycles
 
     def test_waves(self):
         spec = gemm_spec("multicast", (2, 2), (3, 5, 7), "int4")
-        run = simulate_design(spec, seed=1, waves=True)
+        run = simulate_design([spec], seed=1, waves=True)
         assert run.bit_exact
         assert run.waves is not None and run.waves.stat().st_size > 1000
         assert "$var" in run.waves.read_text()[:50000]
 
     def test_bad_engine(self):
         with pytest.raises(ValueError, match="engine must be one of"):
-            simulate_design(gemm_spec("os", (2, 2), (3, 5, 7), "int4"), engine="icarus")
+            simulate_design([gemm_spec("os", (2, 2), (3, 5, 7), "int4")], engine="icarus")
         with pytest.raises(ValueError, match="waves are recorded by the cocotb engine"):
-            simulate_design(gemm_spec("os", (2, 2), (3, 5, 7), "int4"), engine="fast",
+            simulate_design([gemm_spec("os", (2, 2), (3, 5, 7), "int4")], engine="fast",
                             waves=True)
 
 
@@ -155,7 +155,7 @@ class TestBackendRTL:
         from hw.ir.backend import BackendOptions
 
         spec = load_spec("examples/gemm_spatial_reduction.yaml")
-        run = simulate_design(spec, seed=6, backend=BackendOptions(stage_budget=1.0,
+        run = simulate_design([spec], seed=6, backend=BackendOptions(stage_budget=1.0,
                                                                    max_fanout=4))
         np.testing.assert_array_equal(run.output, run.expected)
         assert run.cycles == run.expected_cycles
@@ -165,6 +165,6 @@ class TestBackendRTL:
         from hw.ir.backend import BackendOptions
 
         spec = gemm_spec(flow, (3, 5), (7, 8, 4), "int4")
-        run = simulate_design(spec, seed=4, backend=BackendOptions(stage_budget=1.0))
+        run = simulate_design([spec], seed=4, backend=BackendOptions(stage_budget=1.0))
         np.testing.assert_array_equal(run.output, run.expected)
         assert run.cycles == run.expected_cycles

@@ -81,7 +81,7 @@ _OS_2x2 = gemm(**{"name": "arr", "array": [2, 2], "op.dims": {"i": 2, "j": 2, "k
 
 @pytest.fixture(scope="module")
 def generated():
-    dut = GeneratedArray(plan_array(spec_from_dict(_OS_2x2)))
+    dut = GeneratedArray([plan_array(spec_from_dict(_OS_2x2))])
     return dut, read_netlist(to_verilog(dut, "arr"), "arr")
 
 

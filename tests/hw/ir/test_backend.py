@@ -71,7 +71,7 @@ class TestOptimizeDatapath:
         assert st["constants_folded"]["longest_path"] < st["lowered"]["longest_path"]
         assert st["reduction_trees"]["longest_path"] <= \
             st["constants_folded"]["longest_path"] - 2.0
-        run = simulate_design(load_spec("examples/gemm_spatial_reduction.yaml"), seed=2,
+        run = simulate_design([load_spec("examples/gemm_spatial_reduction.yaml")], seed=2,
                               engine="pysim", backend=BackendOptions())
         assert run.bit_exact and run.cycles == run.expected_cycles
 
@@ -90,9 +90,9 @@ class TestGraphEmittedDesigns:
     def test_bit_exact(self, name, pipelined):
         spec = load_spec(f"examples/{name}.yaml")
         opts = BackendOptions(stage_budget=SINGLE[name] if pipelined else None)
-        run = simulate_design(spec, seed=5, engine="pysim", backend=opts)
+        run = simulate_design([spec], seed=5, engine="pysim", backend=opts)
         np.testing.assert_array_equal(run.output, run.expected)
-        plain = simulate_design(spec, seed=5, engine="pysim")
+        plain = simulate_design([spec], seed=5, engine="pysim")
         assert run.cycles == run.expected_cycles
         assert (run.cycles > plain.cycles) == pipelined    # the pipeline's latency, no more
 

@@ -22,7 +22,7 @@ class TestLowerArray:
         directly generated RTL has (one write-back value register per output bank)."""
         plan = plan_array(load_spec(f"examples/{name}.yaml"))
         lowered = lower_array([plan])
-        top = GeneratedArray(plan)
+        top = GeneratedArray([plan])
         to_verilog(top, name)
         rtl = top.register_bits
         expected = (rtl["operand forwarding"] + rtl["partial-sum forwarding"]

@@ -110,7 +110,7 @@ class TestArraysInOneDesign:
         names = set()
         for ex, t in (("gemm_os", None), ("gemm_os", "int4"), ("gemm_ws", None),
                       ("gemm_ws", "uint4")):
-            top = GeneratedArray(plan_array(_spec(ex, operand_type=t)))
+            top = GeneratedArray([plan_array(_spec(ex, operand_type=t))])
             top._MustUse__silence = True            # never elaborated
             names.add(top.fu_module)
         assert names == {"arr_fu_i8xi8_a32_s", "arr_fu_i4xi4_a32_s", "arr_fu_i8xi8_a32",
@@ -120,10 +120,10 @@ class TestArraysInOneDesign:
         """Arrays of one spec name with int8 / int4 / non-stationary FUs in one design: every
         module name is defined once (an identical FU module is shared), Verilator accepts it,
         the parent's sync domain is the only clock and there is no reset."""
-        arrays = {"a": GeneratedArray(plan_array(_spec("gemm_os"))),
-                  "b": GeneratedArray(plan_array(_spec("gemm_os", operand_type="int4"))),
-                  "c": GeneratedArray(plan_array(_spec("gemm_ws"))),
-                  "d": GeneratedArray(plan_array(_spec("gemm_os")))}    # the same FU as a
+        arrays = {"a": GeneratedArray([plan_array(_spec("gemm_os"))]),
+                  "b": GeneratedArray([plan_array(_spec("gemm_os", operand_type="int4"))]),
+                  "c": GeneratedArray([plan_array(_spec("gemm_ws"))]),
+                  "d": GeneratedArray([plan_array(_spec("gemm_os"))])}    # the same FU as a
         text = to_verilog(_Arrays(arrays), "pair")
         names = module_names(text)
         assert len(names) == len(set(names))
@@ -141,8 +141,8 @@ class TestArraysInOneDesign:
             def fu_module(self):
                 return f"{self.plan.spec.name}_fu"
 
-        arrays = {"a": OldNaming(plan_array(_spec("gemm_os"))),
-                  "b": OldNaming(plan_array(_spec("gemm_os", operand_type="int4")))}
+        arrays = {"a": OldNaming([plan_array(_spec("gemm_os"))]),
+                  "b": OldNaming([plan_array(_spec("gemm_os", operand_type="int4"))])}
         with pytest.raises(ValueError, match="two different Verilog modules named 'arr_fu'"):
             to_verilog(_Arrays(arrays), "pair")
 

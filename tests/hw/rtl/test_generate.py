@@ -21,26 +21,26 @@ class TestGeneratedArray:
     @pytest.mark.parametrize("name", EXAMPLES)
     def test_examples_bit_exact(self, name):
         spec = load_spec(f"examples/{name}.yaml")
-        run = simulate_design(spec, seed=11, engine="pysim")
+        run = simulate_design([spec], seed=11, engine="pysim")
         np.testing.assert_array_equal(run.output, run.expected)
         assert run.cycles == run.expected_cycles
 
     def test_extremes(self):
         spec = load_spec("examples/gemm_ws.yaml")
         ops = {"A": np.full((8, 8), -128), "B": np.full((8, 8), -128)}
-        run = simulate_design(spec, ops, engine="pysim")
+        run = simulate_design([spec], ops, engine="pysim")
         assert (run.output == 8 * 16384).all() and run.bit_exact
 
     def test_operand_errors(self):
         spec = load_spec("examples/gemm_os.yaml")
         with pytest.raises(ValueError, match=r"operand A must have shape \(8, 16\)"):
-            simulate_design(spec, {"A": np.zeros((8, 8), int), "B": np.zeros((16, 8), int)},
+            simulate_design([spec], {"A": np.zeros((8, 8), int), "B": np.zeros((16, 8), int)},
                             engine="pysim")
         with pytest.raises(ValueError, match="operand B holds 200, outside int8"):
-            simulate_design(spec, {"A": np.zeros((8, 16), int), "B": np.full((16, 8), 200)},
+            simulate_design([spec], {"A": np.zeros((8, 16), int), "B": np.full((16, 8), 200)},
                             engine="pysim")
         with pytest.raises(ValueError, match="operand 'B' missing"):
-            simulate_design(spec, {"A": np.zeros((8, 16), int)}, engine="pysim")
+            simulate_design([spec], {"A": np.zeros((8, 16), int)}, engine="pysim")
 
 
 class TestEmission:
@@ -109,7 +109,7 @@ class TestPropertyRandomDataflows:
     def test_bit_exact_or_clear_rejection(self, design, seed):
         try:
             spec = spec_from_dict(design)
-            run = simulate_design(spec, seed=seed, engine="pysim")
+            run = simulate_design([spec], seed=seed, engine="pysim")
         except SpecError as exc:
             assert str(exc) and "\n" not in str(exc)
             return
@@ -126,7 +126,7 @@ class TestFuStyles:
         plan = plan_array(load_spec("examples/gemm_ws.yaml"))
         counts = {}
         for style in GeneratedArray.FU_STYLES:
-            top = GeneratedArray(plan, fu_style=style)
+            top = GeneratedArray([plan], fu_style=style)
             to_verilog(top, "ws")
             counts[style] = dict(top.register_bits)
         assert counts["instance"] == counts["inline"]
@@ -136,7 +136,22 @@ class TestFuStyles:
         from hw.rtl.generate import GeneratedArray
 
         with pytest.raises(ValueError, match="fu_style must be one of"):
-            GeneratedArray(plan_array(load_spec("examples/gemm_os.yaml")), fu_style="flat")
+            GeneratedArray([plan_array(load_spec("examples/gemm_os.yaml"))], fu_style="flat")
+
+    def test_a_design_is_a_sequence_of_dataflows(self):
+        """One plan or several: always a sequence (a bare plan or spec is a clear error)."""
+        from hw.cost import design_cost
+        from hw.front.plan import plan_array
+        from hw.rtl.generate import GeneratedArray
+
+        spec = load_spec("examples/gemm_os.yaml")
+        plan = plan_array(spec)
+        for call in (lambda: GeneratedArray(plan), lambda: design_cost(plan),
+                     lambda: simulate_design(spec, engine="pysim")):
+            with pytest.raises(TypeError, match=r"sequence of (plans|specs): pass \[(plan|spec)\]"):
+                call()
+        with pytest.raises(ValueError, match="at least one spec"):
+            simulate_design([], engine="pysim")
 
 
 class TestFusion:
