@@ -1,0 +1,226 @@
+"""The accelerator's instruction set: instructions, their 128-bit encoding, an assembler and a
+disassembler, and the checks that keep a program inside an architecture.
+
+Five instructions (one per line in assembly; fields ``name=value``, decimal or ``0x`` hex;
+``#`` starts a comment)::
+
+    config   dataflow=NAME                         # the dataflow later computes run
+    mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N
+             # N rows of N A/B elements from DRAM (row r at ADDR + r*STRIDE) to scratchpad
+             # rows ROW.. (the elements of a row are contiguous in DRAM)
+    mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N
+             # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
+    compute  a=ROW b=ROW c=ROW i=N j=N k=N accumulate=0|1
+             # one GEMM tile of extents (i, j, k): operands from scratchpad rows A.., B..,
+             # results into accumulator rows C.. (added to them with accumulate=1)
+    fence    # wait until every earlier instruction has finished
+
+An encoded instruction is one 128-bit word: the opcode in bits 0-3, then the fields in the
+order above, each at its fixed width (:data:`FIELDS`). :func:`check_program` rejects what the
+hardware must never see: a scratchpad or accumulator range past the memory, a row of more
+elements than a memory row holds, a tile beyond the array under its dataflow, a compute before
+any config, a DRAM range past the 32-bit address space; every error names the instruction (its
+line) and the offending value. A compute's operand and result rows are checked at their first
+row; the whole ranges once the accelerator fixes how a tile is laid out in its memories.
+
+Layer: hw.front, the planning layer (plain Python, no Amaranth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arch import GEMM_DIMS, ArchSpec
+from .spec_model import SpecError, close_hint
+
+__all__ = ["FIELDS", "OPCODES", "Instruction", "ProgramError", "assemble", "check_program",
+           "decode", "disassemble", "encode"]
+
+WORD_BITS = 128
+DRAM_BITS = 32
+
+#: opcode -> its number and its fields ``(name, bits)`` in encoding order.
+FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
+    "config": (("dataflow", 4),),
+    "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12)),
+    "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12)),
+    "compute": (("a", 20), ("b", 20), ("c", 20), ("i", 16), ("j", 16), ("k", 16),
+                ("accumulate", 1)),
+    "fence": (),
+}
+OPCODES = {name: n for n, name in enumerate(FIELDS)}
+_OP_BITS = 4
+
+
+class ProgramError(SpecError):
+    """A program the assembler or the checks reject (the message names line and value)."""
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: ``op`` and its fields (all of them, as non-negative integers; the
+    dataflow by its index in the architecture). Valid on construction: known opcode, exactly
+    its fields, each within its width."""
+
+    op: str
+    fields: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.op not in FIELDS:
+            raise ProgramError(f"unknown opcode {self.op!r} (opcodes: {', '.join(FIELDS)})"
+                               f"{close_hint(self.op, list(FIELDS))}")
+        names = [n for n, _ in FIELDS[self.op]]
+        given = [n for n, _ in self.fields]
+        if sorted(given) != sorted(names):
+            raise ProgramError(f"{self.op} takes fields {', '.join(names) or '(none)'}, got "
+                               f"{', '.join(given) or '(none)'}")
+        width = dict(FIELDS[self.op])
+        for name, value in self.fields:
+            if isinstance(value, bool) or not isinstance(value, int) or \
+                    not 0 <= value < 1 << width[name]:
+                raise ProgramError(f"{self.op} {name}={value!r} does not fit its "
+                                   f"{width[name]}-bit field (0..{(1 << width[name]) - 1})")
+        object.__setattr__(self, "fields", tuple(sorted(self.fields,
+                                                        key=lambda f: names.index(f[0]))))
+
+    def __getitem__(self, name: str) -> int:
+        return dict(self.fields)[name]
+
+
+def encode(ins: Instruction) -> int:
+    """The 128-bit word of ``ins``: opcode in bits 0-3, then its fields in order."""
+    word, pos = OPCODES[ins.op], _OP_BITS
+    for (_, width), (_, value) in zip(FIELDS[ins.op], ins.fields, strict=True):
+        word |= value << pos
+        pos += width
+    return word
+
+
+def decode(word: int) -> Instruction:
+    """The instruction of a 128-bit word; ProgramError for an unknown opcode or stray bits."""
+    if not isinstance(word, int) or not 0 <= word < 1 << WORD_BITS:
+        raise ProgramError(f"an instruction word is a {WORD_BITS}-bit integer, got {word!r}")
+    code = word & ((1 << _OP_BITS) - 1)
+    names = list(FIELDS)
+    if code >= len(names):
+        raise ProgramError(f"unknown opcode {code} in word {word:#x}")
+    op, pos, fields = names[code], _OP_BITS, []
+    for name, width in FIELDS[op]:
+        fields.append((name, (word >> pos) & ((1 << width) - 1)))
+        pos += width
+    if word >> pos:
+        raise ProgramError(f"word {word:#x}: bits above {op}'s fields are set")
+    return Instruction(op, tuple(fields))
+
+
+def _value(text: str, where: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ProgramError(f"{where}: {text!r} is not an integer") from None
+
+
+def _assemble_line(line: str, n: int, arch: ArchSpec) -> Instruction | None:
+    code = line.split("#", 1)[0].split()
+    if not code:
+        return None
+    op, where = code[0].lower(), f"line {n}"
+    if op not in FIELDS:
+        raise ProgramError(f"{where}: unknown opcode {op!r}{close_hint(op, list(FIELDS))}")
+    fields = {}
+    for part in code[1:]:
+        name, eq, text = part.partition("=")
+        if not eq:
+            raise ProgramError(f"{where}: expected name=value, got {part!r}")
+        if name in fields:
+            raise ProgramError(f"{where}: field {name!r} given twice")
+        if op == "config" and name == "dataflow":
+            names = [d.name for d in arch.dataflows]
+            if text not in names:
+                raise ProgramError(f"{where}: architecture {arch.name!r} has no dataflow "
+                                   f"{text!r} (dataflows: {', '.join(names)})"
+                                   f"{close_hint(text, names)}")
+            fields[name] = names.index(text)
+        else:
+            fields[name] = _value(text, f"{where} {name}")
+    try:
+        return Instruction(op, tuple(fields.items()))
+    except ProgramError as exc:
+        raise ProgramError(f"{where}: {exc}") from None
+
+
+def assemble(text: str, arch: ArchSpec) -> list[Instruction]:
+    """The checked program of an assembly ``text`` for ``arch`` (see the module docstring)."""
+    program = [ins for n, line in enumerate(text.splitlines(), 1)
+               if (ins := _assemble_line(line, n, arch)) is not None]
+    check_program(program, arch)
+    return program
+
+
+def disassemble(program: list[Instruction], arch: ArchSpec) -> str:
+    """Assembly text of ``program`` (dataflows by name); ``assemble`` reads it back."""
+    lines = []
+    for ins in program:
+        parts = [ins.op]
+        for name, value in ins.fields:
+            shown = arch.dataflows[value].name if ins.op == "config" else str(value)
+            parts.append(f"{name}={shown}")
+        lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def check_program(program: list[Instruction], arch: ArchSpec) -> None:
+    """Raise :class:`ProgramError` at the first instruction ``arch`` cannot run safely."""
+    a, b, c = arch.types
+    sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
+    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
+    sp_elems = arch.scratchpad.row_bytes * 8 // max(a.bits, b.bits)
+    acc_elems = arch.accumulator.row_bytes * 8 // c.bits
+    dataflow = None
+    for n, ins in enumerate(program, 1):
+        where = f"instruction {n} ({ins.op})"
+        if ins.op == "config":
+            if ins["dataflow"] >= len(arch.dataflows):
+                raise ProgramError(f"{where}: dataflow {ins['dataflow']} does not exist "
+                                   f"(architecture {arch.name!r} has {len(arch.dataflows)})")
+            dataflow = arch.dataflows[ins["dataflow"]].name
+        elif ins.op in ("mvin", "mvout"):
+            row, rows_total, elems, width = (
+                ("sp", sp_rows, sp_elems, max(a.bits, b.bits)) if ins.op == "mvin"
+                else ("acc", acc_rows, acc_elems, c.bits))
+            _range(where, row, ins[row], ins["rows"], rows_total)
+            if not 1 <= ins["cols"] <= elems:
+                raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{elems}")
+            end = ins["dram"] + (ins["rows"] - 1) * ins["stride"] + \
+                (ins["cols"] * width + 7) // 8
+            if end > 1 << DRAM_BITS:
+                raise ProgramError(f"{where}: DRAM range ends at {end:#x}, past the "
+                                   f"{DRAM_BITS}-bit address space")
+        elif ins.op == "compute":
+            if dataflow is None:
+                raise ProgramError(f"{where}: compute before any config (no dataflow chosen)")
+            _check_tile(where, ins, arch, dataflow, sp_rows, acc_rows)
+
+
+def _range(where: str, name: str, start: int, rows: int, total: int) -> None:
+    if rows < 1 or start + rows > total:
+        raise ProgramError(f"{where}: {name}={start} rows={rows} reaches row "
+                           f"{start + rows - 1}, past the memory's {total} rows")
+
+
+def _check_tile(where: str, ins: Instruction, arch: ArchSpec, dataflow: str, sp_rows: int,
+                acc_rows: int) -> None:
+    tile = tuple(ins[d] for d in GEMM_DIMS)
+    if min(tile) < 1:
+        raise ProgramError(f"{where}: tile extents must be >= 1, got "
+                           f"{dict(zip(GEMM_DIMS, tile, strict=True))}")
+    for dim, extent, most in zip(GEMM_DIMS, tile, arch.spatial_extents(dataflow), strict=True):
+        if most and extent > most:
+            raise ProgramError(f"{where}: {dim}={extent} exceeds the array ({most}) under "
+                               f"dataflow {dataflow!r}")
+    for name in ("a", "b"):
+        if ins[name] >= sp_rows:
+            raise ProgramError(f"{where}: {name}={ins[name]} is past the scratchpad's "
+                               f"{sp_rows} rows")
+    if ins["c"] >= acc_rows:
+        raise ProgramError(f"{where}: c={ins['c']} is past the accumulator's {acc_rows} rows")
