@@ -15,6 +15,14 @@ Five instructions (one per line in assembly; fields ``name=value``, decimal or `
              # results into accumulator rows C.. (added to them with accumulate=1)
     fence    # wait until every earlier instruction has finished
 
+How a compute's tile lies in the memories (:func:`tile_layout`): each of A (i, k), B (k, j)
+and C (i, j) takes one memory row per index of its *row dim* and holds the other dim's
+elements from the row's start. The row dim is the tensor's dim the dataflow maps to time only
+(its extent is a run-time choice, so it runs down the rows); a tensor whose two dims are both
+on the array (it stays in the FUs) takes its first dim. Output-stationary thus keeps A as
+A^T (rows over k), weight-stationary keeps A as is (rows over i), and input-stationary leaves
+C as C^T (rows over j).
+
 An encoded instruction is one 128-bit word: the opcode in bits 0-3, then the fields in the
 order above, each at its fixed width (:data:`FIELDS`). :func:`check_program` rejects what the
 hardware must never see: a scratchpad or accumulator range past the memory, a row of more
@@ -33,8 +41,8 @@ from dataclasses import dataclass
 from .arch import GEMM_DIMS, ArchSpec
 from .spec_model import SpecError, close_hint
 
-__all__ = ["FIELDS", "OPCODES", "Instruction", "ProgramError", "assemble", "check_program",
-           "decode", "disassemble", "encode"]
+__all__ = ["FIELDS", "OPCODES", "TENSOR_DIMS", "Instruction", "ProgramError", "assemble",
+           "check_program", "decode", "disassemble", "encode", "tile_layout"]
 
 WORD_BITS = 128
 DRAM_BITS = 32
@@ -208,6 +216,19 @@ def _range(where: str, name: str, start: int, rows: int, total: int) -> None:
                            f"{start + rows - 1}, past the memory's {total} rows")
 
 
+#: the GEMM dims (indices into i, j, k) of each tensor's two axes.
+TENSOR_DIMS = {"A": (0, 2), "B": (2, 1), "C": (0, 1)}
+
+
+def tile_layout(arch: ArchSpec, dataflow: str, tensor: str) -> tuple[int, int]:
+    """(row dim, column dim), as indices into (i, j, k), of ``tensor`` ("A", "B" or "C") of a
+    tile under ``dataflow``: rows over the dim the dataflow maps to time only, else over the
+    tensor's first dim (see the module docstring)."""
+    p, q = TENSOR_DIMS[tensor]
+    spatial = arch.spatial_extents(dataflow)
+    return (q, p) if spatial[p] and not spatial[q] else (p, q)
+
+
 def _check_tile(where: str, ins: Instruction, arch: ArchSpec, dataflow: str, sp_rows: int,
                 acc_rows: int) -> None:
     tile = tuple(ins[d] for d in GEMM_DIMS)
@@ -218,9 +239,12 @@ def _check_tile(where: str, ins: Instruction, arch: ArchSpec, dataflow: str, sp_
         if most and extent > most:
             raise ProgramError(f"{where}: {dim}={extent} exceeds the array ({most}) under "
                                f"dataflow {dataflow!r}")
-    for name in ("a", "b"):
-        if ins[name] >= sp_rows:
-            raise ProgramError(f"{where}: {name}={ins[name]} is past the scratchpad's "
-                               f"{sp_rows} rows")
-    if ins["c"] >= acc_rows:
-        raise ProgramError(f"{where}: c={ins['c']} is past the accumulator's {acc_rows} rows")
+    for tensor, total, what in (("A", sp_rows, "scratchpad"), ("B", sp_rows, "scratchpad"),
+                                ("C", acc_rows, "accumulator")):
+        row_dim, _ = tile_layout(arch, dataflow, tensor)
+        name = tensor.lower()
+        if ins[name] + tile[row_dim] > total:
+            raise ProgramError(f"{where}: {name}={ins[name]} with {tile[row_dim]} rows "
+                               f"({GEMM_DIMS[row_dim]}) reaches row "
+                               f"{ins[name] + tile[row_dim] - 1}, past the {what}'s {total} "
+                               f"rows")

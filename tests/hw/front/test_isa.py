@@ -14,6 +14,7 @@ from hw.front.isa import (
     decode,
     disassemble,
     encode,
+    tile_layout,
 )
 
 GEMMINI = load_arch("examples/arch/gemmini_like.yaml")
@@ -89,14 +90,32 @@ def test_assembler_errors(line, message):
      r"k=17 exceeds the array"),
     ("config dataflow=output_stationary\ncompute a=0 b=0 c=0 i=0 j=16 k=1 accumulate=0",
      r"tile extents must be >= 1"),
-    ("config dataflow=output_stationary\ncompute a=16384 b=0 c=0 i=1 j=1 k=1 accumulate=0",
-     r"a=16384 is past the scratchpad's 16384 rows"),
-    ("config dataflow=output_stationary\ncompute a=0 b=0 c=1024 i=1 j=1 k=1 accumulate=0",
-     r"c=1024 is past the accumulator's 1024 rows"),
+    ("config dataflow=output_stationary\ncompute a=16380 b=0 c=0 i=1 j=1 k=8 accumulate=0",
+     r"a=16380 with 8 rows \(k\) reaches row 16387, past the scratchpad's 16384 rows"),
+    ("config dataflow=weight_stationary\ncompute a=0 b=16380 c=0 i=1 j=1 k=8 accumulate=0",
+     r"b=16380 with 8 rows \(k\) reaches row 16387"),
+    ("config dataflow=output_stationary\ncompute a=0 b=0 c=1020 i=5 j=1 k=1 accumulate=0",
+     r"c=1020 with 5 rows \(i\) reaches row 1024, past the accumulator's 1024 rows"),
 ])
 def test_unsafe_programs_rejected(text, message):
     with pytest.raises(ProgramError, match=message):
         assemble(text, GEMMINI)
+
+
+def test_tile_layout():
+    """Rows run over the dim a dataflow maps to time only; stationary tensors by their first
+    dim (output-stationary keeps A as A^T, input-stationary leaves C as C^T)."""
+    rows = {(d.name, x): "ijk"[tile_layout(LEGO, d.name, x)[0]]
+            for d in LEGO.dataflows for x in "ABC"}
+    assert rows == {
+        ("output_stationary", "A"): "k", ("output_stationary", "B"): "k",
+        ("output_stationary", "C"): "i",
+        ("weight_stationary", "A"): "i", ("weight_stationary", "B"): "k",
+        ("weight_stationary", "C"): "i",
+        ("input_stationary", "A"): "i", ("input_stationary", "B"): "j",
+        ("input_stationary", "C"): "j",
+        ("spatial_reduction", "A"): "i", ("spatial_reduction", "B"): "k",
+        ("spatial_reduction", "C"): "i"}
 
 
 def test_time_dims_are_run_time():
