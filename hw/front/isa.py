@@ -5,11 +5,14 @@ Five instructions (one per line in assembly; fields ``name=value``, decimal or `
 ``#`` starts a comment)::
 
     config   dataflow=NAME                         # the dataflow later computes run
-    mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N
+    mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N [transpose=0|1]
              # N rows of N A/B elements from DRAM (row r at ADDR + r*STRIDE) to scratchpad
              # rows ROW.. (the elements of a row are contiguous in DRAM)
-    mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N
+    mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N [transpose=0|1]
              # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
+             # transpose=1 (either move): memory row r, element c <-> DRAM row c (at
+             # ADDR + c*STRIDE), element r; at most one array edge of memory rows (the DMA's
+             # transposer is one edge square)
     compute  a=ROW b=ROW c=ROW i=N j=N k=N accumulate=0|1
              # one GEMM tile of extents (i, j, k): operands from scratchpad rows A.., B..,
              # results into accumulator rows C.. (added to them with accumulate=1)
@@ -41,8 +44,8 @@ from dataclasses import dataclass
 from .arch import GEMM_DIMS, ArchSpec
 from .spec_model import SpecError, close_hint
 
-__all__ = ["FIELDS", "OPCODES", "TENSOR_DIMS", "Instruction", "ProgramError", "assemble",
-           "check_program", "decode", "disassemble", "encode", "tile_layout"]
+__all__ = ["FIELDS", "OPCODES", "OPTIONAL", "TENSOR_DIMS", "Instruction", "ProgramError",
+           "assemble", "check_program", "decode", "disassemble", "encode", "tile_layout"]
 
 WORD_BITS = 128
 DRAM_BITS = 32
@@ -50,13 +53,17 @@ DRAM_BITS = 32
 #: opcode -> its number and its fields ``(name, bits)`` in encoding order.
 FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "config": (("dataflow", 4),),
-    "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12)),
-    "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12)),
+    "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12),
+             ("transpose", 1)),
+    "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12),
+              ("transpose", 1)),
     "compute": (("a", 20), ("b", 20), ("c", 20), ("i", 16), ("j", 16), ("k", 16),
                 ("accumulate", 1)),
     "fence": (),
 }
 OPCODES = {name: n for n, name in enumerate(FIELDS)}
+#: fields that may be left out (assembly, :class:`Instruction`), with their value then.
+OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0}
 _OP_BITS = 4
 
 
@@ -78,6 +85,10 @@ class Instruction:
             raise ProgramError(f"unknown opcode {self.op!r} (opcodes: {', '.join(FIELDS)})"
                                f"{close_hint(self.op, list(FIELDS))}")
         names = [n for n, _ in FIELDS[self.op]]
+        present = {n for n, _ in self.fields}
+        for (op, name), value in OPTIONAL.items():
+            if op == self.op and name not in present:
+                object.__setattr__(self, "fields", (*self.fields, (name, value)))
         given = [n for n, _ in self.fields]
         if sorted(given) != sorted(names):
             raise ProgramError(f"{self.op} takes fields {', '.join(names) or '(none)'}, got "
@@ -171,6 +182,8 @@ def disassemble(program: list[Instruction], arch: ArchSpec) -> str:
     for ins in program:
         parts = [ins.op]
         for name, value in ins.fields:
+            if OPTIONAL.get((ins.op, name)) == value:
+                continue
             shown = arch.dataflows[value].name if ins.op == "config" else str(value)
             parts.append(f"{name}={shown}")
         lines.append(" ".join(parts))
@@ -199,8 +212,12 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
             _range(where, row, ins[row], ins["rows"], rows_total)
             if not 1 <= ins["cols"] <= elems:
                 raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{elems}")
-            end = ins["dram"] + (ins["rows"] - 1) * ins["stride"] + \
-                (ins["cols"] * width + 7) // 8
+            if ins["transpose"] and ins["rows"] > max(arch.array):
+                raise ProgramError(f"{where}: rows={ins['rows']} with transpose=1, the "
+                                   f"transposer takes at most {max(arch.array)}")
+            lines, per_line = ((ins["cols"], ins["rows"]) if ins["transpose"]
+                               else (ins["rows"], ins["cols"]))
+            end = ins["dram"] + (lines - 1) * ins["stride"] + (per_line * width + 7) // 8
             if end > 1 << DRAM_BITS:
                 raise ProgramError(f"{where}: DRAM range ends at {end:#x}, past the "
                                    f"{DRAM_BITS}-bit address space")

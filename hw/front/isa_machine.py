@@ -115,19 +115,28 @@ class Machine:
     def _fence(self, ins: Instruction, where: str) -> None:
         """Nothing to wait for: the reference executes in order."""
 
-    def _mvin(self, ins: Instruction, where: str) -> None:
-        dtype = self.arch.types[0]
-        nbytes = (ins["cols"] * dtype.bits + 7) // 8
-        for r in range(ins["rows"]):
+    def _dram_block(self, ins: Instruction, dtype: IntType, where: str) -> np.ndarray:
+        """The DRAM block a move reads: ``rows x cols`` in memory-row order."""
+        lines, per_line = ((ins["cols"], ins["rows"]) if ins["transpose"]
+                           else (ins["rows"], ins["cols"]))
+        nbytes = (per_line * dtype.bits + 7) // 8
+        block = np.empty((lines, per_line), dtype=np.int64)
+        for r in range(lines):
             addr = ins["dram"] + r * ins["stride"]
             self._dram_range(addr, nbytes, where)
-            self.scratchpad[ins["sp"] + r, :ins["cols"]] = unpack(
-                self.dram[addr:addr + nbytes], ins["cols"], dtype)
+            block[r] = unpack(self.dram[addr:addr + nbytes], per_line, dtype)
+        return block.T if ins["transpose"] else block
+
+    def _mvin(self, ins: Instruction, where: str) -> None:
+        block = self._dram_block(ins, self.arch.types[0], where)
+        self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], :ins["cols"]] = block
 
     def _mvout(self, ins: Instruction, where: str) -> None:
         dtype = self.arch.types[2]
-        for r in range(ins["rows"]):
-            data = pack(self.accumulator[ins["acc"] + r, :ins["cols"]], dtype)
+        block = self.accumulator[ins["acc"]:ins["acc"] + ins["rows"], :ins["cols"]]
+        lines = block.T if ins["transpose"] else block
+        for r, line in enumerate(lines):
+            data = pack(line, dtype)
             addr = ins["dram"] + r * ins["stride"]
             self._dram_range(addr, len(data), where)
             self.dram[addr:addr + len(data)] = np.frombuffer(data, dtype=np.uint8)

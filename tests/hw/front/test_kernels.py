@@ -1,0 +1,74 @@
+"""The kernel library: every GEMM program it emits passes the program checks and computes
+golden's GEMM on the reference machine, for every dataflow of both architectures, any
+extents (1 included) and transposed operands."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from golden.int_gemm import int_gemm
+from hw.front.arch import load_arch
+from hw.front.isa import check_program
+from hw.front.isa_machine import Machine, pack, unpack
+from hw.front.kernels import GemmOperands, gemm_program, gemm_tile
+
+ARCHS = {n: load_arch(f"examples/arch/{n}.yaml") for n in ("gemmini_like", "lego_fused")}
+CASES = [(n, d.name) for n, a in ARCHS.items() for d in a.dataflows]
+
+
+def run_gemm(arch, dataflow, a, b, a_t=False, b_t=False, tile=None):
+    m, k = a.shape
+    n = b.shape[1]
+    t8, _, t32 = arch.types
+    ops = GemmOperands(m, n, k, a_addr=0x100, b_addr=0x100 + m * k + 64,
+                       c_addr=0x200 + m * k + k * n + 64, a_transposed=a_t, b_transposed=b_t)
+    program = gemm_program(arch, dataflow, ops, tile)
+    check_program(program, arch)
+    machine = Machine(arch, ops.c_addr + m * n * 4 + 64)
+    machine.write_dram(ops.a_addr, pack(a.T if a_t else a, t8))
+    machine.write_dram(ops.b_addr, pack(b.T if b_t else b, t8))
+    machine.run(program)
+    out = unpack(machine.read_dram(ops.c_addr, m * n * 4), m * n, t32).reshape(m, n)
+    return out, program
+
+
+@pytest.mark.parametrize("arch_name, dataflow", CASES)
+@settings(max_examples=12, deadline=None)
+@given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 40),
+       a_t=st.booleans(), b_t=st.booleans(), seed=st.integers(0, 2**16))
+def test_gemm_equals_golden(arch_name, dataflow, m, n, k, a_t, b_t, seed):
+    arch = ARCHS[arch_name]
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    out, _ = run_gemm(arch, dataflow, a, b, a_t, b_t)
+    np.testing.assert_array_equal(out, int_gemm(a, b, "int8", "int8", 32))
+
+
+@pytest.mark.parametrize("arch_name, dataflow", CASES)
+def test_small_tiles_split_every_dim(arch_name, dataflow):
+    """Forced small tiles: several output tiles and k chunks (accumulate), edge tiles."""
+    arch = ARCHS[arch_name]
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(-128, 128, (21, 19)), rng.integers(-128, 128, (19, 23))
+    out, program = run_gemm(arch, dataflow, a, b, tile=(5, 6, 4))
+    np.testing.assert_array_equal(out, int_gemm(a, b, "int8", "int8", 32))
+    computes = [i for i in program if i.op == "compute"]
+    assert len(computes) == 5 * 4 * 5                   # ceil(21/5) x ceil(23/6) x ceil(19/4)
+    assert sum(i["accumulate"] for i in computes) == 5 * 4 * 4
+
+
+def test_tiles_fill_the_array_and_fit_the_memories():
+    arch = ARCHS["gemmini_like"]
+    assert gemm_tile(arch, "output_stationary", (256, 256, 256)) == (16, 16, 256)
+    assert gemm_tile(arch, "weight_stationary", (256, 256, 256)) == (256, 16, 16)
+    i, j, k = gemm_tile(arch, "output_stationary", (4096, 4096, 100000))
+    half = arch.scratchpad.banks * arch.scratchpad.rows_per_bank // 2       # 8192 rows
+    assert (i, j) == (16, 16) and 2 * k <= half < 4 * k     # A^T and B rows: k each
+
+
+def test_bad_operands():
+    with pytest.raises(ValueError, match="GEMM extent m must be a positive integer, got 0"):
+        GemmOperands(0, 1, 1, 0, 0, 0)
+    with pytest.raises(ValueError, match="a_addr must be a byte address >= 0, got -1"):
+        GemmOperands(1, 1, 1, -1, 0, 0)
