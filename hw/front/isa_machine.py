@@ -16,6 +16,7 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -87,6 +88,9 @@ class Machine:
         self.accumulator = np.zeros((acc.banks * acc.rows_per_bank,
                                      acc.row_bytes * 8 // c.bits), dtype=np.int64)
         self.dataflow: str | None = None
+        #: what execution moved and computed (macs, dram_read_bytes, dram_written_bytes,
+        #: scratchpad/accumulator_row_reads/writes), counted as it happens
+        self.counts: Counter[str] = Counter()
 
     def write_dram(self, addr: int, data: bytes) -> None:
         """Host access: ``data`` into DRAM at byte ``addr``."""
@@ -125,21 +129,25 @@ class Machine:
             addr = ins["dram"] + r * ins["stride"]
             self._dram_range(addr, nbytes, where)
             block[r] = unpack(self.dram[addr:addr + nbytes], per_line, dtype)
+            self.counts["dram_read_bytes"] += nbytes
         return block.T if ins["transpose"] else block
 
     def _mvin(self, ins: Instruction, where: str) -> None:
         block = self._dram_block(ins, self.arch.types[0], where)
         self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], :ins["cols"]] = block
+        self.counts["scratchpad_row_writes"] += block.shape[0]
 
     def _mvout(self, ins: Instruction, where: str) -> None:
         dtype = self.arch.types[2]
         block = self.accumulator[ins["acc"]:ins["acc"] + ins["rows"], :ins["cols"]]
+        self.counts["accumulator_row_reads"] += block.shape[0]
         lines = block.T if ins["transpose"] else block
         for r, line in enumerate(lines):
             data = pack(line, dtype)
             addr = ins["dram"] + r * ins["stride"]
             self._dram_range(addr, len(data), where)
             self.dram[addr:addr + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            self.counts["dram_written_bytes"] += len(data)
 
     def _tile(self, memory: np.ndarray, tensor: str, start: int, tile: tuple[int, ...]):
         """(rows slice, cols, transposed) of ``tensor``'s tile in ``memory``."""
@@ -156,7 +164,13 @@ class Machine:
             rows, cols, transposed = self._tile(memory, tensor, start, tile)
             block = memory[rows, :cols]
             mats[tensor] = (block.T if transposed else block, rows, cols, transposed)
-        product = mats["A"][0] @ mats["B"][0]
+            kind = "scratchpad" if tensor in "AB" else "accumulator"
+            if tensor in "AB" or ins["accumulate"]:
+                self.counts[f"{kind}_row_reads"] += block.shape[0]
+        a, b = mats["A"][0], mats["B"][0]
+        self.counts["macs"] += a.shape[0] * a.shape[1] * b.shape[1]
+        self.counts["accumulator_row_writes"] += mats["C"][0].shape[0 if not mats["C"][3] else 1]
+        product = a @ b
         total = product + (mats["C"][0] if ins["accumulate"] else 0)
         result = _wrap(total, self.arch.types[2])
         _, rows, cols, transposed = mats["C"]

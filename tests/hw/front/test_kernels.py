@@ -12,6 +12,7 @@ from hw.front.arch import load_arch
 from hw.front.isa import check_program
 from hw.front.isa_machine import Machine, pack, unpack
 from hw.front.kernels import GemmOperands, gemm_program, gemm_tile
+from hw.front.program_cost import program_cost
 
 ARCHS = {n: load_arch(f"examples/arch/{n}.yaml") for n in ("gemmini_like", "lego_fused")}
 CASES = [(n, d.name) for n, a in ARCHS.items() for d in a.dataflows]
@@ -30,6 +31,9 @@ def run_gemm(arch, dataflow, a, b, a_t=False, b_t=False, tile=None):
     machine.write_dram(ops.b_addr, pack(b.T if b_t else b, t8))
     machine.run(program)
     out = unpack(machine.read_dram(ops.c_addr, m * n * 4), m * n, t32).reshape(m, n)
+    cost = program_cost(program, arch)           # the model, counted without running
+    measured = {f: getattr(cost, f) for f in machine.counts}
+    assert dict(machine.counts) == measured, (dict(machine.counts), cost)
     return out, program
 
 
@@ -72,3 +76,18 @@ def test_bad_operands():
         GemmOperands(0, 1, 1, 0, 0, 0)
     with pytest.raises(ValueError, match="a_addr must be a byte address >= 0, got -1"):
         GemmOperands(1, 1, 1, -1, 0, 0)
+
+
+def test_cost_of_a_gemm():
+    """256^3 on 16x16: every MAC once; operands read once per output tile they feed
+    (A: N/16 times, B: M/16 times under output-stationary), C written once; the roofline."""
+    arch = ARCHS["gemmini_like"]
+    ops = GemmOperands(256, 256, 256, 0, 1 << 20, 1 << 21)
+    cost = program_cost(gemm_program(arch, "output_stationary", ops), arch)
+    assert cost.macs == cost.padded_macs == 256**3
+    assert cost.dram_read_bytes == 2 * 256 * 256 * 16      # A and B, 16 times each
+    assert cost.dram_written_bytes == 256 * 256 * 4
+    assert cost.roofline_cycles == max(256**3 // 256, cost.dram_bytes // 16)
+    small = program_cost(gemm_program(arch, "output_stationary",
+                                      GemmOperands(1, 16, 16, 0, 4096, 8192)), arch)
+    assert small.macs == 256 and small.padded_macs == 16 * 16 * 16   # M = 1 padded to 16
