@@ -1,4 +1,4 @@
-"""The kernel library: any GEMM ``C = A B`` tiled onto an architecture as a program.
+"""The kernel library: GEMMs and 2-D convolutions tiled onto an architecture as programs.
 
 :func:`gemm_program` covers ``C (M x N) = A (M x K) B (K x N)`` for any extents, with A or B
 stored transposed in DRAM, under any dataflow of the architecture. Tiles: the dims the
@@ -9,6 +9,9 @@ tile's operands: double buffering). Per output tile, the reduction dim k is spli
 DRAM rows run along its memory rows moves as plain rows; otherwise through the DMA's
 transposer, one array edge of rows at a time. Edge tiles are smaller (an architecture's
 ``pad_to`` is a cost, not a change of result: it is accounted by the cost model).
+
+:func:`conv2d_program` runs a convolution as, per output row, a sum over the kernel taps of
+GEMMs whose input rows are strided views of the image (no im2col copy in DRAM).
 
 Every program passes :func:`hw.front.isa.check_program` and, on the reference machine
 (:mod:`hw.front.isa_machine`), computes golden's GEMM (a property test).
@@ -24,7 +27,8 @@ from .arch import ArchSpec
 from .isa import TENSOR_DIMS, Instruction, tile_layout
 from .spec_model import SpecError
 
-__all__ = ["GemmOperands", "gemm_program", "gemm_tile"]
+__all__ = ["ConvOperands", "GemmOperands", "MatrixView", "conv2d_program", "gemm_program",
+           "gemm_tile"]
 
 _MAX_ROWS = (1 << 12) - 1       # the rows field of a move
 
@@ -84,16 +88,26 @@ def _fits(arch: ArchSpec, dataflow: str, tile: list[int], half: int, acc_rows: i
     return rows["A"] + rows["B"] <= half and rows["C"] <= acc_rows
 
 
-def _move(arch: ArchSpec, op: str, tensor: str, dataflow: str, base: int, row_len: int,
-          transposed: bool, origin: tuple[int, int, int], tile: tuple[int, int, int],
-          mem_row: int, bits: int) -> list[Instruction]:
-    """The moves of ``tensor``'s tile at ``origin`` between DRAM (a row-major matrix of
-    ``row_len`` elements per row, its axes swapped when ``transposed``) and memory rows from
-    ``mem_row`` in the tile layout."""
+@dataclass(frozen=True)
+class MatrixView:
+    """A matrix in DRAM: element (p, q) at byte ``base + (p * row_len + q) * bits / 8``, or
+    ``base + (q * row_len + p) * bits / 8`` when ``transposed`` (rows of the stored matrix
+    are its columns)."""
+
+    base: int
+    row_len: int
+    transposed: bool = False
+
+
+def _move(arch: ArchSpec, op: str, tensor: str, dataflow: str, view: MatrixView,
+          origin: tuple[int, int, int], tile: tuple[int, int, int], mem_row: int,
+          bits: int) -> list[Instruction]:
+    """The moves of ``tensor``'s tile at ``origin`` between DRAM (``view``) and memory rows
+    from ``mem_row`` in the tile layout: plain rows when the stored rows run along the memory
+    rows, else through the transposer one array edge of rows at a time."""
     row_dim, col_dim = tile_layout(arch, dataflow, tensor)
     p, q = TENSOR_DIMS[tensor]
-    dram_row_dim = q if transposed else p            # the dim indexing DRAM rows
-    plain = dram_row_dim == row_dim
+    plain = (q if view.transposed else p) == row_dim      # stored rows = memory rows
     step = _MAX_ROWS if plain else max(arch.array)
     field = "sp" if op == "mvin" else "acc"
     out = []
@@ -103,15 +117,53 @@ def _move(arch: ArchSpec, op: str, tensor: str, dataflow: str, base: int, row_le
         first[row_dim] += r0
         line, elem = (first[row_dim], first[col_dim]) if plain else \
             (first[col_dim], first[row_dim])
-        offset = elem * bits
-        if offset % 8:
-            raise SpecError(f"{tensor}: element {elem} of a {bits}-bit DRAM row is not at a "
-                            f"byte boundary (tile origins must be even for 4-bit operands)")
-        out.append(Instruction(op, (("dram", base + line * row_len * bits // 8 + offset // 8),
-                                    ("stride", row_len * bits // 8), (field, mem_row + r0),
-                                    ("rows", rows), ("cols", tile[col_dim]),
-                                    ("transpose", int(not plain)))))
+        bit = (line * view.row_len + elem) * bits
+        if bit % 8 or (view.row_len * bits) % 8:
+            raise SpecError(f"{tensor}: element {elem} of DRAM row {line} ({bits}-bit "
+                            f"elements, {view.row_len} per row) is not at a byte boundary")
+        out.append(Instruction(op, (("dram", view.base + bit // 8),
+                                    ("stride", view.row_len * bits // 8),
+                                    (field, mem_row + r0), ("rows", rows),
+                                    ("cols", tile[col_dim]), ("transpose", int(not plain)))))
     return out
+
+
+def _config(arch: ArchSpec, dataflow: str) -> Instruction:
+    index = [d.name for d in arch.dataflows].index(arch.dataflow(dataflow).name)
+    return Instruction("config", (("dataflow", index),))
+
+
+def _sum_of_products(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int],
+                     pairs: list[tuple[MatrixView, MatrixView]], c_view: MatrixView,
+                     tile: tuple[int, int, int]) -> list[Instruction]:
+    """``C (M x N) = sum over pairs of A_p (M x K) B_p (K x N)``: per output tile, every
+    pair's k chunks accumulate into the accumulator, then C moves out once."""
+    a_bits, _, c_bits = (t.bits for t in arch.types)
+    half = arch.scratchpad.banks * arch.scratchpad.rows_per_bank // 2
+    a_rows = tile[tile_layout(arch, dataflow, "A")[0]]
+    program, buffer = [], 0
+    m, n, k = extents
+    for i0 in range(0, m, tile[0]):
+        for j0 in range(0, n, tile[1]):
+            first = True
+            for a_view, b_view in pairs:
+                for k0 in range(0, k, tile[2]):
+                    origin = (i0, j0, k0)
+                    here = tuple(min(t, e - o) for t, e, o in
+                                 zip(tile, extents, origin, strict=True))
+                    sp_a = buffer * half
+                    program += _move(arch, "mvin", "A", dataflow, a_view, origin, here, sp_a,
+                                     a_bits)
+                    program += _move(arch, "mvin", "B", dataflow, b_view, origin, here,
+                                     sp_a + a_rows, a_bits)
+                    program.append(Instruction("compute", (
+                        ("a", sp_a), ("b", sp_a + a_rows), ("c", 0), ("i", here[0]),
+                        ("j", here[1]), ("k", here[2]), ("accumulate", int(not first)))))
+                    first, buffer = False, buffer ^ 1
+            c_tile = (min(tile[0], m - i0), min(tile[1], n - j0), 1)
+            program += _move(arch, "mvout", "C", dataflow, c_view, (i0, j0, 0), c_tile, 0,
+                             c_bits)
+    return program
 
 
 def gemm_program(arch: ArchSpec, dataflow: str, ops: GemmOperands,
@@ -120,34 +172,70 @@ def gemm_program(arch: ArchSpec, dataflow: str, ops: GemmOperands,
     :func:`gemm_tile` unless given); operands alternate between the scratchpad's halves."""
     ext = ops.extents()
     tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
+    a_view = MatrixView(ops.a_addr, ops.m if ops.a_transposed else ops.k, ops.a_transposed)
+    b_view = MatrixView(ops.b_addr, ops.k if ops.b_transposed else ops.n, ops.b_transposed)
+    return [_config(arch, dataflow),
+            *_sum_of_products(arch, dataflow, ext, [(a_view, b_view)],
+                              MatrixView(ops.c_addr, ops.n), tile)]
+
+
+@dataclass(frozen=True)
+class ConvOperands:
+    """A valid, stride-1 2-D convolution ``O[k, y, x] = sum_{c, r, s} W[k, c, r, s]
+    I[c, y + r, x + s]`` in DRAM: I ``C x H x W`` row-major at ``i_addr``; the weights laid
+    out once by the host as ``R x S x K x C`` (one ``K x C`` matrix per tap) at ``w_addr``;
+    O ``K x (H - R + 1) x (W - S + 1)`` in C's type at ``o_addr``."""
+
+    channels: int
+    height: int
+    width: int
+    kernels: int
+    r: int
+    s: int
+    i_addr: int
+    w_addr: int
+    o_addr: int
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "height", "width", "kernels", "r", "s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"convolution {name} must be a positive integer, got "
+                                 f"{value!r}")
+        if self.r > self.height or self.s > self.width:
+            raise ValueError(f"a {self.r}x{self.s} kernel does not fit a {self.height}x"
+                             f"{self.width} image")
+        for name in ("i_addr", "w_addr", "o_addr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a byte address >= 0, got {value!r}")
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        return self.kernels, self.height - self.r + 1, self.width - self.s + 1
+
+
+def conv2d_program(arch: ArchSpec, dataflow: str, ops: ConvOperands,
+                   tile: tuple[int, int, int] | None = None) -> list[Instruction]:
+    """The program of the convolution ``ops`` under ``dataflow``: per output row y, the GEMM
+    ``O[:, y, :] (K x X) = sum over taps (r, s) of W_rs (K x C) I[:, y + r, s:s + X] (C x X)``
+    (each tap's input rows are a strided view of the image: no im2col in DRAM)."""
+    kk, ys, xs = ops.out_shape
+    ext = (kk, xs, ops.channels)
+    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
     a_bits, _, c_bits = (t.bits for t in arch.types)
-    if any((row_len * bits) % 8 for row_len, bits in (
-            (ops.m if ops.a_transposed else ops.k, a_bits),
-            (ops.k if ops.b_transposed else ops.n, a_bits), (ops.n, c_bits))):
-        raise SpecError("DRAM rows must be whole bytes (an even row length for 4-bit data)")
-    half = arch.scratchpad.banks * arch.scratchpad.rows_per_bank // 2
-    a_rows = tile[tile_layout(arch, dataflow, "A")[0]]
-    index = [d.name for d in arch.dataflows].index(arch.dataflow(dataflow).name)
-    program, buffer = [Instruction("config", (("dataflow", index),))], 0
-    for i0 in range(0, ops.m, tile[0]):
-        for j0 in range(0, ops.n, tile[1]):
-            for k0 in range(0, ops.k, tile[2]):
-                here = tuple(min(t, e - o) for t, e, o in
-                             zip(tile, ext, (i0, j0, k0), strict=True))
-                origin = (i0, j0, k0)
-                sp_a = buffer * half
-                sp_b = sp_a + a_rows
-                program += _move(arch, "mvin", "A", dataflow, ops.a_addr,
-                                 ops.m if ops.a_transposed else ops.k, ops.a_transposed,
-                                 origin, here, sp_a, a_bits)
-                program += _move(arch, "mvin", "B", dataflow, ops.b_addr,
-                                 ops.k if ops.b_transposed else ops.n, ops.b_transposed,
-                                 origin, here, sp_b, a_bits)
-                program.append(Instruction("compute", (
-                    ("a", sp_a), ("b", sp_b), ("c", 0), ("i", here[0]), ("j", here[1]),
-                    ("k", here[2]), ("accumulate", int(k0 > 0)))))
-                buffer ^= 1
-            c_tile = (min(tile[0], ops.m - i0), min(tile[1], ops.n - j0), 1)
-            program += _move(arch, "mvout", "C", dataflow, ops.c_addr, ops.n, False,
-                             (i0, j0, 0), c_tile, 0, c_bits)
+    program = [_config(arch, dataflow)]
+    for y in range(ys):
+        pairs = []
+        for r in range(ops.r):
+            for s in range(ops.s):
+                tap = (r * ops.s + s) * kk * ops.channels
+                w_view = MatrixView(ops.w_addr + tap * a_bits // 8, ops.channels)
+                first = ((y + r) * ops.width + s) * a_bits
+                if first % 8:
+                    raise SpecError("4-bit images need even row offsets")
+                pairs.append((w_view, MatrixView(ops.i_addr + first // 8,
+                                                 ops.height * ops.width)))
+        out = MatrixView(ops.o_addr + y * xs * c_bits // 8, ys * xs)
+        program += _sum_of_products(arch, dataflow, ext, pairs, out, tile)
     return program

@@ -11,7 +11,7 @@ from golden.int_gemm import int_gemm
 from hw.front.arch import load_arch
 from hw.front.isa import check_program
 from hw.front.isa_machine import Machine, pack, unpack
-from hw.front.kernels import GemmOperands, gemm_program, gemm_tile
+from hw.front.kernels import ConvOperands, GemmOperands, conv2d_program, gemm_program, gemm_tile
 from hw.front.program_cost import program_cost
 
 ARCHS = {n: load_arch(f"examples/arch/{n}.yaml") for n in ("gemmini_like", "lego_fused")}
@@ -91,3 +91,46 @@ def test_cost_of_a_gemm():
     small = program_cost(gemm_program(arch, "output_stationary",
                                       GemmOperands(1, 16, 16, 0, 4096, 8192)), arch)
     assert small.macs == 256 and small.padded_macs == 16 * 16 * 16   # M = 1 padded to 16
+
+
+def _conv_golden(image, weights):
+    """O[k, y, x] = sum_{c, r, s} W[k, c, r, s] I[c, y + r, x + s], exact."""
+    kk, _, rr, ss = weights.shape
+    _, h, w = image.shape
+    out = np.zeros((kk, h - rr + 1, w - ss + 1), dtype=np.int64)
+    for r in range(rr):
+        for s in range(ss):
+            window = image[:, r:r + h - rr + 1, s:s + w - ss + 1]
+            out += np.einsum("kc,cyx->kyx", weights[:, :, r, s], window)
+    return out
+
+
+@pytest.mark.parametrize("arch_name, dataflow", CASES)
+@settings(max_examples=6, deadline=None)
+@given(c=st.integers(1, 20), k=st.integers(1, 20), h=st.integers(1, 7), w=st.integers(1, 9),
+       r=st.integers(1, 3), s=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_conv2d_equals_golden(arch_name, dataflow, c, k, h, w, r, s, seed):
+    r, s = min(r, h), min(s, w)
+    arch = ARCHS[arch_name]
+    rng = np.random.default_rng(seed)
+    image, weights = rng.integers(-128, 128, (c, h, w)), rng.integers(-128, 128, (k, c, r, s))
+    ops = ConvOperands(c, h, w, k, r, s, i_addr=0x40, w_addr=0x40 + image.size + 64,
+                       o_addr=0x80 + image.size + weights.size + 64)
+    program = conv2d_program(arch, dataflow, ops)
+    t8, _, t32 = arch.types
+    machine = Machine(arch, ops.o_addr + 4 * k * h * w + 64)
+    machine.write_dram(ops.i_addr, pack(image, t8))
+    machine.write_dram(ops.w_addr, pack(weights.transpose(2, 3, 0, 1), t8))   # R S K C
+    machine.run(program)
+    shape = ops.out_shape
+    size = shape[0] * shape[1] * shape[2]
+    out = unpack(machine.read_dram(ops.o_addr, 4 * size), size, t32).reshape(shape)
+    np.testing.assert_array_equal(out, _conv_golden(image, weights))
+    assert program_cost(program, arch).macs == size * c * r * s
+
+
+def test_bad_convolutions():
+    with pytest.raises(ValueError, match="a 3x3 kernel does not fit a 2x5 image"):
+        ConvOperands(1, 2, 5, 1, 3, 3, 0, 0, 0)
+    with pytest.raises(ValueError, match="convolution channels must be a positive integer"):
+        ConvOperands(0, 2, 5, 1, 1, 1, 0, 0, 0)
