@@ -64,6 +64,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _extents(count: int):
+    """An argparse type: ``count`` positive integers separated by commas."""
+    def parse(text: str) -> tuple[int, ...]:
+        parts = text.split(",")
+        if len(parts) != count or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise argparse.ArgumentTypeError(f"expected {count} positive integers separated "
+                                             f"by commas, got {text!r}")
+        return tuple(int(p) for p in parts)
+    return parse
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(","))
@@ -98,6 +109,25 @@ def _parser() -> argparse.ArgumentParser:
                         "batch,heads,tokens,head_dim; duo-attention: "
                         "batch,q_heads,kv_heads,tokens,head_dim; coat: elements)")
     g.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
+
+    a = sub.add_parser("arch", help="check an architecture spec and say what it is")
+    a.add_argument("arch", metavar="ARCH.yaml", help="architecture spec (examples/arch/)")
+
+    r = sub.add_parser("run", help="run a GEMM or convolution on an architecture against "
+                       "golden; print one JSON object")
+    r.add_argument("arch", metavar="ARCH.yaml", help="architecture spec (examples/arch/)")
+    layer = r.add_mutually_exclusive_group(required=True)
+    layer.add_argument("--gemm", type=_extents(3), metavar="M,N,K", help="C = A B")
+    layer.add_argument("--conv", type=_extents(6), metavar="C,H,W,K,R,S",
+                       help="valid stride-1 convolution: C channels of H x W, K R x S kernels")
+    r.add_argument("--dataflow", metavar="NAME",
+                   help="the architecture's dataflow to use (default: lowest roofline bound)")
+    r.add_argument("--transpose-a", action="store_true", help="A stored K x M in DRAM")
+    r.add_argument("--transpose-b", action="store_true", help="B stored N x K in DRAM")
+    r.add_argument("--engine", choices=("ref",), default="ref",
+                   help="ref: the instruction set's reference machine (the RTL engines come "
+                        "with the generated accelerator)")
+    r.add_argument("--seed", type=_seed, default=0, help="operand seed (default 0)")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
@@ -219,7 +249,35 @@ def _cmd_gpu_ref(args) -> int:
     return 0
 
 
-_COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref}
+def _cmd_arch(args) -> int:
+    from hw.front.arch import load_arch
+
+    from .accel import arch_summary
+
+    print(arch_summary(load_arch(args.arch)))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from hw.front.arch import load_arch
+
+    from .accel import run_conv, run_gemm
+
+    arch = load_arch(args.arch)
+    if args.gemm:
+        run = run_gemm(arch, *args.gemm, dataflow=args.dataflow, a_transposed=args.transpose_a,
+                       b_transposed=args.transpose_b, seed=args.seed, engine=args.engine)
+    else:
+        if args.transpose_a or args.transpose_b:
+            raise ValueError("--transpose-a/--transpose-b go with --gemm")
+        run = run_conv(arch, *args.conv, dataflow=args.dataflow, seed=args.seed,
+                       engine=args.engine)
+    print(json.dumps(run.report()))
+    return 0 if run.bit_exact else 1
+
+
+_COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,
+             "arch": _cmd_arch, "run": _cmd_run}
 
 
 def _in_spec_file(exc: Exception, path: str | None) -> Exception:
@@ -239,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, OSError, SimError) as exc:
-        exc = _in_spec_file(exc, getattr(args, "spec", None))
+        exc = _in_spec_file(exc, getattr(args, "spec", None) or getattr(args, "arch", None))
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
         print(f"lego: error: {first}", file=sys.stderr)
         for line in rest:

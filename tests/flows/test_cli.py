@@ -299,3 +299,53 @@ class TestSpecErrors:
         report = json.loads((tmp_path / "gemm_os.json").read_text())
         assert report["padded"] == report["problem"] == {"i": 1, "j": 1, "k": 1}
         assert report["fus"]["used"] == 1
+
+
+class TestArchCommands:
+    """``lego arch`` and ``lego run`` (reference-machine engine) as a user runs them."""
+
+    def test_arch_summary(self):
+        r = lego("arch", "examples/arch/lego_fused.yaml")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("lego_fused: 16x16 array (256 MACs), int8 x int8 -> int32")
+        assert "dataflow    spatial_reduction: j<=16, k<=16 on the array" in r.stdout
+
+    @pytest.mark.parametrize("args", [("--gemm", "5,7,3"),
+                                      ("--gemm", "17,9,33", "--transpose-a", "--transpose-b",
+                                       "--dataflow", "input_stationary"),
+                                      ("--conv", "3,6,7,5,3,2")])
+    def test_run_bit_exact(self, args):
+        r = lego("run", "examples/arch/lego_fused.yaml", *args)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True and out["engine"] == "ref"
+        assert out["roofline_cycles"] >= out["macs"] / 256 and out["dram_bytes"] > 0
+        if "--dataflow" in args:
+            assert out["dataflow"] == "input_stationary"
+
+    def test_gemmini_pads(self):
+        out = json.loads(lego("run", "examples/arch/gemmini_like.yaml", "--gemm",
+                              "1,16,16").stdout)
+        assert out["macs"] == 256 and out["padded_macs"] == 16 * 16 * 16
+
+    @pytest.mark.parametrize("args, code, message", [
+        (("--gemm", "5,7"), 2, "expected 3 positive integers separated by commas, got '5,7'"),
+        (("--gemm", "5,0,3"), 2, "expected 3 positive integers"),
+        (("--engine", "fast", "--gemm", "1,1,1"), 2, "invalid choice: 'fast'"),
+        (("--gemm", "1,1,1", "--dataflow", "input_stationay"), 1,
+         "has no dataflow 'input_stationay'"),
+        (("--conv", "1,3,3,1,1,1", "--transpose-a"), 1,
+         "--transpose-a/--transpose-b go with --gemm"),
+        (("--conv", "1,2,2,1,3,3"), 1, "a 3x3 kernel does not fit a 2x2 image"),
+    ])
+    def test_run_errors(self, args, code, message):
+        r = lego("run", "examples/arch/lego_fused.yaml", *args)
+        _one_error_line(r, code)
+        assert message in r.stderr
+
+    def test_bad_arch_file_named(self, tmp_path):
+        p = tmp_path / "a.yaml"
+        p.write_text("name: a\narray: [16, 16]\n")
+        r = lego("run", str(p), "--gemm", "1,1,1")
+        _one_error_line(r, 1)
+        assert r.stderr.startswith(f"lego: error: {p}: architecture: missing 'types'")
