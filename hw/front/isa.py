@@ -11,8 +11,8 @@ Five instructions (one per line in assembly; fields ``name=value``, decimal or `
     mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N [transpose=0|1]
              # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
              # transpose=1 (either move): memory row r, element c <-> DRAM row c (at
-             # ADDR + c*STRIDE), element r; at most one array edge of memory rows (the DMA's
-             # transposer is one edge square)
+             # ADDR + c*STRIDE), element r (the DMA transposes in array-edge-square blocks;
+             # a move may span many)
     compute  a=ROW b=ROW c=ROW i=N j=N k=N accumulate=0|1
              # one GEMM tile of extents (i, j, k): operands from scratchpad rows A.., B..,
              # results into accumulator rows C.. (added to them with accumulate=1)
@@ -212,9 +212,6 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
             _range(where, row, ins[row], ins["rows"], rows_total)
             if not 1 <= ins["cols"] <= elems:
                 raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{elems}")
-            if ins["transpose"] and ins["rows"] > max(arch.array):
-                raise ProgramError(f"{where}: rows={ins['rows']} with transpose=1, the "
-                                   f"transposer takes at most {max(arch.array)}")
             lines, per_line = ((ins["cols"], ins["rows"]) if ins["transpose"]
                                else (ins["rows"], ins["cols"]))
             end = ins["dram"] + (lines - 1) * ins["stride"] + (per_line * width + 7) // 8

@@ -7,7 +7,7 @@ long as the scratchpad's half and the accumulator allow (the other half is for t
 tile's operands: double buffering). Per output tile, the reduction dim k is split into chunks
 (the first computes, the others accumulate), then C leaves the accumulator. An operand whose
 DRAM rows run along its memory rows moves as plain rows; otherwise through the DMA's
-transposer, one array edge of rows at a time. Edge tiles are smaller (an architecture's
+transposer. Edge tiles are smaller (an architecture's
 ``pad_to`` is a cost, not a change of result: it is accounted by the cost model).
 
 :func:`conv2d_program` runs a convolution as, per output row, a sum over the kernel taps of
@@ -104,15 +104,14 @@ def _move(arch: ArchSpec, op: str, tensor: str, dataflow: str, view: MatrixView,
           bits: int) -> list[Instruction]:
     """The moves of ``tensor``'s tile at ``origin`` between DRAM (``view``) and memory rows
     from ``mem_row`` in the tile layout: plain rows when the stored rows run along the memory
-    rows, else through the transposer one array edge of rows at a time."""
+    rows, else through the transposer (a move covers at most the rows field's 4095 rows)."""
     row_dim, col_dim = tile_layout(arch, dataflow, tensor)
     p, q = TENSOR_DIMS[tensor]
     plain = (q if view.transposed else p) == row_dim      # stored rows = memory rows
-    step = _MAX_ROWS if plain else max(arch.array)
     field = "sp" if op == "mvin" else "acc"
     out = []
-    for r0 in range(0, tile[row_dim], step):
-        rows = min(step, tile[row_dim] - r0)
+    for r0 in range(0, tile[row_dim], _MAX_ROWS):
+        rows = min(_MAX_ROWS, tile[row_dim] - r0)
         first = list(origin)
         first[row_dim] += r0
         line, elem = (first[row_dim], first[col_dim]) if plain else \
