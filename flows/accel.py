@@ -17,7 +17,14 @@ from golden.int_gemm import check_range, int_gemm
 from hw.front.arch import ArchSpec
 from hw.front.isa import Instruction
 from hw.front.isa_machine import Machine, pack, unpack
-from hw.front.kernels import ConvOperands, GemmOperands, conv2d_program, gemm_program
+from hw.front.kernels import (
+    ConvOperands,
+    GemmOperands,
+    conv2d_cost,
+    conv2d_program,
+    gemm_cost,
+    gemm_program,
+)
 from hw.front.program_cost import ProgramCost, program_cost
 
 __all__ = ["LayerRun", "arch_summary", "run_conv", "run_gemm"]
@@ -54,17 +61,14 @@ def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _pick(arch: ArchSpec, dataflow: str | None, build) -> tuple[str, list[Instruction],
-                                                                ProgramCost]:
-    """(dataflow, program, cost): the named one, or the lowest roofline bound."""
+def _pick(arch: ArchSpec, dataflow: str | None, cost, build) -> tuple[str, list[Instruction],
+                                                                      ProgramCost]:
+    """(dataflow, program, cost): the named dataflow, or the one whose closed-form ``cost``
+    has the lowest roofline bound; only its program is built (and counted again)."""
     names = [arch.dataflow(dataflow).name] if dataflow else [d.name for d in arch.dataflows]
-    best = None
-    for name in names:
-        program = build(name)
-        cost = program_cost(program, arch)
-        if best is None or cost.roofline_cycles < best[2].roofline_cycles:
-            best = (name, program, cost)
-    return best
+    name = min(names, key=lambda d: cost(d).roofline_cycles)
+    program = build(name)
+    return name, program, program_cost(program, arch)
 
 
 def _check_engine(engine: str) -> None:
@@ -83,7 +87,8 @@ def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = N
     b_addr = _aligned(_ALIGN + m * k * a_t.bits // 8)
     c_addr = _aligned(b_addr + k * n * b_t.bits // 8)
     ops = GemmOperands(m, n, k, _ALIGN, b_addr, c_addr, a_transposed, b_transposed)
-    name, program, cost = _pick(arch, dataflow, lambda d: gemm_program(arch, d, ops))
+    name, program, cost = _pick(arch, dataflow, lambda d: gemm_cost(arch, d, ops),
+                                lambda d: gemm_program(arch, d, ops))
     rng = np.random.default_rng(seed)
     a = rng.integers(a_t.min, a_t.max + 1, (m, k))
     b = rng.integers(b_t.min, b_t.max + 1, (k, n))
@@ -107,7 +112,8 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
     w_addr = _aligned(_ALIGN + image_bytes)
     o_addr = _aligned(w_addr + kernels * channels * r * s * a_t.bits // 8)
     ops = ConvOperands(channels, height, width, kernels, r, s, _ALIGN, w_addr, o_addr)
-    name, program, cost = _pick(arch, dataflow, lambda d: conv2d_program(arch, d, ops))
+    name, program, cost = _pick(arch, dataflow, lambda d: conv2d_cost(arch, d, ops),
+                                lambda d: conv2d_program(arch, d, ops))
     rng = np.random.default_rng(seed)
     image = rng.integers(a_t.min, a_t.max + 1, (channels, height, width))
     weights = rng.integers(a_t.min, a_t.max + 1, (kernels, channels, r, s))

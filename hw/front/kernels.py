@@ -21,14 +21,16 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from .arch import ArchSpec
 from .isa import TENSOR_DIMS, Instruction, tile_layout
+from .program_cost import ProgramCost, cost_from_counts, instruction_counts
 from .spec_model import SpecError
 
-__all__ = ["ConvOperands", "GemmOperands", "MatrixView", "conv2d_program", "gemm_program",
-           "gemm_tile"]
+__all__ = ["ConvOperands", "GemmOperands", "MatrixView", "conv2d_cost", "conv2d_program",
+           "gemm_cost", "gemm_program", "gemm_tile"]
 
 _MAX_ROWS = (1 << 12) - 1       # the rows field of a move
 
@@ -165,6 +167,55 @@ def _sum_of_products(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int
     return program
 
 
+def _classes(extent: int, tile: int) -> list[tuple[int, int]]:
+    """``(tile extent, how many tiles)``: the full tiles of ``extent`` and its edge tile."""
+    full, edge = divmod(extent, tile)
+    return [(e, n) for e, n in ((tile, full), (edge, 1)) if e and n]
+
+
+def _sum_of_products_counts(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int],
+                            pairs: list[tuple[MatrixView, MatrixView]], c_view: MatrixView,
+                            tile: tuple[int, int, int]) -> Counter:
+    """The counts of :func:`_sum_of_products`' program without building it: each class of
+    tile extents costs what one of its instructions does (``instruction_counts``), times how
+    many there are. Pairs share the transposition of their first (as the kernels make them)."""
+    a_bits, _, c_bits = (t.bits for t in arch.types)
+    a_view, b_view = pairs[0]
+    total: Counter[str] = Counter()
+    for ti, ni in _classes(extents[0], tile[0]):
+        for tj, nj in _classes(extents[1], tile[1]):
+            outputs = ni * nj
+            for tk, nk in _classes(extents[2], tile[2]):
+                here = (ti, tj, tk)
+                ins = [*_move(arch, "mvin", "A", dataflow, a_view, (0, 0, 0), here, 0, a_bits),
+                       *_move(arch, "mvin", "B", dataflow, b_view, (0, 0, 0), here, 0, a_bits),
+                       Instruction("compute", (("a", 0), ("b", 0), ("c", 0), ("i", ti),
+                                               ("j", tj), ("k", tk), ("accumulate", 1)))]
+                for one in ins:
+                    for key, value in instruction_counts(one, arch, dataflow).items():
+                        total[key] += value * outputs * nk * len(pairs)
+            c_rows = (ti, tj)[tile_layout(arch, dataflow, "C")[0]]
+            total["accumulator_row_reads"] -= outputs * c_rows     # first chunks overwrite
+            for one in _move(arch, "mvout", "C", dataflow, c_view, (0, 0, 0), (ti, tj, 1), 0,
+                             c_bits):
+                for key, value in instruction_counts(one, arch, dataflow).items():
+                    total[key] += value * outputs
+    return total
+
+
+def gemm_cost(arch: ArchSpec, dataflow: str, ops: GemmOperands,
+              tile: tuple[int, int, int] | None = None) -> ProgramCost:
+    """``program_cost(gemm_program(arch, dataflow, ops, tile))`` without building the
+    program: a handful of tile classes instead of one instruction per tile (a mapper's
+    call)."""
+    ext = ops.extents()
+    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
+    a_view = MatrixView(ops.a_addr, ops.m if ops.a_transposed else ops.k, ops.a_transposed)
+    b_view = MatrixView(ops.b_addr, ops.k if ops.b_transposed else ops.n, ops.b_transposed)
+    return cost_from_counts(_sum_of_products_counts(arch, dataflow, ext, [(a_view, b_view)],
+                                                    MatrixView(ops.c_addr, ops.n), tile), arch)
+
+
 def gemm_program(arch: ArchSpec, dataflow: str, ops: GemmOperands,
                  tile: tuple[int, int, int] | None = None) -> list[Instruction]:
     """The program computing ``C = A B`` of ``ops`` under ``dataflow`` (tiles from
@@ -238,3 +289,14 @@ def conv2d_program(arch: ArchSpec, dataflow: str, ops: ConvOperands,
         out = MatrixView(ops.o_addr + y * xs * c_bits // 8, ys * xs)
         program += _sum_of_products(arch, dataflow, ext, pairs, out, tile)
     return program
+
+
+def conv2d_cost(arch: ArchSpec, dataflow: str, ops: ConvOperands,
+                tile: tuple[int, int, int] | None = None) -> ProgramCost:
+    """``program_cost(conv2d_program(arch, dataflow, ops, tile))`` without building it."""
+    kk, ys, xs = ops.out_shape
+    ext = (kk, xs, ops.channels)
+    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
+    taps = [(MatrixView(0, ops.channels), MatrixView(0, ops.height * ops.width))] * (ops.r * ops.s)
+    per_row = _sum_of_products_counts(arch, dataflow, ext, taps, MatrixView(0, ys * xs), tile)
+    return cost_from_counts(Counter({k: v * ys for k, v in per_row.items()}), arch)

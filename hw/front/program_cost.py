@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .arch import GEMM_DIMS, ArchSpec
 from .isa import Instruction, check_program, tile_layout
 
-__all__ = ["ProgramCost", "instruction_counts", "program_cost"]
+__all__ = ["ProgramCost", "cost_from_counts", "instruction_counts", "program_cost"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ def program_cost(program: Sequence[Instruction], arch: ArchSpec) -> ProgramCost:
         if ins.op == "config":
             dataflow = arch.dataflows[ins["dataflow"]].name
         total.update(instruction_counts(ins, arch, dataflow))
+    return cost_from_counts(total, arch)
+
+
+def cost_from_counts(total: Counter, arch: ArchSpec) -> ProgramCost:
+    """The :class:`ProgramCost` of summed :func:`instruction_counts` on ``arch``."""
     dram = total["dram_read_bytes"] + total["dram_written_bytes"]
     roofline = max(-(-total["padded_macs"] // arch.pes),
                    -(-dram // arch.dram.bytes_per_cycle))

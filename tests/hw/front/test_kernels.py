@@ -11,7 +11,15 @@ from golden.int_gemm import int_gemm
 from hw.front.arch import load_arch
 from hw.front.isa import check_program
 from hw.front.isa_machine import Machine, pack, unpack
-from hw.front.kernels import ConvOperands, GemmOperands, conv2d_program, gemm_program, gemm_tile
+from hw.front.kernels import (
+    ConvOperands,
+    GemmOperands,
+    conv2d_cost,
+    conv2d_program,
+    gemm_cost,
+    gemm_program,
+    gemm_tile,
+)
 from hw.front.program_cost import program_cost
 
 ARCHS = {n: load_arch(f"examples/arch/{n}.yaml") for n in ("gemmini_like", "lego_fused")}
@@ -134,3 +142,30 @@ def test_bad_convolutions():
         ConvOperands(1, 2, 5, 1, 3, 3, 0, 0, 0)
     with pytest.raises(ValueError, match="convolution channels must be a positive integer"):
         ConvOperands(0, 2, 5, 1, 1, 1, 0, 0, 0)
+
+
+@pytest.mark.parametrize("arch_name, dataflow", CASES)
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 70), a_t=st.booleans(),
+       b_t=st.booleans(), small=st.booleans())
+def test_closed_form_gemm_cost(arch_name, dataflow, m, n, k, a_t, b_t, small):
+    """gemm_cost equals counting the built program, with default and forced small tiles."""
+    arch = ARCHS[arch_name]
+    ops = GemmOperands(m, n, k, 0, 1 << 16, 1 << 17, a_t, b_t)
+    tile = (5, 6, 7) if small else None
+    if small:
+        spatial = arch.spatial_extents(dataflow)
+        tile = tuple(min(t, s) if s else t for t, s in zip(tile, spatial, strict=True))
+    assert gemm_cost(arch, dataflow, ops, tile) == \
+        program_cost(gemm_program(arch, dataflow, ops, tile), arch)
+
+
+@pytest.mark.parametrize("arch_name, dataflow", CASES)
+@settings(max_examples=10, deadline=None)
+@given(c=st.integers(1, 20), k=st.integers(1, 20), h=st.integers(1, 9), w=st.integers(1, 9),
+       r=st.integers(1, 3), s=st.integers(1, 3))
+def test_closed_form_conv_cost(arch_name, dataflow, c, k, h, w, r, s):
+    arch = ARCHS[arch_name]
+    ops = ConvOperands(c, h, w, k, min(r, h), min(s, w), 0, 1 << 16, 1 << 17)
+    assert conv2d_cost(arch, dataflow, ops) == \
+        program_cost(conv2d_program(arch, dataflow, ops), arch)
