@@ -13,24 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.int_gemm import check_range, int_gemm
+from golden.int_gemm import int_gemm
+from golden.loop_nest import conv2d
+from hw.front import kernel_runs
 from hw.front.arch import ArchSpec
-from hw.front.isa import Instruction
-from hw.front.isa_machine import Machine, pack, unpack
-from hw.front.kernels import (
-    ConvOperands,
-    GemmOperands,
-    conv2d_cost,
-    conv2d_program,
-    gemm_cost,
-    gemm_program,
-)
+from hw.front.kernel_runs import KernelRun, conv_operands, gemm_operands
+from hw.front.kernels import conv2d_cost, gemm_cost
 from hw.front.program_cost import ProgramCost, program_cost
 
 __all__ = ["LayerRun", "arch_summary", "run_conv", "run_gemm"]
 
 ENGINES = ("ref",)
-_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -57,18 +50,11 @@ class LayerRun:
                 "dram_bytes": c.dram_bytes, "instructions": self.instructions}
 
 
-def _aligned(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
-
-
-def _pick(arch: ArchSpec, dataflow: str | None, cost, build) -> tuple[str, list[Instruction],
-                                                                      ProgramCost]:
-    """(dataflow, program, cost): the named dataflow, or the one whose closed-form ``cost``
-    has the lowest roofline bound; only its program is built (and counted again)."""
+def _pick(arch: ArchSpec, dataflow: str | None, cost) -> str:
+    """The named dataflow, or the one whose closed-form ``cost`` has the lowest roofline
+    bound (ties: the architecture's order)."""
     names = [arch.dataflow(dataflow).name] if dataflow else [d.name for d in arch.dataflows]
-    name = min(names, key=lambda d: cost(d).roofline_cycles)
-    program = build(name)
-    return name, program, program_cost(program, arch)
+    return min(names, key=lambda d: cost(d).roofline_cycles)
 
 
 def _check_engine(engine: str) -> None:
@@ -78,28 +64,22 @@ def _check_engine(engine: str) -> None:
                          f"accelerator)")
 
 
+def _operands(rng: np.random.Generator, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(dtype.min, dtype.max + 1, shape)
+
+
 def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = None,
              a_transposed: bool = False, b_transposed: bool = False, seed: int = 0,
              engine: str = "ref") -> LayerRun:
     """``C = A B`` (M x K times K x N, seeded random operands over A's/B's type) on ``arch``."""
     _check_engine(engine)
-    a_t, b_t, c_t = arch.types
-    b_addr = _aligned(_ALIGN + m * k * a_t.bits // 8)
-    c_addr = _aligned(b_addr + k * n * b_t.bits // 8)
-    ops = GemmOperands(m, n, k, _ALIGN, b_addr, c_addr, a_transposed, b_transposed)
-    name, program, cost = _pick(arch, dataflow, lambda d: gemm_cost(arch, d, ops),
-                                lambda d: gemm_program(arch, d, ops))
+    ops = gemm_operands(arch, m, n, k, a_transposed, b_transposed)
+    name = _pick(arch, dataflow, lambda d: gemm_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
-    a = rng.integers(a_t.min, a_t.max + 1, (m, k))
-    b = rng.integers(b_t.min, b_t.max + 1, (k, n))
-    machine = Machine(arch, _aligned(ops.c_addr + m * n * c_t.bits // 8))
-    machine.write_dram(ops.a_addr, pack(a.T if a_transposed else a, a_t))
-    machine.write_dram(ops.b_addr, pack(b.T if b_transposed else b, b_t))
-    machine.run(program)
-    out = unpack(machine.read_dram(ops.c_addr, m * n * c_t.bits // 8), m * n, c_t)
-    expected = int_gemm(a, b, a_t, b_t, c_t.bits)
-    return LayerRun(f"gemm {m}x{n}x{k}", arch.name, name, engine, len(program), cost,
-                    arch.pes, bool(np.array_equal(out.reshape(m, n), expected)))
+    a, b = _operands(rng, arch.types[0], (m, k)), _operands(rng, arch.types[1], (k, n))
+    run = kernel_runs.run_gemm(arch, name, ops, a, b)
+    expected = int_gemm(a, b, arch.types[0], arch.types[1], arch.types[2].bits)
+    return _layer_run(f"gemm {m}x{n}x{k}", arch, name, engine, run, expected)
 
 
 def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: int, r: int,
@@ -107,31 +87,22 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
              engine: str = "ref") -> LayerRun:
     """A valid stride-1 convolution (seeded random image and weights) on ``arch``."""
     _check_engine(engine)
-    a_t, _, c_t = arch.types
-    image_bytes = channels * height * width * a_t.bits // 8
-    w_addr = _aligned(_ALIGN + image_bytes)
-    o_addr = _aligned(w_addr + kernels * channels * r * s * a_t.bits // 8)
-    ops = ConvOperands(channels, height, width, kernels, r, s, _ALIGN, w_addr, o_addr)
-    name, program, cost = _pick(arch, dataflow, lambda d: conv2d_cost(arch, d, ops),
-                                lambda d: conv2d_program(arch, d, ops))
+    ops = conv_operands(arch, channels, height, width, kernels, r, s)
+    name = _pick(arch, dataflow, lambda d: conv2d_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
-    image = rng.integers(a_t.min, a_t.max + 1, (channels, height, width))
-    weights = rng.integers(a_t.min, a_t.max + 1, (kernels, channels, r, s))
-    shape = ops.out_shape
-    size = shape[0] * shape[1] * shape[2]
-    machine = Machine(arch, _aligned(o_addr + size * c_t.bits // 8))
-    machine.write_dram(ops.i_addr, pack(image, a_t))
-    machine.write_dram(ops.w_addr, pack(weights.transpose(2, 3, 0, 1), a_t))
-    machine.run(program)
-    out = unpack(machine.read_dram(o_addr, size * c_t.bits // 8), size, c_t).reshape(shape)
-    expected = np.zeros(shape, dtype=np.int64)
-    for dr in range(r):
-        for ds in range(s):
-            window = image[:, dr:dr + shape[1], ds:ds + shape[2]]
-            expected += np.einsum("kc,cyx->kyx", weights[:, :, dr, ds], window)
-    check_range("convolution output", expected, c_t)
-    return LayerRun(f"conv {channels}x{height}x{width} -> {kernels}, {r}x{s}", arch.name, name,
-                    engine, len(program), cost, arch.pes, bool(np.array_equal(out, expected)))
+    image = _operands(rng, arch.types[0], (channels, height, width))
+    weights = _operands(rng, arch.types[0], (kernels, channels, r, s))
+    run = kernel_runs.run_conv(arch, name, ops, image, weights)
+    expected = conv2d(image, weights, arch.types[2].bits)
+    return _layer_run(f"conv {channels}x{height}x{width} -> {kernels}, {r}x{s}", arch, name,
+                      engine, run, expected)
+
+
+def _layer_run(layer: str, arch: ArchSpec, name: str, engine: str, run: KernelRun,
+               expected: np.ndarray) -> LayerRun:
+    return LayerRun(layer, arch.name, name, engine, len(run.program),
+                    program_cost(run.program, arch), arch.pes,
+                    bool(np.array_equal(run.output, expected)))
 
 
 def arch_summary(arch: ArchSpec) -> str:

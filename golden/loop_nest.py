@@ -13,7 +13,7 @@ import numpy as np
 from .arrays import ArrayLike, array_function
 from .int_gemm import AccumulatorOverflowError
 
-__all__ = ["affine_mac"]
+__all__ = ["affine_mac", "conv2d"]
 
 Access = tuple[Sequence[Sequence[int]], Sequence[int]]
 
@@ -59,3 +59,24 @@ def affine_mac(
         raise AccumulatorOverflowError(f"result {bad} does not fit a signed {acc_bits}-bit "
                                        f"accumulator")
     return c
+
+
+@array_function("image", "weights")
+def conv2d(image: ArrayLike, weights: ArrayLike, acc_bits: int = 32) -> ArrayLike:
+    """Exact valid stride-1 convolution ``O[k, y, x] = sum_{c, r, s} W[k, c, r, s]
+    I[c, y + r, x + s]`` of ``image`` (C x H x W) and ``weights`` (K x C x R x S), as the loop
+    nest over (k, c, y, x, r, s) of :func:`affine_mac` (same overflow rule)."""
+    img, w = np.asarray(image), np.asarray(weights)
+    if img.ndim != 3 or w.ndim != 4 or img.shape[0] != w.shape[1]:
+        raise ValueError(f"expected image C x H x W and weights K x C x R x S with the same C, "
+                         f"got {img.shape} and {w.shape}")
+    (c, h, wd), (k, _, r, s) = img.shape, w.shape
+    if r > h or s > wd:
+        raise ValueError(f"a {r}x{s} kernel does not fit a {h}x{wd} image")
+    y, x = h - r + 1, wd - s + 1
+    unit = np.eye(6, dtype=np.int64)        # rows: k, c, y, x, r, s
+    w_access = (unit[[0, 1, 4, 5]], (0, 0, 0, 0))
+    i_access = ((unit[1], unit[2] + unit[4], unit[3] + unit[5]), (0, 0, 0))
+    o_access = (unit[[0, 2, 3]], (0, 0, 0))
+    return affine_mac((k, c, y, x, r, s), w, w_access, img, i_access, (k, y, x), o_access,
+                      acc_bits=acc_bits)

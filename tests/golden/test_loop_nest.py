@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from golden.int_gemm import AccumulatorOverflowError, int_gemm, random_operands
-from golden.loop_nest import affine_mac
+from golden.loop_nest import affine_mac, conv2d
 
 GEMM = {"a": (((1, 0, 0), (0, 0, 1)), (0, 0)), "b": (((0, 0, 1), (0, 1, 0)), (0, 0)),
         "c": (((1, 0, 0), (0, 1, 0)), (0, 0))}
@@ -47,3 +47,24 @@ class TestAffineMac:
         with pytest.raises(AccumulatorOverflowError, match="does not fit a signed 16-bit"):
             affine_mac((1, 1, 4), big, GEMM["a"], big.T, GEMM["b"], (1, 1), GEMM["c"],
                        acc_bits=16)
+
+
+class TestConv2d:
+    def test_1x1_kernel_is_a_gemm(self):
+        rng = np.random.default_rng(3)
+        image, weights = rng.integers(-128, 128, (5, 4, 3)), rng.integers(-128, 128, (6, 5, 1, 1))
+        out = conv2d(image, weights)
+        gemm = int_gemm(weights[:, :, 0, 0], image.reshape(5, 12))
+        np.testing.assert_array_equal(out.reshape(6, 12), gemm)
+
+    def test_taps_shift_the_image(self):
+        image = np.arange(2 * 4 * 5).reshape(2, 4, 5)
+        weights = np.zeros((1, 2, 2, 3), dtype=np.int64)
+        weights[0, 1, 1, 2] = 1                     # picks I[1, y + 1, x + 2]
+        np.testing.assert_array_equal(conv2d(image, weights)[0], image[1, 1:4, 2:5])
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match="a 3x3 kernel does not fit a 2x2 image"):
+            conv2d(np.zeros((1, 2, 2), int), np.zeros((1, 1, 3, 3), int))
+        with pytest.raises(ValueError, match="same C"):
+            conv2d(np.zeros((2, 4, 4), int), np.zeros((1, 3, 1, 1), int))

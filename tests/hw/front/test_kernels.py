@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden.int_gemm import int_gemm
+from golden.loop_nest import conv2d
+from hw.front import kernel_runs
 from hw.front.arch import load_arch
 from hw.front.isa import check_program
-from hw.front.isa_machine import Machine, pack, unpack
+from hw.front.kernel_runs import conv_operands, gemm_operands
 from hw.front.kernels import (
     ConvOperands,
     GemmOperands,
@@ -27,22 +29,19 @@ CASES = [(n, d.name) for n, a in ARCHS.items() for d in a.dataflows]
 
 
 def run_gemm(arch, dataflow, a, b, a_t=False, b_t=False, tile=None):
-    m, k = a.shape
-    n = b.shape[1]
-    t8, _, t32 = arch.types
-    ops = GemmOperands(m, n, k, a_addr=0x100, b_addr=0x100 + m * k + 64,
-                       c_addr=0x200 + m * k + k * n + 64, a_transposed=a_t, b_transposed=b_t)
-    program = gemm_program(arch, dataflow, ops, tile)
-    check_program(program, arch)
-    machine = Machine(arch, ops.c_addr + m * n * 4 + 64)
-    machine.write_dram(ops.a_addr, pack(a.T if a_t else a, t8))
-    machine.write_dram(ops.b_addr, pack(b.T if b_t else b, t8))
-    machine.run(program)
-    out = unpack(machine.read_dram(ops.c_addr, m * n * 4), m * n, t32).reshape(m, n)
-    cost = program_cost(program, arch)           # the model, counted without running
-    measured = {f: getattr(cost, f) for f in machine.counts}
-    assert dict(machine.counts) == measured, (dict(machine.counts), cost)
-    return out, program
+    """The program on the reference machine; its counts (the model, without running) must
+    equal what the machine counted as it ran."""
+    ops = gemm_operands(arch, a.shape[0], b.shape[1], a.shape[1], a_t, b_t)
+    run = kernel_runs.run_gemm(arch, dataflow, ops, a, b, tile)
+    check_program(run.program, arch)
+    _assert_counts_match(run, arch)
+    return run.output, run.program
+
+
+def _assert_counts_match(run, arch):
+    cost = program_cost(run.program, arch)
+    measured = {f: getattr(cost, f) for f in run.machine.counts}
+    assert dict(run.machine.counts) == measured, (dict(run.machine.counts), cost)
 
 
 @pytest.mark.parametrize("arch_name, dataflow", CASES)
@@ -101,18 +100,6 @@ def test_cost_of_a_gemm():
     assert small.macs == 256 and small.padded_macs == 16 * 16 * 16   # M = 1 padded to 16
 
 
-def _conv_golden(image, weights):
-    """O[k, y, x] = sum_{c, r, s} W[k, c, r, s] I[c, y + r, x + s], exact."""
-    kk, _, rr, ss = weights.shape
-    _, h, w = image.shape
-    out = np.zeros((kk, h - rr + 1, w - ss + 1), dtype=np.int64)
-    for r in range(rr):
-        for s in range(ss):
-            window = image[:, r:r + h - rr + 1, s:s + w - ss + 1]
-            out += np.einsum("kc,cyx->kyx", weights[:, :, r, s], window)
-    return out
-
-
 @pytest.mark.parametrize("arch_name, dataflow", CASES)
 @settings(max_examples=6, deadline=None)
 @given(c=st.integers(1, 20), k=st.integers(1, 20), h=st.integers(1, 7), w=st.integers(1, 9),
@@ -122,19 +109,12 @@ def test_conv2d_equals_golden(arch_name, dataflow, c, k, h, w, r, s, seed):
     arch = ARCHS[arch_name]
     rng = np.random.default_rng(seed)
     image, weights = rng.integers(-128, 128, (c, h, w)), rng.integers(-128, 128, (k, c, r, s))
-    ops = ConvOperands(c, h, w, k, r, s, i_addr=0x40, w_addr=0x40 + image.size + 64,
-                       o_addr=0x80 + image.size + weights.size + 64)
-    program = conv2d_program(arch, dataflow, ops)
-    t8, _, t32 = arch.types
-    machine = Machine(arch, ops.o_addr + 4 * k * h * w + 64)
-    machine.write_dram(ops.i_addr, pack(image, t8))
-    machine.write_dram(ops.w_addr, pack(weights.transpose(2, 3, 0, 1), t8))   # R S K C
-    machine.run(program)
-    shape = ops.out_shape
-    size = shape[0] * shape[1] * shape[2]
-    out = unpack(machine.read_dram(ops.o_addr, 4 * size), size, t32).reshape(shape)
-    np.testing.assert_array_equal(out, _conv_golden(image, weights))
-    assert program_cost(program, arch).macs == size * c * r * s
+    ops = conv_operands(arch, c, h, w, k, r, s)
+    run = kernel_runs.run_conv(arch, dataflow, ops, image, weights)
+    np.testing.assert_array_equal(run.output, conv2d(image, weights))
+    _assert_counts_match(run, arch)
+    size = run.output.size
+    assert program_cost(run.program, arch).macs == size * c * r * s
 
 
 def test_bad_convolutions():
