@@ -39,7 +39,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
-from ..cost import accumulates_in_fu
+from ..cost import accumulates_in_fu, accumulator_read
 from ..front.fusion import FusionError
 from ..front.images import HostMap, host_map
 from ..front.layout import roles as _roles
@@ -108,7 +108,7 @@ class GeneratedArray(wiring.Component):
         #: Cycles between a plan's write-back window and the cycle the value is taken: an
         #: accumulating FU's register holds the final sum one cycle after its last MAC, and
         #: write-back reads the register then (no combinational sum in the write-back path).
-        self.write_shift = 1 if self.stationary and backend is None else 0
+        self.write_shift = accumulator_read(plans, backend)
         bank_bits = max(1, (len(self.banks) - 1).bit_length())
         self.addr_bits = bank_bits + self.word_bits
         #: registers outside the FUs; their bits by purpose (``register_bits``, filled in by
