@@ -23,9 +23,18 @@ from ..front.spec import DesignSpec
 from ..ir.backend import BackendOptions
 from .generate import GeneratedArray
 
-__all__ = ["Emission", "emit_design", "module_names", "to_verilog", "write_text_atomic"]
+__all__ = ["Emission", "emit_design", "module_names", "strip_memory_init", "to_verilog",
+           "write_text_atomic"]
 
 _MODULE_RE = re.compile(r"^\s*module\s+(\\\S+|[A-Za-z_][\w$]*)", re.M)
+_MEMORY_INIT_RE = re.compile(r"^  initial begin\n"
+                             r"(?:    [\\\w$.]+\[\d+\] = \d+'[bdh][0-9a-fA-F_]+;\n)+  end\n", re.M)
+
+
+def strip_memory_init(text: str) -> str:
+    """``text`` without the per-word ``initial`` blocks Yosys writes for memories (an
+    SRAM's contents are not part of the design; simulators start them at zero)."""
+    return _MEMORY_INIT_RE.sub("", text)
 
 
 def module_names(text: str) -> list[str]:

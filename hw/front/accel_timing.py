@@ -1,0 +1,228 @@
+"""The cycle model of the generated accelerator: when every instruction of a program issues
+and finishes, and the cycles of the whole run, equal to the RTL's (:mod:`hw.rtl.accel`).
+
+Cycles are numbered from 0, the first cycle the command port offers the program's first word.
+"In cycle c" means between rising edges; registers written in cycle c hold the value from
+c + 1. Instruction n sits in the dispatcher from cycle ``D[n-1] + 1`` (``D[-1] = 0``) and
+*issues* in the first cycle ``D[n]`` its unit can take it and no hazard holds it::
+
+    config   execution unit idle (no queued or computing tile, no result write pending)
+    compute  no queued tile; no unfinished move writing its A or B rows or reading its C rows
+    mvin     a free DMA slot; no queued or streaming tile reading its scratchpad rows
+    mvout    a free DMA slot; no queued or computing tile writing its accumulator rows, and
+             no result write pending (the two cycles after a tile's last streamed row, one
+             after an output-stationary drain)
+    fence    everything idle
+
+**Execution unit** (one class per configured dataflow, :mod:`hw.front.accel_params`): a tile
+of extents (i, j, k) streams ``n_x`` rows (its time-only extent), one per cycle; classes
+"i" and "j" first load their stationary operand (``n_s`` rows: B's k rows, A's i rows) into
+the array's other weight bank while the previous tile streams. With ``E = D + 1`` the cycle
+the tile is queued, it starts streaming at ``S = X + 1``, where it is promoted in cycle
+``X = max(E + n_s - 1, F_prev)`` (``n_s = 0`` for class "k"), and frees the array in cycle
+``F = S + n_x - 1`` (class "k": ``S + k + i``, after one idle cycle and ``i`` drained rows).
+A streamed row reaches the accumulator two cycles after its read.
+
+**DMA** (moves in order, :data:`~hw.front.accel_params.DMA_QUEUE` in flight): a move queued
+in cycle ``D + 1`` starts requesting at ``R = max(D + 1, R_end of the previous move)``; one
+DRAM beat per cycle, read data ``L`` cycles after its request::
+
+    mvin   plain       rows beats                              done R + rows - 1 + L
+           transposed  per block of up to E memory rows (rb): cols beats, then idle up to
+                       rb cycles (the last block: rb more); its rows are written in the rb
+                       cycles after its last line arrives
+    mvout  plain       1 + rows x beats per row                done at its last beat
+           transposed  per block: rb reads, 1, cols x beats per line
+
+A move leaves the queue in cycle ``P = max(done + 1, P_prev + 1)``; its slot is free from
+``P + 1``. The run ends (``busy`` low) in the first cycle after the last issue in which
+both units are idle: that is :attr:`AccelTiming.cycles`.
+
+The model is a recurrence over instructions (no per-cycle loop): a mapper's call.
+
+Layer: hw.front, the planning layer (plain Python, no Amaranth).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .accel_params import AccelParams
+from .isa import Instruction
+
+__all__ = ["AccelTiming", "accel_timing", "compute_rows", "move_cycles"]
+
+
+@dataclass(frozen=True)
+class AccelTiming:
+    """Per instruction its issue cycle; the run's cycles; busy cycles of each unit."""
+
+    issue: tuple[int, ...]
+    cycles: int
+    stream_cycles: int          #: cycles the array streams rows (MAC cycles, any fill)
+    dma_cycles: int             #: cycles the DMA requests DRAM beats or idles inside a move
+    stalls: dict[str, int] = field(default_factory=dict)   #: issue cycles lost, by cause
+
+
+def compute_rows(cls: str, i: int, j: int, k: int) -> dict[str, int]:
+    """Rows of a tile of class ``cls``: A's, B's and C's memory rows, the streamed ``x`` and
+    the loaded stationary ``s`` (0 for class "k")."""
+    if cls == "k":
+        return {"A": k, "B": k, "C": i, "x": k, "s": 0}
+    if cls == "i":
+        return {"A": i, "B": k, "C": i, "x": i, "s": k}
+    return {"A": i, "B": j, "C": j, "x": j, "s": i}
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def move_cycles(p: AccelParams, ins: Instruction) -> tuple[int, int]:
+    """(request cycles, done offset) of a move starting to request in cycle R: it occupies
+    the request side for the first figure of cycles and is done in cycle R + the second."""
+    rows, cols, e = ins["rows"], ins["cols"], p.edge
+    blocks = [min(e, rows - r0) for r0 in range(0, rows, e)]
+    if ins.op == "mvin":
+        if not ins["transpose"]:
+            return rows, rows - 1 + p.latency
+        before = sum(max(cols, rb) for rb in blocks[:-1])
+        last = blocks[-1]
+        return before + cols + last, before + cols + p.latency + last - 1
+    cbytes = p.c_bits // 8
+    if not ins["transpose"]:
+        dur = 1 + rows * _ceil(cols * cbytes, p.bus_bytes)
+    else:
+        dur = sum(rb + 1 + cols * _ceil(rb * cbytes, p.bus_bytes) for rb in blocks)
+    return dur, dur - 1
+
+
+def _overlap(s1: int, n1: int, s2: int, n2: int) -> bool:
+    return s1 < s2 + n2 and s2 < s1 + n1
+
+
+@dataclass
+class _Tile:
+    a: tuple[int, int]
+    b: tuple[int, int]
+    c: tuple[int, int]
+    reads_until: int        #: first cycle it no longer reads the scratchpad
+    free: int               #: F: last cycle it holds the array
+    promoted: int           #: X
+    pending: int            #: result-write cycles after F
+
+
+@dataclass
+class _Move:
+    op: str
+    rows: tuple[int, int]
+    done: int
+    popped: int
+
+
+class _Model:
+    def __init__(self, p: AccelParams) -> None:
+        self.p = p
+        self.cls = None
+        self.tiles: deque[_Tile] = deque(maxlen=4)
+        self.moves: deque[_Move] = deque(maxlen=p.dma_queue)
+        self.req_end = 0
+        self.stream = 0
+        self.dma = 0
+        self.stalls: dict[str, int] = {}
+
+    def _stall(self, cause: str, base: int, at: int) -> int:
+        if at > base:
+            self.stalls[cause] = self.stalls.get(cause, 0) + at - base
+        return max(base, at)
+
+    def exec_idle(self) -> int:
+        t = self.tiles[-1] if self.tiles else None
+        return 0 if t is None else max(t.free + t.pending + 1, t.promoted + 1)
+
+    def dma_idle(self) -> int:
+        return self.moves[-1].popped + 1 if self.moves else 0
+
+    def _slot(self, d: int) -> int:
+        if len(self.moves) == self.p.dma_queue:
+            d = self._stall("dma_queue", d, self.moves[0].popped + 1)
+        return d
+
+    def _pending_window(self, d: int) -> int:
+        for t in self.tiles:
+            if t.free + 1 <= d <= t.free + t.pending:
+                d = t.free + t.pending + 1
+        return d
+
+    def issue(self, ins: Instruction, d: int) -> int:
+        op = ins.op
+        if op == "config":
+            d = self._stall("config", d, self.exec_idle())
+            self.cls = self.p.dataflow_class(ins["dataflow"])
+        elif op == "fence":
+            d = self._stall("fence", d, max(self.exec_idle(), self.dma_idle()))
+        elif op == "compute":
+            d = self._compute(ins, d)
+        elif op in ("mvin", "mvout"):
+            d = self._move(ins, d)
+        return d
+
+    def _compute(self, ins: Instruction, d: int) -> int:
+        i, j, k = ins["i"], ins["j"], ins["k"]
+        rows = compute_rows(self.cls, i, j, k)
+        a, b, c = (ins["a"], rows["A"]), (ins["b"], rows["B"]), (ins["c"], rows["C"])
+        if self.tiles:
+            d = self._stall("exec_queue", d, self.tiles[-1].promoted + 1)
+        for m in self.moves:
+            hit = (m.op == "mvin" and (_overlap(*m.rows, *a) or _overlap(*m.rows, *b))) or \
+                  (m.op == "mvout" and _overlap(*m.rows, *c))
+            if hit:
+                d = self._stall("compute_waits_move", d, m.done + 1)
+        queued = d + 1
+        prev_free = self.tiles[-1].free if self.tiles else -1
+        x = max(queued + max(rows["s"] - 1, 0), prev_free)
+        s = x + 1
+        if self.cls == "k":
+            free, reads_until, pending = s + k + i, s + k, 1
+        else:
+            free = s + rows["x"] - 1
+            reads_until, pending = free + 1, 2
+        self.stream += rows["x"]
+        self.tiles.append(_Tile(a, b, c, reads_until, free, x, pending))
+        return d
+
+    def _move(self, ins: Instruction, d: int) -> int:
+        d = self._slot(d)
+        if ins.op == "mvin":
+            rows = (ins["sp"], ins["rows"])
+            for t in self.tiles:
+                if _overlap(*rows, *t.a) or _overlap(*rows, *t.b):
+                    d = self._stall("mvin_waits_compute", d, t.reads_until)
+        else:
+            rows = (ins["acc"], ins["rows"])
+            for t in self.tiles:
+                if _overlap(*rows, *t.c):
+                    d = self._stall("mvout_waits_compute", d, t.free + t.pending + 1)
+            d = self._stall("mvout_waits_write", d, self._pending_window(d))
+        start = max(d + 1, self.req_end)
+        dur, done = move_cycles(self.p, ins)
+        self.req_end = start + dur
+        self.dma += dur
+        popped = max(start + done + 1, self.moves[-1].popped + 1 if self.moves else 0)
+        self.moves.append(_Move(ins.op, rows, start + done, popped))
+        return d
+
+
+def accel_timing(program: Sequence[Instruction], params: AccelParams) -> AccelTiming:
+    """The cycles of ``program`` (already checked: :func:`hw.front.isa.check_program`) on the
+    accelerator of ``params`` (see the module docstring)."""
+    model = _Model(params)
+    issue = []
+    d = 0
+    for ins in program:
+        d = model.issue(ins, d + 1)
+        issue.append(d)
+    end = max(d + 1, model.exec_idle(), model.dma_idle()) if program else 0
+    return AccelTiming(tuple(issue), end, model.stream, model.dma, dict(model.stalls))

@@ -1,0 +1,163 @@
+"""The accelerator of an architecture: generated once, then run by programs.
+
+:class:`Accelerator` holds the scratchpad (one :class:`~amaranth.lib.memory.Memory`, two read
+ports for the array, one write port for the DMA), the accumulator (a read-modify-write port
+pair for the array, a read port for the DMA), the execution unit (:mod:`hw.rtl.accel_exec`),
+the DMA (:mod:`hw.rtl.accel_dma`) and the dispatcher: a one-instruction head register behind
+the command port that issues in program order to the two units, holding an instruction while
+its unit is full or an in-flight instruction of the other unit touches its rows (the rules:
+:mod:`hw.front.accel_timing`). The problem (extents, addresses, strides) arrives in the
+instructions; the Verilog depends on the architecture only. Its ports:
+:mod:`hw.rtl.accel_ports`. Unknown opcodes issue as no-ops (programs are checked by
+:func:`hw.front.isa.check_program` before they reach the hardware).
+
+Layer: hw.rtl, the Amaranth layer.
+"""
+
+from __future__ import annotations
+
+from amaranth.back import verilog
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from ..front.accel_params import CLASSES, AccelParams, accel_params
+from ..front.arch import ArchSpec
+from ..front.isa import FIELDS, OPCODES
+from .accel_dma import DmaUnit
+from .accel_exec import ExecUnit
+from .accel_ports import accel_signature
+from .emit import strip_memory_init
+
+__all__ = ["Accelerator", "accelerator_verilog", "top_name"]
+
+
+def top_name(arch: ArchSpec) -> str:
+    """The Verilog module name of ``arch``'s accelerator."""
+    return f"{arch.name}_accel"
+
+
+def _overlap(s1, n1, s2, n2):
+    return (s1 < s2 + n2) & (s2 < s1 + n1)
+
+
+def _field(word: Signal, op: str, name: str):
+    pos = 4
+    for f, width in FIELDS[op]:
+        if f == name:
+            return word[pos:pos + width]
+        pos += width
+    raise KeyError(f"{op} has no field {name!r}")
+
+
+class Accelerator(wiring.Component):
+    """The generated accelerator of ``arch`` (see the module docstring)."""
+
+    def __init__(self, arch: ArchSpec) -> None:
+        self.params: AccelParams = accel_params(arch)
+        super().__init__(accel_signature(self.params.bus_bytes))
+
+    def elaborate(self, platform) -> Module:
+        p = self.params
+        m = Module()
+        sp = Memory(shape=unsigned(p.sp_elems * p.a_bits), depth=p.sp_rows, init=[])
+        acc = Memory(shape=unsigned(p.acc_elems * p.c_bits), depth=p.acc_rows, init=[])
+        m.submodules.scratchpad, m.submodules.accumulator = sp, acc
+        sp_w = sp.write_port(granularity=p.a_bits)
+        sp_x, sp_y = sp.read_port(), sp.read_port()
+        acc_w = acc.write_port(granularity=p.c_bits)
+        acc_r = acc.read_port(transparent_for=(acc_w,))
+        acc_d = acc.read_port()
+        exe, dma = ExecUnit(p), DmaUnit(p)
+        exe.elaborate_into(m, sp_x, sp_y, acc_r, acc_w)
+        dma.elaborate_into(m, self, sp_w, acc_d)
+        self._dispatch(m, exe, dma)
+        return m
+
+    def _dispatch(self, m: Module, exe: ExecUnit, dma: DmaUnit) -> None:
+        p = self.params
+        head_valid = Signal()
+        word = Signal(128)
+        issue = Signal()
+        m.d.comb += self.cmd_ready.eq(~head_valid | issue)
+        with m.If(self.cmd_valid & self.cmd_ready):
+            m.d.sync += [head_valid.eq(1), word.eq(self.cmd_data)]
+        with m.Elif(issue):
+            m.d.sync += head_valid.eq(0)
+        op = word[:4]
+
+        def f(name: str, which: str):
+            return _field(word, which, name)
+
+        # compute: its rows under the configured class
+        i, j, k = f("i", "compute"), f("j", "compute"), f("k", "compute")
+        cls = exe.cls
+        by = {"k": (k, k, i, k, 0), "i": (i, k, i, i, k), "j": (i, j, j, j, i)}
+        names = ("na", "nb", "nc", "nx", "ns")
+        inp = exe.inp
+        for n, name in enumerate(names):
+            value = by["j"][n]
+            for c in ("i", "k"):
+                value = Mux(cls == CLASSES.index(c), by[c][n], value)
+            m.d.comb += getattr(inp, name).eq(value)
+        m.d.comb += [inp.a.eq(f("a", "compute")), inp.b.eq(f("b", "compute")),
+                     inp.c.eq(f("c", "compute")), inp.i.eq(i), inp.j.eq(j), inp.k.eq(k),
+                     inp.acc.eq(f("accumulate", "compute"))]
+        waits_move = Signal()
+        for e, flying in zip(dma.entries, dma.in_flight, strict=True):
+            hit = Mux(e.mvout, _overlap(e.row, e.rows, inp.c, inp.nc),
+                      _overlap(e.row, e.rows, inp.a, inp.na)
+                      | _overlap(e.row, e.rows, inp.b, inp.nb))
+            with m.If(flying & hit):
+                m.d.comb += waits_move.eq(1)
+        compute_ok = ~exe.nxt.valid & ~waits_move
+
+        # moves
+        is_out = op == OPCODES["mvout"]
+        row = Mux(is_out, f("acc", "mvout"), f("sp", "mvin"))
+        rows = Mux(is_out, f("rows", "mvout"), f("rows", "mvin"))
+        d = dma.inp
+        m.d.comb += [d.mvout.eq(is_out), d.row.eq(row), d.rows.eq(rows),
+                     d.dram.eq(Mux(is_out, f("dram", "mvout"), f("dram", "mvin"))),
+                     d.stride.eq(Mux(is_out, f("stride", "mvout"), f("stride", "mvin"))),
+                     d.cols.eq(Mux(is_out, f("cols", "mvout"), f("cols", "mvin"))),
+                     d.transpose.eq(Mux(is_out, f("transpose", "mvout"),
+                                        f("transpose", "mvin")))]
+        nxt, cur = exe.nxt, exe.cur
+        mvin_ok = ~dma.full \
+            & ~(nxt.valid & (_overlap(row, rows, nxt.a, nxt.na)
+                             | _overlap(row, rows, nxt.b, nxt.nb))) \
+            & ~(exe.streaming & (_overlap(row, rows, cur.a, cur.na)
+                                 | _overlap(row, rows, cur.b, cur.nb)))
+        mvout_ok = ~dma.full & (exe.pending == 0) \
+            & ~(nxt.valid & _overlap(row, rows, nxt.c, nxt.nc)) \
+            & ~(cur.valid & _overlap(row, rows, cur.c, cur.nc))
+
+        with m.If(head_valid):
+            with m.Switch(op):
+                with m.Case(OPCODES["config"]):
+                    with m.If(exe.idle):
+                        m.d.comb += issue.eq(1)
+                        flow = f("dataflow", "config")
+                        for n, c in enumerate(p.classes):
+                            with m.If(flow == n):
+                                m.d.sync += cls.eq(CLASSES.index(c))
+                with m.Case(OPCODES["compute"]):
+                    m.d.comb += [issue.eq(compute_ok), exe.issue.eq(compute_ok)]
+                with m.Case(OPCODES["mvin"]):
+                    m.d.comb += [issue.eq(mvin_ok), dma.push.eq(mvin_ok)]
+                with m.Case(OPCODES["mvout"]):
+                    m.d.comb += [issue.eq(mvout_ok), dma.push.eq(mvout_ok)]
+                with m.Case(OPCODES["fence"]):
+                    m.d.comb += issue.eq(exe.idle & dma.empty)
+                with m.Default():
+                    m.d.comb += issue.eq(1)
+        m.d.comb += self.busy.eq(head_valid | ~dma.empty | ~exe.idle)
+
+
+def accelerator_verilog(arch: ArchSpec) -> str:
+    """The Verilog of ``arch``'s accelerator (module :func:`top_name`, ports ``clk``, ``rst``
+    and :mod:`hw.rtl.accel_ports`'), memories without initial contents; the same
+    architecture gives the same text."""
+    top = Accelerator(arch)
+    return strip_memory_init(verilog.convert(top, name=top_name(arch), emit_src=False))

@@ -1,0 +1,263 @@
+"""The accelerator's DMA: a queue of moves, a request side that walks them in order (one DRAM
+beat per cycle), and a response side that writes the scratchpad as read data returns.
+
+* Queue: :data:`~hw.front.accel_params.DMA_QUEUE` slots, filled in program order by the
+  dispatcher, freed in order once done; each slot's memory range is visible to the
+  dispatcher's hazard checks until the move is done.
+* Request side: ``mvin`` rows become read requests (a transposed ``mvin`` reads, per block of
+  up to E memory rows, one DRAM line per memory-row element, then idles so that the
+  transposer can write the block); ``mvout`` reads accumulator rows and sends them as write
+  beats (transposed: a block of rows into a transposer, then its columns as lines). Every
+  read request pushes a descriptor (where its data goes) into a FIFO.
+* Response side: each response pops a descriptor; a plain row is written to the scratchpad at
+  once; a transposed line fills one column of a double-buffered transposer, whose rows are
+  written after the block's last line.
+
+The cycle counts are :func:`hw.front.accel_timing.move_cycles`'.
+
+Layer: hw.rtl, the Amaranth layer.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFO
+
+from ..front.accel_params import AccelParams
+from .accel_exec import elements
+
+__all__ = ["DmaUnit"]
+
+
+class _Entry:
+    def __init__(self, n: int) -> None:
+        self.mvout = Signal(name=f"q{n}_mvout")
+        self.dram = Signal(32, name=f"q{n}_dram")
+        self.stride = Signal(24, name=f"q{n}_stride")
+        self.row = Signal(20, name=f"q{n}_row")
+        self.rows = Signal(12, name=f"q{n}_rows")
+        self.cols = Signal(12, name=f"q{n}_cols")
+        self.transpose = Signal(name=f"q{n}_transpose")
+        self.done = Signal(name=f"q{n}_done")
+
+    def fields(self) -> list[Signal]:
+        return [self.mvout, self.dram, self.stride, self.row, self.rows, self.cols,
+                self.transpose]
+
+
+class DmaUnit:
+    """Signals the dispatcher drives (``push`` and ``inp``, an :class:`_Entry` of the move)
+    and reads (``entries`` with ``in_flight``, ``full``, ``empty``)."""
+
+    def __init__(self, p: AccelParams) -> None:
+        self.p = p
+        q = p.dma_queue
+        self.push = Signal()
+        self.inp = _Entry(-1)
+        self.entries = [_Entry(n) for n in range(q)]
+        self.in_flight = [Signal(name=f"q{n}_in_flight") for n in range(q)]
+        self.full = Signal()
+        self.empty = Signal()
+        self._bits = (q - 1).bit_length()
+        self.desc = data.StructLayout({
+            "row": 20, "cols": 12, "transposed": 1, "line": max(p.sp_elems - 1, 1).bit_length(),
+            "last_line": 1, "rb": p.edge.bit_length(), "entry_last": 1, "entry": self._bits,
+            "buf": 1})
+
+    def elaborate_into(self, m: Module, port, sp_w, acc_r) -> None:
+        """``port``: the accelerator (its mem_* members); ``sp_w``: scratchpad write port;
+        ``acc_r``: the accumulator's read port for moves out."""
+        p, q = self.p, self.p.dma_queue
+        head, tail, rq = (Signal(self._bits, name=n) for n in ("head", "tail", "rq"))
+        count = Signal(range(q + 1))
+        m.d.comb += [self.full.eq(count == q), self.empty.eq(count == 0)]
+        for n, e in enumerate(self.entries):
+            m.d.comb += self.in_flight[n].eq((((n - head) % (1 << self._bits)) < count)
+                                             & ~e.done)
+        pop = Signal()
+        heads = Signal(q)
+        m.d.comb += heads.eq(Cat(*[e.done for e in self.entries]))
+        m.d.comb += pop.eq((count != 0) & heads.bit_select(head, 1))
+        m.d.sync += count.eq(count + self.push - pop)
+        with m.If(pop):
+            m.d.sync += head.eq(head + 1)
+        with m.If(self.push):
+            m.d.sync += tail.eq(tail + 1)
+            for n, e in enumerate(self.entries):
+                with m.If(tail == n):
+                    m.d.sync += [d.eq(s) for d, s in zip(e.fields(), self.inp.fields(),
+                                                         strict=True)]
+                    m.d.sync += e.done.eq(0)
+        fifo = SyncFIFO(width=self.desc.size, depth=p.resp_fifo_depth)
+        m.submodules.resp_fifo = fifo
+        self._requests(m, port, acc_r, fifo, rq, head, count)
+        self._responses(m, port, sp_w, fifo)
+
+    def _mark_done(self, m: Module, index) -> None:
+        for n, e in enumerate(self.entries):
+            with m.If(index == n):
+                m.d.sync += e.done.eq(1)
+
+    def _requests(self, m: Module, port, acc_r, fifo, rq, head, count) -> None:
+        p, e_ = self.p, self.p.edge
+        cur = _Entry(-2)
+        for f, *srcs in zip(cur.fields(), *[e.fields() for e in self.entries], strict=True):
+            m.d.comb += f.eq(Cat(*srcs).word_select(rq, len(f)) if len(srcs) > 1 else srcs[0])
+        active = (((rq - head) % (1 << self._bits)) < count)
+        phase = Signal(3)           # 0 lines/reads, 1 idle, 2 beats, 3 wait, 4 line beats
+        r, c, beat, idle = Signal(12), Signal(12), Signal(12), Signal(12)
+        r0 = Signal(12)
+        off = Signal(32)
+        tbuf = Signal()
+        rb = Signal(12)
+        m.d.comb += rb.eq(Mux(cur.rows - r0 > e_, e_, cur.rows - r0))
+        last_block = r0 + e_ >= cur.rows
+        desc = data.View(self.desc, fifo.w_data)
+        finish = Signal()
+        ready = port.mem_req_ready
+        m.d.comb += [desc.entry.eq(rq), desc.cols.eq(cur.cols), desc.buf.eq(tbuf)]
+
+        def advance_block():
+            m.d.sync += [r0.eq(r0 + e_), c.eq(0), off.eq(0), tbuf.eq(~tbuf), phase.eq(0),
+                         r.eq(0)]
+            with m.If(last_block):
+                m.d.comb += finish.eq(1)
+
+        with m.If(active & ~cur.mvout & ~cur.transpose):            # mvin, plain rows
+            m.d.comb += [port.mem_req_valid.eq(fifo.w_rdy), port.mem_req_addr.eq(cur.dram + off),
+                         port.mem_req_len.eq((cur.cols * p.a_bits + 7) >> 3),
+                         desc.row.eq(cur.row + r), desc.entry_last.eq(r == cur.rows - 1)]
+            with m.If(ready & fifo.w_rdy):
+                m.d.comb += fifo.w_en.eq(1)
+                m.d.sync += [r.eq(r + 1), off.eq(off + cur.stride)]
+                with m.If(r == cur.rows - 1):
+                    m.d.comb += finish.eq(1)
+        with m.If(active & ~cur.mvout & cur.transpose):             # mvin through the transposer
+            with m.If(phase == 0):
+                m.d.comb += [port.mem_req_valid.eq(fifo.w_rdy),
+                             port.mem_req_addr.eq(cur.dram + ((r0 * p.a_bits) >> 3) + off),
+                             port.mem_req_len.eq((rb * p.a_bits + 7) >> 3),
+                             desc.row.eq(cur.row + r0), desc.transposed.eq(1),
+                             desc.line.eq(c), desc.rb.eq(rb),
+                             desc.last_line.eq(c == cur.cols - 1),
+                             desc.entry_last.eq(last_block & (c == cur.cols - 1))]
+                with m.If(ready & fifo.w_rdy):
+                    m.d.comb += fifo.w_en.eq(1)
+                    m.d.sync += [c.eq(c + 1), off.eq(off + cur.stride)]
+                    with m.If(c == cur.cols - 1):
+                        wait = Mux(last_block, rb, Mux(rb > cur.cols, rb - cur.cols, 0))
+                        with m.If(wait != 0):
+                            m.d.sync += [phase.eq(1), idle.eq(wait)]
+                        with m.Else():
+                            advance_block()
+            with m.If(phase == 1):
+                m.d.sync += idle.eq(idle - 1)
+                with m.If(idle == 1):
+                    advance_block()
+        self._moves_out(m, port, acc_r, cur, active, phase, r, c, beat, r0, off, rb,
+                        last_block, finish, advance_block)
+        with m.If(finish):
+            m.d.sync += [rq.eq(rq + 1), r.eq(0), c.eq(0), beat.eq(0), r0.eq(0), off.eq(0),
+                         phase.eq(0)]
+            with m.If(cur.mvout):
+                self._mark_done(m, rq)
+
+    def _moves_out(self, m, port, acc_r, cur, active, phase, r, c, beat, r0, off, rb,
+                   last_block, finish, advance_block) -> None:
+        p, e_, w = self.p, self.p.edge, self.p.bus_bytes
+        cbytes = p.c_bits // 8
+        ready = port.mem_req_ready
+        m.d.comb += acc_r.en.eq(0)          # a read port's en is 1 unless driven: hold data
+        with m.If(active & cur.mvout & ~cur.transpose):             # mvout, plain rows
+            row_bytes = cur.cols * cbytes
+            beats = (row_bytes + w - 1) // w
+            with m.If(phase == 0):
+                m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.row)]
+                m.d.sync += phase.eq(2)
+            with m.If(phase == 2):
+                m.d.comb += [port.mem_req_valid.eq(1), port.mem_req_write.eq(1),
+                             port.mem_req_addr.eq(cur.dram + off + beat * w),
+                             port.mem_req_len.eq(Mux(row_bytes - beat * w > w, w,
+                                                     row_bytes - beat * w)),
+                             port.mem_req_wdata.eq(acc_r.data.word_select(beat, 8 * w))]
+                with m.If(ready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == beats - 1):
+                        m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.row + r + 1)]
+                        m.d.sync += [beat.eq(0), r.eq(r + 1), off.eq(off + cur.stride)]
+                        with m.If(r == cur.rows - 1):
+                            m.d.comb += finish.eq(1)
+        # mvout through the transposer: rows in, then columns out as lines
+        otb = [[Signal(p.c_bits, name=f"otb_{t}_{x}") for x in range(p.acc_elems)]
+               for t in range(e_)]
+        o_valid, o_row = Signal(), Signal(range(e_))
+        m.d.sync += o_valid.eq(0)
+        with m.If(o_valid):
+            row = elements(acc_r.data, p.acc_elems, p.c_bits, False)
+            for t in range(e_):
+                with m.If(o_row == t):
+                    m.d.sync += [otb[t][x].eq(row[x]) for x in range(p.acc_elems)]
+        with m.If(active & cur.mvout & cur.transpose):
+            line_bytes = rb * cbytes
+            beats = (line_bytes + w - 1) // w
+            with m.If(phase == 0):
+                m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.row + r0 + r)]
+                m.d.sync += [o_valid.eq(1), o_row.eq(r), r.eq(r + 1)]
+                with m.If(r == rb - 1):
+                    m.d.sync += phase.eq(3)
+            with m.If(phase == 3):
+                m.d.sync += phase.eq(4)
+            with m.If(phase == 4):
+                column = Cat(*[Cat(*[otb[t][x] for t in range(e_)]) for x in range(p.acc_elems)])
+                line = column.word_select(c, e_ * p.c_bits)
+                m.d.comb += [port.mem_req_valid.eq(1), port.mem_req_write.eq(1),
+                             port.mem_req_addr.eq(cur.dram + r0 * cbytes + off + beat * w),
+                             port.mem_req_len.eq(Mux(line_bytes - beat * w > w, w,
+                                                     line_bytes - beat * w)),
+                             port.mem_req_wdata.eq(line.word_select(beat, 8 * w))]
+                with m.If(ready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == beats - 1):
+                        m.d.sync += [beat.eq(0), c.eq(c + 1), off.eq(off + cur.stride)]
+                        with m.If(c == cur.cols - 1):
+                            advance_block()
+
+    def _responses(self, m: Module, port, sp_w, fifo) -> None:
+        p, e_ = self.p, self.p.edge
+        desc = data.View(self.desc, fifo.r_data)
+        tb = [[[Signal(p.a_bits, name=f"tb{b}_{r}_{x}") for x in range(p.sp_elems)]
+               for r in range(e_)] for b in range(2)]
+        d_active, d_buf, d_last = Signal(), Signal(), Signal()
+        d_row, d_cols, d_cnt, d_rb = Signal(20), Signal(12), Signal(12), Signal(12)
+        d_entry = Signal(self._bits)
+        resp = elements(port.mem_resp_data, min(e_, p.bus_bytes * 8 // p.a_bits), p.a_bits,
+                        False)
+        col_mask = Cat(*[d_cols > x for x in range(p.sp_elems)])
+        with m.If(d_active):
+            m.d.comb += [sp_w.addr.eq(d_row + d_cnt), sp_w.en.eq(col_mask)]
+            rows = [Cat(*tb_r) for tb_r in tb[0]], [Cat(*tb_r) for tb_r in tb[1]]
+            pick = Mux(d_buf, Cat(*rows[1]).word_select(d_cnt, p.sp_elems * p.a_bits),
+                       Cat(*rows[0]).word_select(d_cnt, p.sp_elems * p.a_bits))
+            m.d.comb += sp_w.data.eq(pick)
+            m.d.sync += d_cnt.eq(d_cnt + 1)
+            with m.If(d_cnt == d_rb - 1):
+                m.d.sync += d_active.eq(0)
+                with m.If(d_last):
+                    self._mark_done(m, d_entry)
+        with m.If(port.mem_resp_valid):
+            m.d.comb += fifo.r_en.eq(1)
+            with m.If(~desc.transposed):
+                m.d.comb += [sp_w.addr.eq(desc.row), sp_w.data.eq(port.mem_resp_data),
+                             sp_w.en.eq(Cat(*[desc.cols > x for x in range(p.sp_elems)]))]
+                with m.If(desc.entry_last):
+                    self._mark_done(m, desc.entry)
+            with m.Else():
+                for b in range(2):
+                    for x in range(p.sp_elems):
+                        with m.If((desc.buf == b) & (desc.line == x)):
+                            m.d.sync += [tb[b][t][x].eq(resp[t]) for t in range(len(resp))]
+                with m.If(desc.last_line):
+                    m.d.sync += [d_active.eq(1), d_buf.eq(desc.buf), d_row.eq(desc.row),
+                                 d_cols.eq(desc.cols), d_cnt.eq(0), d_rb.eq(desc.rb),
+                                 d_last.eq(desc.entry_last), d_entry.eq(desc.entry)]

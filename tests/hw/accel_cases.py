@@ -1,0 +1,93 @@
+"""Small architectures and random programs for the accelerator's tests: every architecture
+the generator supports in miniature (int8, int4 with a 16-bit accumulator and 1-cycle DRAM,
+uint8 with wide accumulator rows), and checked programs that stress the dispatcher's hazards
+(random rows of one small scratchpad and accumulator, so moves and tiles overlap often)."""
+
+from __future__ import annotations
+
+import random
+
+from hw.front.arch import ArchSpec, arch_from_dict
+from hw.front.isa import Instruction, check_program, tile_layout
+
+DRAM_BYTES = 4096
+
+
+def tiny_arch(variant: str = "int8") -> ArchSpec:
+    """A 4x4 architecture with all four dataflow classes (see the module docstring)."""
+    d = {"name": f"tiny_{variant}", "array": [4, 4],
+         "types": {"A": "int8", "B": "int8", "C": "int32"},
+         "dataflows": [{"name": "os", "space": ["i", "j"], "time": "i + j + k"},
+                       {"name": "ws", "space": ["k", "j"], "time": "i + j + k"},
+                       {"name": "is_", "space": ["i", "k"], "time": "i + j + k"},
+                       {"name": "sr", "space": ["k", "j"], "time": "i"}],
+         "scratchpad": {"capacity_bytes": 1024, "banks": 4, "row_bytes": 4},
+         "accumulator": {"capacity_bytes": 1024, "banks": 2, "row_bytes": 16},
+         "dram": {"bytes_per_cycle": 4, "latency_cycles": 3}, "clock_mhz": 100}
+    if variant == "int4":
+        d["types"] = {"A": "int4", "B": "int4", "C": "int16"}
+        d["accumulator"] = {"capacity_bytes": 1024, "banks": 2, "row_bytes": 8}
+        d["dram"]["latency_cycles"] = 1
+    elif variant == "uint8":
+        d["types"] = {"A": "uint8", "B": "uint8", "C": "int32"}
+        d["accumulator"] = {"capacity_bytes": 2048, "banks": 2, "row_bytes": 32}
+        d["dram"]["latency_cycles"] = 7
+    elif variant != "int8":
+        raise ValueError(f"unknown variant {variant!r}")
+    return arch_from_dict(d)
+
+
+def _rows(arch: ArchSpec) -> tuple[int, int, int, int]:
+    sp, acc = arch.scratchpad, arch.accumulator
+    a_bits, c_bits = arch.types[0].bits, arch.types[2].bits
+    return (sp.banks * sp.rows_per_bank, acc.banks * acc.rows_per_bank,
+            sp.row_bytes * 8 // a_bits, acc.row_bytes * 8 // c_bits)
+
+
+def _move(rnd: random.Random, arch: ArchSpec, op: str) -> Instruction:
+    sp_rows, acc_rows, sp_elems, acc_elems = _rows(arch)
+    bits = arch.types[0 if op == "mvin" else 2].bits
+    rows = rnd.randint(1, 12 if op == "mvin" else 8)
+    cols = rnd.randint(1, sp_elems if op == "mvin" else acc_elems)
+    transpose = rnd.random() < 0.3
+    lines, per_line = (cols, rows) if transpose else (rows, cols)
+    nbytes = (per_line * bits + 7) // 8
+    stride = rnd.randint(nbytes, nbytes + 8)
+    span = (lines - 1) * stride + nbytes
+    # inputs in the lower half of DRAM, outputs in the upper half
+    base = 0 if op == "mvin" else DRAM_BYTES // 2
+    dram = base + rnd.randrange(DRAM_BYTES // 2 - span)
+    mem, total = ("sp", sp_rows) if op == "mvin" else ("acc", acc_rows)
+    return Instruction(op, (("dram", dram), ("stride", stride), (mem, rnd.randrange(total - rows)),
+                            ("rows", rows), ("cols", cols), ("transpose", int(transpose))))
+
+
+def _compute(rnd: random.Random, arch: ArchSpec, flow: str) -> Instruction:
+    sp_rows, acc_rows, _, _ = _rows(arch)
+    tile = [rnd.randint(1, s) if s else rnd.randint(1, 10) for s in arch.spatial_extents(flow)]
+    rows = {}
+    for t, total in (("A", sp_rows), ("B", sp_rows), ("C", acc_rows)):
+        rows[t.lower()] = rnd.randrange(total - tile[tile_layout(arch, flow, t)[0]])
+    return Instruction("compute", (*rows.items(), ("i", tile[0]), ("j", tile[1]),
+                                   ("k", tile[2]), ("accumulate", int(rnd.random() < 0.5))))
+
+
+def random_program(arch: ArchSpec, rnd: random.Random, length: int) -> list[Instruction]:
+    """A checked program of ``length`` random instructions after a config."""
+    flow = rnd.randrange(len(arch.dataflows))
+    program = [Instruction("config", (("dataflow", flow),))]
+    for _ in range(length):
+        r = rnd.random()
+        if r < 0.05:
+            flow = rnd.randrange(len(arch.dataflows))
+            program.append(Instruction("config", (("dataflow", flow),)))
+        elif r < 0.08:
+            program.append(Instruction("fence"))
+        elif r < 0.45:
+            program.append(_move(rnd, arch, "mvin"))
+        elif r < 0.8:
+            program.append(_compute(rnd, arch, arch.dataflows[flow].name))
+        else:
+            program.append(_move(rnd, arch, "mvout"))
+    check_program(program, arch)
+    return program
