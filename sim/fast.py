@@ -33,6 +33,8 @@ multiply helpers (an int8 MAC went from ~30 to ~10 instructions; ~1.3x on a 16x1
 Builds are cached like :mod:`sim.runner`'s (a hash of the Verilog, the harness, the flags, the
 Verilator version and the CPU, since the code is built with ``-march=native``), under
 ``cache_dir()/verilator-fast/<top>-<key>``, behind a file lock, with a ``complete`` marker.
+:func:`cached_build` does that for any harness (:mod:`sim.accel_fast` builds accelerators
+with it).
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ import subprocess
 import tempfile
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from itertools import chain
 from pathlib import Path
 
@@ -73,7 +75,8 @@ from .errors import BuildError, SimulationError
 from .runner import BUILD_MARKER, VERILATOR_FLAGS, build_errors
 from .toolchain import cache_dir, ensure_on_path, verilator_bin_dir, verilator_version
 
-__all__ = ["FAST_FLAGS", "FastBuild", "FastRun", "build_fast", "run_fast", "scan_ports"]
+__all__ = ["EXECUTABLE", "FAST_FLAGS", "FastBuild", "FastRun", "build_fast", "cached_build",
+           "exit_text", "run_fast", "scan_ports"]
 
 #: C++ flags of the model. GCC's vectorizers pack unrelated FU statements into vector
 #: registers and back; turning them off made a 16x16 array ~25% faster (benchmarks/rtl_throughput).
@@ -96,7 +99,8 @@ _MODE_BITS = 8
 _PROTOCOL: dict[str, int] = {
     CLOCK: 1, **port_widths(host_signature(64, 64)), **port_widths(control_signature()),
 }
-_EXE = "fastsim"
+#: The harness executable in a build directory.
+EXECUTABLE = "fastsim"
 _TIMEOUT_RC = 3
 _PORT_RE = re.compile(
     r"(?<![\w$\\])(input|output|inout)\s+(?:(?:wire|reg|logic|signed|unsigned)\s+)*"
@@ -327,69 +331,101 @@ def build_fast(verilog: str, top: str, *, cache_root: Path | None = None,
                          f"{train_modes!r}")
     ensure_on_path()
     source = _main_source(top, ports)
-    flags = (*FAST_FLAGS, "pgo") if profile_guided else FAST_FLAGS
+    markers = ("pgo",) if profile_guided else ()
     if profile_guided and train_modes > 1:
-        flags = (*flags, f"train_modes={train_modes}")
+        markers = (*markers, f"train_modes={train_modes}")
+    train = partial(_train_host, top=top, train_modes=train_modes) if profile_guided else None
+    directory, key, cached, seconds = cached_build(
+        verilog, top, source, markers=markers, train=train, cache_root=cache_root,
+        marker={"ports": ports})
+    return FastBuild(directory, directory / EXECUTABLE, top, key, cached, seconds, ports,
+                     profile_guided)
+
+
+def cached_build(verilog: str, top: str, source: str, *,
+                 verilator_flags: Sequence[str] = FAST_FLAGS, markers: Sequence[str] = (),
+                 train: Callable[[Path, Path], None] | None,
+                 cache_root: Path | None = None,
+                 marker: dict | None = None) -> tuple[Path, str, bool, float]:
+    """Build ``verilog`` with the C++ harness ``source`` (its ``main``), reusing a cached build.
+
+    The build lives in ``<cache_root or cache_dir()>/verilator-fast/<top>-<key>``, ``key``
+    a hash of the Verilog, ``top``, ``source`` (with :data:`_HELPERS`), ``verilator_flags``
+    and ``markers`` (strings that tell builds apart otherwise, e.g. profile guidance and its
+    training run), the Verilator version and the CPU. The directory then holds
+    :data:`EXECUTABLE`, the sources and ``build.log``. ``train``: when given, the build is
+    profile guided: the model is compiled with ``-fprofile-generate``, ``train(executable,
+    workdir)`` runs it (in the scratch directory ``workdir``; it raises :class:`BuildError`
+    when the run fails), and the model is compiled again with ``-fprofile-use``. ``marker``
+    is recorded in the ``complete`` marker file. Concurrent callers of one build wait for a
+    single build (a file lock); a failed build leaves nothing behind and raises
+    :class:`BuildError` with the tools' error lines. Returns ``(directory, key, cached, seconds)``.
+    """
+    flags = (*verilator_flags, *markers)
     key = _key(verilog, top, source + _HELPERS.read_text(), flags)
     root = (cache_root or cache_dir()) / "verilator-fast"
     root.mkdir(parents=True, exist_ok=True)
     directory = root / f"{top}-{key}"
-    executable = directory / _EXE
     t0 = time.perf_counter()
     with open(root / f"{top}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (directory / BUILD_MARKER).is_file() and executable.is_file():
-            return FastBuild(directory, executable, top, key, True, time.perf_counter() - t0,
-                             ports, profile_guided)
+        if (directory / BUILD_MARKER).is_file() and (directory / EXECUTABLE).is_file():
+            return directory, key, True, time.perf_counter() - t0
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir()
         try:
-            _compile(directory, verilog, top, source, profile_guided, train_modes)
+            _compile(directory, verilog, top, source, verilator_flags, train)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        (directory / BUILD_MARKER).write_text(json.dumps({"top": top, "flags": flags,
-                                                     "ports": ports}))
-    return FastBuild(directory, executable, top, key, False, time.perf_counter() - t0, ports,
-                     profile_guided)
+        (directory / BUILD_MARKER).write_text(json.dumps({"top": top, "flags": list(flags),
+                                                          **(marker or {})}))
+    return directory, key, False, time.perf_counter() - t0
 
 
-def _compile(directory: Path, verilog: str, top: str, source: str, profile_guided: bool,
-             train_modes: int) -> None:
-    """Verilate and compile into ``directory``; keep only the executable and ``build.log``."""
+def _train_host(executable: Path, workdir: Path, *, top: str, train_modes: int) -> None:
+    """The host-protocol harness's training run: all-zero banks, :data:`PROFILE_CYCLES`
+    split between the dataflows ``0 .. train_modes - 1`` (the profile accumulates)."""
+    empty = workdir / "empty.bin"
+    empty.write_bytes(b"")
+    for mode in range(train_modes):
+        train = subprocess.run([str(executable), str(PROFILE_CYCLES // train_modes), str(empty),
+                                str(empty), str(workdir / "train-values.bin"), str(mode)],
+                               capture_output=True, text=True, errors="replace")
+        if train.returncode not in (0, _TIMEOUT_RC):
+            raise BuildError(f"{top}: the profiling run (mode {mode}) "
+                             f"{exit_text(train.returncode)}\n"
+                             + "\n".join(train.stderr.splitlines()[-20:]))
+
+
+def _compile(directory: Path, verilog: str, top: str, source: str,
+             verilator_flags: Sequence[str], train: Callable[[Path, Path], None] | None) -> None:
+    """Verilate and compile into ``directory``; keep only the executable and ``build.log``
+    (``train``: see :func:`cached_build`)."""
     (directory / f"{top}.v").write_text(verilog)
     (directory / "fast_main.cpp").write_text(source)
     jobs = str(max(1, min(os.cpu_count() or 1, 8)))
-    obj, built = directory / "obj", directory / "obj" / _EXE
+    obj, built = directory / "obj", directory / "obj" / EXECUTABLE
     cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--top-module", top,
-           "-Mdir", "obj", "-o", _EXE, *FAST_FLAGS, f"{top}.v", "fast_main.cpp"]
+           "-Mdir", "obj", "-o", EXECUTABLE, *verilator_flags, f"{top}.v", "fast_main.cpp"]
     log = _step(cmd, directory, top, "", obj / f"V{top}.mk")
     _include_helpers(obj, top)
     # The wheel's verilated.mk lacks the precompiled-header include flag (toolchain.md).
     make = ["make", "-j", jobs, "-f", f"V{top}.mk", "CFG_CXXFLAGS_PCH_I=-include"]
-    if profile_guided:
+    if train is not None:
         make += [f"VM_USER_CFLAGS={_CXXFLAGS} -fprofile-generate",
                  "VM_USER_LDLIBS=-fprofile-generate"]
-    log = _step([*make, _EXE], obj, top, log, built)
-    if profile_guided:
-        empty = directory / "obj" / "empty.bin"
-        empty.write_bytes(b"")
-        for mode in range(train_modes):     # the profile accumulates over the runs
-            train = subprocess.run([str(built), str(PROFILE_CYCLES // train_modes), str(empty),
-                                    str(empty), str(obj / "train-values.bin"), str(mode)],
-                                   capture_output=True, text=True, errors="replace")
-            if train.returncode not in (0, _TIMEOUT_RC):
-                raise BuildError(f"{top}: the profiling run (mode {mode}) "
-                                 f"{_exit_text(train.returncode)}\n"
-                                 + "\n".join(train.stderr.splitlines()[-20:]))
+    log = _step([*make, EXECUTABLE], obj, top, log, built)
+    if train is not None:
+        train(built, obj)                   # writes the .gcda profile next to the objects
         for o in chain(obj.glob("*.o"), obj.glob("*.a"), obj.glob("*.gch"), [built]):
             o.unlink()
         make = ["make", "-j", jobs, "-f", f"V{top}.mk", "CFG_CXXFLAGS_PCH_I=-include",
                 f"VM_USER_CFLAGS={_CXXFLAGS} -fprofile-use -fprofile-correction "
-                "-Wno-missing-profile", "VM_USER_LDLIBS=", _EXE]
+                "-Wno-missing-profile", "VM_USER_LDLIBS=", EXECUTABLE]
         log = _step(make, obj, top, log, built)
     (directory / "build.log").write_text(log)
-    built.replace(directory / _EXE)
+    built.replace(directory / EXECUTABLE)
     shutil.rmtree(obj, ignore_errors=True)
 
 
@@ -477,7 +513,7 @@ def run_fast(
             raise SimulationError(f"{build.top}: done not high after max_cycles={max_cycles} "
                                   f"run cycles")
         if proc.returncode != 0 or stats.get("status") != "done":
-            raise SimulationError(f"{build.top}: fast harness {_exit_text(proc.returncode)}\n"
+            raise SimulationError(f"{build.top}: fast harness {exit_text(proc.returncode)}\n"
                                   + "\n".join(proc.stderr.splitlines()[-20:]))
         values = array("Q")
         values.frombytes(paths[2].read_bytes())
@@ -486,7 +522,8 @@ def run_fast(
                    int(stats["read_cycles"]), wall, run_cycles / wall if wall > 0 else 0.0)
 
 
-def _exit_text(returncode: int) -> str:
+def exit_text(returncode: int) -> str:
+    """How a process ended, in words (``exited with status N``, ``killed by SIGSEGV``)."""
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"

@@ -91,7 +91,7 @@ class DmaUnit:
                     m.d.sync += e.done.eq(0)
         fifo = SyncFIFO(width=self.desc.size, depth=p.resp_fifo_depth)
         m.submodules.resp_fifo = fifo
-        self._requests(m, port, acc_r, fifo, rq, head, count)
+        self._requests(m, port, acc_r, fifo, rq)
         self._responses(m, port, sp_w, fifo)
 
     def _mark_done(self, m: Module, index) -> None:
@@ -99,12 +99,13 @@ class DmaUnit:
             with m.If(index == n):
                 m.d.sync += e.done.eq(1)
 
-    def _requests(self, m: Module, port, acc_r, fifo, rq, head, count) -> None:
+    def _requests(self, m: Module, port, acc_r, fifo, rq) -> None:
         p, e_ = self.p, self.p.edge
         cur = _Entry(-2)
         for f, *srcs in zip(cur.fields(), *[e.fields() for e in self.entries], strict=True):
             m.d.comb += f.eq(Cat(*srcs).word_select(rq, len(f)) if len(srcs) > 1 else srcs[0])
-        active = (((rq - head) % (1 << self._bits)) < count)
+        unwalked = Signal(range(p.dma_queue + 1))     # moves queued, not yet started
+        active = unwalked != 0
         phase = Signal(3)           # 0 lines/reads, 1 idle, 2 beats, 3 wait, 4 line beats
         r, c, beat, idle = Signal(12), Signal(12), Signal(12), Signal(12)
         r0 = Signal(12)
@@ -157,6 +158,7 @@ class DmaUnit:
                     advance_block()
         self._moves_out(m, port, acc_r, cur, active, phase, r, c, beat, r0, off, rb,
                         last_block, finish, advance_block)
+        m.d.sync += unwalked.eq(unwalked + self.push - finish)
         with m.If(finish):
             m.d.sync += [rq.eq(rq + 1), r.eq(0), c.eq(0), beat.eq(0), r0.eq(0), off.eq(0),
                          phase.eq(0)]

@@ -1,6 +1,6 @@
 """Small architectures and random programs for the accelerator's tests: every architecture
 the generator supports in miniature (int8, int4 with a 16-bit accumulator and 1-cycle DRAM,
-uint8 with wide accumulator rows), and checked programs that stress the dispatcher's hazards
+uint8 with wide accumulator rows, int8 behind a slow DRAM), and checked programs that stress the dispatcher's hazards
 (random rows of one small scratchpad and accumulator, so moves and tiles overlap often)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ DRAM_BYTES = 4096
 
 
 def tiny_arch(variant: str = "int8") -> ArchSpec:
-    """A 4x4 architecture with all four dataflow classes (see the module docstring)."""
+    """A 4x4 architecture with all four dataflow classes (see the module docstring); the
+    variants "int8", "int4", "uint8" and "slow" (40-cycle DRAM)."""
     d = {"name": f"tiny_{variant}", "array": [4, 4],
          "types": {"A": "int8", "B": "int8", "C": "int32"},
          "dataflows": [{"name": "os", "space": ["i", "j"], "time": "i + j + k"},
@@ -32,6 +33,8 @@ def tiny_arch(variant: str = "int8") -> ArchSpec:
         d["types"] = {"A": "uint8", "B": "uint8", "C": "int32"}
         d["accumulator"] = {"capacity_bytes": 2048, "banks": 2, "row_bytes": 32}
         d["dram"]["latency_cycles"] = 7
+    elif variant == "slow":         # the DMA queue fills up behind long DRAM latency
+        d["dram"]["latency_cycles"] = 40
     elif variant != "int8":
         raise ValueError(f"unknown variant {variant!r}")
     return arch_from_dict(d)

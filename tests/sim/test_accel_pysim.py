@@ -17,7 +17,7 @@ from sim.accel_pysim import run_accel_pysim
 from sim.errors import SimulationError
 from tests.hw.accel_cases import DRAM_BYTES, random_program, tiny_arch
 
-ARCHS = {v: tiny_arch(v) for v in ("int8", "int4", "uint8")}
+ARCHS = {v: tiny_arch(v) for v in ("int8", "int4", "uint8", "slow")}
 
 
 def _run_both(arch, program, dram: bytes):
@@ -89,7 +89,8 @@ def test_requests_outside_dram_stop_the_run():
     arch = ARCHS["int8"]
     ins = Instruction("mvin", (("dram", 60), ("stride", 4), ("sp", 0), ("rows", 2),
                                ("cols", 4)))
-    with pytest.raises(SimulationError, match="outside the 64-byte DRAM"):
+    with pytest.raises(SimulationError, match=r"cycle 3: read request addr=0x40 len=4 "
+                                              r"outside the DRAM model \(64 bytes"):
         run_accel_pysim(arch, [encode(ins)], bytes(64))
 
 
