@@ -1,10 +1,13 @@
 """Running layers on an architecture: lay the operands out in DRAM, build the kernel
 library's program, run it, compare with golden, and report what it cost.
 
-Engines: ``ref`` runs the program on the reference machine (:mod:`hw.front.isa_machine`, the
-instruction set's semantics); the generated accelerator's RTL engines come with it. Without a
-``dataflow`` the one with the lowest roofline bound is chosen (ties: the architecture's
-order).
+Engines: ``fast`` and ``cocotb`` run the program on the generated accelerator's RTL
+(:mod:`flows.accel_engines`), ``ref`` on the reference machine (:mod:`hw.front.isa_machine`,
+the instruction set's semantics). Every run also executes on the reference machine: a run
+is ``bit_exact`` when its output equals golden's and the RTL's final DRAM is the machine's,
+byte for byte. ``model_cycles`` is the accelerator's cycle model
+(:mod:`hw.front.accel_timing`), ``cycles`` the RTL's measured ones. Without a ``dataflow``
+the one with the lowest roofline bound is chosen (ties: the architecture's order).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 from golden.int_gemm import int_gemm
 from golden.loop_nest import conv2d
 from hw.front import kernel_runs
+from hw.front.accel_params import accel_params
+from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
 from hw.front.kernel_runs import KernelRun, conv_operands, gemm_operands
 from hw.front.kernels import conv2d_cost, gemm_cost
@@ -23,7 +28,7 @@ from hw.front.program_cost import ProgramCost, program_cost
 
 __all__ = ["LayerRun", "arch_summary", "run_conv", "run_gemm"]
 
-ENGINES = ("ref",)
+ENGINES = ("fast", "cocotb", "ref")
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,23 @@ class LayerRun:
     cost: ProgramCost
     pes: int
     bit_exact: bool
+    model_cycles: int
+    cycles: int | None = None           #: measured on the RTL (None for ``ref``)
+    cycles_per_s: float | None = None
 
     def report(self) -> dict:
-        """The ``lego run`` JSON line (cycles come with the RTL engines: None here)."""
+        """The ``lego run`` JSON line; ``utilization`` = MACs / (PEs x cycles), of the
+        measured cycles (the model's with ``ref``)."""
         c = self.cost
+        cycles = self.model_cycles if self.cycles is None else self.cycles
         return {"layer": self.layer, "arch": self.arch, "dataflow": self.dataflow,
-                "engine": self.engine, "bit_exact": self.bit_exact, "cycles": None,
-                "model_cycles": None, "roofline_cycles": c.roofline_cycles,
+                "engine": self.engine, "bit_exact": self.bit_exact, "cycles": self.cycles,
+                "model_cycles": self.model_cycles, "roofline_cycles": c.roofline_cycles,
+                "utilization": round(c.macs / (self.pes * cycles), 4),
                 "macs": c.macs, "padded_macs": c.padded_macs,
                 "utilization_bound": round(c.macs / (self.pes * c.roofline_cycles), 4),
-                "dram_bytes": c.dram_bytes, "instructions": self.instructions}
+                "dram_bytes": c.dram_bytes, "instructions": self.instructions,
+                "cycles_per_s": None if self.cycles_per_s is None else round(self.cycles_per_s)}
 
 
 def _pick(arch: ArchSpec, dataflow: str | None, cost) -> str:
@@ -59,9 +71,7 @@ def _pick(arch: ArchSpec, dataflow: str | None, cost) -> str:
 
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        raise ValueError(f"engine {engine!r} is not available yet (engines: "
-                         f"{', '.join(ENGINES)}; the RTL engines come with the generated "
-                         f"accelerator)")
+        raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
 
 
 def _operands(rng: np.random.Generator, dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -70,7 +80,7 @@ def _operands(rng: np.random.Generator, dtype, shape: tuple[int, ...]) -> np.nda
 
 def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = None,
              a_transposed: bool = False, b_transposed: bool = False, seed: int = 0,
-             engine: str = "ref") -> LayerRun:
+             engine: str = "fast") -> LayerRun:
     """``C = A B`` (M x K times K x N, seeded random operands over A's/B's type) on ``arch``."""
     _check_engine(engine)
     ops = gemm_operands(arch, m, n, k, a_transposed, b_transposed)
@@ -84,7 +94,7 @@ def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = N
 
 def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: int, r: int,
              s: int, *, dataflow: str | None = None, seed: int = 0,
-             engine: str = "ref") -> LayerRun:
+             engine: str = "fast") -> LayerRun:
     """A valid stride-1 convolution (seeded random image and weights) on ``arch``."""
     _check_engine(engine)
     ops = conv_operands(arch, channels, height, width, kernels, r, s)
@@ -100,9 +110,18 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
 
 def _layer_run(layer: str, arch: ArchSpec, name: str, engine: str, run: KernelRun,
                expected: np.ndarray) -> LayerRun:
+    model = accel_timing(run.program, accel_params(arch)).cycles
+    exact = bool(np.array_equal(run.output, expected))
+    cycles = rate = None
+    if engine != "ref":
+        from .accel_engines import run_program
+
+        rtl = run_program(arch, run.program, run.dram_in, engine=engine,
+                          expected_cycles=model)
+        exact = exact and rtl.dram == run.machine.dram.tobytes()
+        cycles, rate = rtl.cycles, rtl.cycles_per_s
     return LayerRun(layer, arch.name, name, engine, len(run.program),
-                    program_cost(run.program, arch), arch.pes,
-                    bool(np.array_equal(run.output, expected)))
+                    program_cost(run.program, arch), arch.pes, exact, model, cycles, rate)
 
 
 def arch_summary(arch: ArchSpec) -> str:

@@ -110,8 +110,14 @@ def _parser() -> argparse.ArgumentParser:
                         "batch,q_heads,kv_heads,tokens,head_dim; coat: elements)")
     g.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
 
-    a = sub.add_parser("arch", help="check an architecture spec and say what it is")
-    a.add_argument("arch", metavar="ARCH.yaml", help="architecture spec (examples/arch/)")
+    a = sub.add_parser("arch", help="check an architecture spec and say what it is; with "
+                       "'emit', write its accelerator's Verilog",
+                       usage="lego arch [emit] ARCH.yaml [--out DIR]")
+    a.add_argument("words", nargs="+", metavar="[emit] ARCH.yaml",
+                   help="architecture spec (examples/arch/), after 'emit' to write its "
+                        "accelerator (DIR/<name>_accel.v)")
+    a.add_argument("--out", default="out", metavar="DIR",
+                   help="output directory of 'emit' (default: out)")
 
     r = sub.add_parser("run", help="run a GEMM or convolution on an architecture against "
                        "golden; print one JSON object")
@@ -124,9 +130,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="the architecture's dataflow to use (default: lowest roofline bound)")
     r.add_argument("--transpose-a", action="store_true", help="A stored K x M in DRAM")
     r.add_argument("--transpose-b", action="store_true", help="B stored N x K in DRAM")
-    r.add_argument("--engine", choices=("ref",), default="ref",
-                   help="ref: the instruction set's reference machine (the RTL engines come "
-                        "with the generated accelerator)")
+    r.add_argument("--engine", choices=("fast", "cocotb", "ref"), default="fast",
+                   help="fast: the accelerator's RTL in Verilator's C++ harness (default; the "
+                        "first run of an architecture builds it, about a minute); cocotb: the "
+                        "RTL in cocotb (small layers); ref: the instruction set's reference "
+                        "machine only")
     r.add_argument("--seed", type=_seed, default=0, help="operand seed (default 0)")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
@@ -254,7 +262,18 @@ def _cmd_arch(args) -> int:
 
     from .accel import arch_summary
 
-    print(arch_summary(load_arch(args.arch)))
+    words = args.words
+    if len(words) == 1 and words[0] != "emit":
+        args.arch = words[0]
+        print(arch_summary(load_arch(args.arch)))
+        return 0
+    if len(words) != 2 or words[0] != "emit":
+        raise ValueError(f"expected 'lego arch ARCH.yaml' or 'lego arch emit ARCH.yaml', got "
+                         f"{' '.join(words)!r}")
+    from .accel_engines import emit_accelerator
+
+    args.arch = words[1]
+    print(json.dumps(emit_accelerator(load_arch(args.arch), args.out)))
     return 0
 
 

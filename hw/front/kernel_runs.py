@@ -29,11 +29,13 @@ def _aligned(n: int) -> int:
 
 @dataclass(frozen=True)
 class KernelRun:
-    """The output read back (in the layer's axis order), the program and the machine."""
+    """The output read back (in the layer's axis order), the program, the machine after the
+    run and its DRAM before it (what another engine starts from)."""
 
     output: np.ndarray
     program: list[Instruction]
     machine: Machine
+    dram_in: bytes
 
 
 def gemm_operands(arch: ArchSpec, m: int, n: int, k: int, a_transposed: bool = False,
@@ -71,8 +73,9 @@ def run_gemm(arch: ArchSpec, dataflow: str, ops: GemmOperands, a: np.ndarray, b:
     machine = Machine(arch, _aligned(ops.c_addr + ops.m * ops.n * arch.types[2].bits // 8))
     machine.write_dram(ops.a_addr, pack(a.T if ops.a_transposed else a, arch.types[0]))
     machine.write_dram(ops.b_addr, pack(b.T if ops.b_transposed else b, arch.types[1]))
+    dram_in = machine.dram.tobytes()
     machine.run(program)
-    return KernelRun(_read(machine, ops.c_addr, (ops.m, ops.n)), program, machine)
+    return KernelRun(_read(machine, ops.c_addr, (ops.m, ops.n)), program, machine, dram_in)
 
 
 def run_conv(arch: ArchSpec, dataflow: str, ops: ConvOperands, image: np.ndarray,
@@ -89,5 +92,6 @@ def run_conv(arch: ArchSpec, dataflow: str, ops: ConvOperands, image: np.ndarray
                                      // 8))
     machine.write_dram(ops.i_addr, pack(image, arch.types[0]))
     machine.write_dram(ops.w_addr, pack(weights.transpose(2, 3, 0, 1), arch.types[0]))
+    dram_in = machine.dram.tobytes()
     machine.run(program)
-    return KernelRun(_read(machine, ops.o_addr, shape), program, machine)
+    return KernelRun(_read(machine, ops.o_addr, shape), program, machine, dram_in)

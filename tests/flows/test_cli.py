@@ -315,23 +315,24 @@ class TestArchCommands:
                                        "--dataflow", "input_stationary"),
                                       ("--conv", "3,6,7,5,3,2")])
     def test_run_bit_exact(self, args):
-        r = lego("run", "examples/arch/lego_fused.yaml", *args)
+        r = lego("run", "examples/arch/lego_fused.yaml", "--engine", "ref", *args)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["bit_exact"] is True and out["engine"] == "ref"
         assert out["roofline_cycles"] >= out["macs"] / 256 and out["dram_bytes"] > 0
+        assert out["cycles"] is None and out["model_cycles"] >= out["roofline_cycles"]
         if "--dataflow" in args:
             assert out["dataflow"] == "input_stationary"
 
     def test_gemmini_pads(self):
-        out = json.loads(lego("run", "examples/arch/gemmini_like.yaml", "--gemm",
-                              "1,16,16").stdout)
+        out = json.loads(lego("run", "examples/arch/gemmini_like.yaml", "--engine", "ref",
+                              "--gemm", "1,16,16").stdout)
         assert out["macs"] == 256 and out["padded_macs"] == 16 * 16 * 16
 
     @pytest.mark.parametrize("args, code, message", [
         (("--gemm", "5,7"), 2, "expected 3 positive integers separated by commas, got '5,7'"),
         (("--gemm", "5,0,3"), 2, "expected 3 positive integers"),
-        (("--engine", "fast", "--gemm", "1,1,1"), 2, "invalid choice: 'fast'"),
+        (("--engine", "icarus", "--gemm", "1,1,1"), 2, "invalid choice: 'icarus'"),
         (("--gemm", "1,1,1", "--dataflow", "input_stationay"), 1,
          "has no dataflow 'input_stationay'"),
         (("--conv", "1,3,3,1,1,1", "--transpose-a"), 1,
@@ -339,7 +340,7 @@ class TestArchCommands:
         (("--conv", "1,2,2,1,3,3"), 1, "a 3x3 kernel does not fit a 2x2 image"),
     ])
     def test_run_errors(self, args, code, message):
-        r = lego("run", "examples/arch/lego_fused.yaml", *args)
+        r = lego("run", "examples/arch/lego_fused.yaml", "--engine", "ref", *args)
         _one_error_line(r, code)
         assert message in r.stderr
 
@@ -349,3 +350,68 @@ class TestArchCommands:
         r = lego("run", str(p), "--gemm", "1,1,1")
         _one_error_line(r, 1)
         assert r.stderr.startswith(f"lego: error: {p}: architecture: missing 'types'")
+
+
+@pytest.fixture(scope="module")
+def tiny_yaml(tmp_path_factory):
+    import yaml
+
+    from tests.hw.accel_cases import tiny_arch_dict
+
+    p = tmp_path_factory.mktemp("arch") / "tiny.yaml"
+    p.write_text(yaml.safe_dump(tiny_arch_dict("int8")))
+    return p
+
+
+class TestAcceleratorRuns:
+    """``lego arch emit`` and ``lego run`` on the generated accelerator's RTL."""
+
+    @pytest.mark.parametrize("engine", ["fast", "cocotb"])
+    @pytest.mark.parametrize("layer", [("--gemm", "6,9,5", "--dataflow", "os"),
+                                       ("--gemm", "1,7,9", "--transpose-b"),
+                                       ("--conv", "2,5,6,3,2,2", "--dataflow", "is_")])
+    def test_rtl_bit_exact_and_cycles_as_modelled(self, tiny_yaml, engine, layer):
+        r = lego("run", str(tiny_yaml), "--engine", engine, *layer)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True and out["engine"] == engine
+        assert out["cycles"] == out["model_cycles"] >= out["roofline_cycles"]
+        assert 0 < out["utilization"] <= out["utilization_bound"] <= 1
+
+    def test_shipped_architecture_on_the_fast_engine(self):
+        r = lego("run", "examples/arch/lego_fused.yaml", "--gemm", "40,33,70")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True and out["engine"] == "fast"
+        assert out["cycles"] == out["model_cycles"]
+
+    def test_arch_emit(self, tiny_yaml, tmp_path):
+        r = lego("arch", "emit", str(tiny_yaml), "--out", str(tmp_path / "rtl"))
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        text = (tmp_path / "rtl" / "tiny_int8_accel.v").read_text()
+        assert out["verilog"] == str(tmp_path / "rtl" / "tiny_int8_accel.v")
+        assert out["lines"] == text.count("\n") and "module tiny_int8_accel(" in text
+
+    @pytest.mark.parametrize("words, message", [
+        (("emit",), "expected 'lego arch ARCH.yaml' or 'lego arch emit ARCH.yaml', got 'emit'"),
+        (("show", "a.yaml"), "got 'show a.yaml'"),
+    ])
+    def test_arch_usage_errors(self, words, message):
+        r = lego("arch", *words)
+        _one_error_line(r, 1)
+        assert message in r.stderr
+
+    def test_emit_names_unsupported_architecture(self, tmp_path):
+        import yaml
+
+        from tests.hw.accel_cases import tiny_arch_dict
+
+        d = tiny_arch_dict("int8")
+        d["dram"]["bytes_per_cycle"] = 8
+        p = tmp_path / "wide.yaml"
+        p.write_text(yaml.safe_dump(d))
+        r = lego("arch", "emit", str(p), "--out", str(tmp_path / "o"))
+        _one_error_line(r, 1)
+        assert f"{p}: the accelerator's DRAM beat is one scratchpad row" in r.stderr
+        assert not (tmp_path / "o").exists()

@@ -16,6 +16,11 @@ DRAM_BYTES = 4096
 def tiny_arch(variant: str = "int8") -> ArchSpec:
     """A 4x4 architecture with all four dataflow classes (see the module docstring); the
     variants "int8", "int4", "uint8" and "slow" (40-cycle DRAM)."""
+    return arch_from_dict(tiny_arch_dict(variant))
+
+
+def tiny_arch_dict(variant: str = "int8") -> dict:
+    """:func:`tiny_arch` as the mapping its YAML file holds."""
     d = {"name": f"tiny_{variant}", "array": [4, 4],
          "types": {"A": "int8", "B": "int8", "C": "int32"},
          "dataflows": [{"name": "os", "space": ["i", "j"], "time": "i + j + k"},
@@ -37,7 +42,7 @@ def tiny_arch(variant: str = "int8") -> ArchSpec:
         d["dram"]["latency_cycles"] = 40
     elif variant != "int8":
         raise ValueError(f"unknown variant {variant!r}")
-    return arch_from_dict(d)
+    return d
 
 
 def _rows(arch: ArchSpec) -> tuple[int, int, int, int]:
