@@ -1,7 +1,8 @@
 """Small architectures and random programs for the accelerator's tests: every architecture
 the generator supports in miniature (int8, int4 with a 16-bit accumulator and 1-cycle DRAM,
-uint8 with wide accumulator rows, int8 behind a slow DRAM), and checked programs that stress the dispatcher's hazards
-(random rows of one small scratchpad and accumulator, so moves and tiles overlap often)."""
+uint8 with wide accumulator rows, int8 behind a slow DRAM), and checked programs that stress
+the dispatcher's hazards (random rows of one small scratchpad and accumulator, so moves and
+tiles overlap often)."""
 
 from __future__ import annotations
 
