@@ -111,7 +111,7 @@ def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, 
         t0 = time.perf_counter()
         run = run_accel_cocotb(verilog, top, words, dram, latency=latency, max_cycles=limit)
         return RtlRun(run.cycles, run.dram, run.cycles_per_s, time.perf_counter() - t0)
-    build = build_accel_fast(verilog, top)
+    build = build_accel_fast(verilog, top, profile_guided=False)     # PGO measured slower
     run = run_accel_fast(build, words, dram, latency=latency, max_cycles=limit,
                          progress=_progress(expected_cycles))
     return RtlRun(run.cycles, run.dram, run.cycles_per_s, build.seconds)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from .accel_params import AccelParams
 from .isa import Instruction
 
-__all__ = ["AccelTiming", "accel_timing", "compute_rows", "move_cycles"]
+__all__ = ["AccelTiming", "accel_timing", "compute_rows", "move_cycles", "tile_period"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,17 @@ def compute_rows(cls: str, i: int, j: int, k: int) -> dict[str, int]:
     if cls == "i":
         return {"A": i, "B": k, "C": i, "x": i, "s": k}
     return {"A": i, "B": j, "C": j, "x": j, "s": i}
+
+
+def tile_period(cls: str, i: int, j: int, k: int) -> int:
+    """Cycles between the stream starts of back-to-back equal tiles (the steady state of
+    the recurrence above when nothing else holds them): class "k" streams, idles one cycle
+    and drains; classes "i"/"j" stream while the next tile loads, which starts the cycle
+    after its queue slot frees (one after this tile's start)."""
+    rows = compute_rows(cls, i, j, k)
+    if cls == "k":
+        return k + 1 + i
+    return max(rows["x"], rows["s"] + 1)
 
 
 def _ceil(a: int, b: int) -> int:

@@ -1,20 +1,22 @@
-"""The kernel library: GEMMs and 2-D convolutions tiled onto an architecture as programs.
+"""The kernel library: GEMMs and 2-D convolutions scheduled onto an architecture as programs.
 
 :func:`gemm_program` covers ``C (M x N) = A (M x K) B (K x N)`` for any extents, with A or B
-stored transposed in DRAM, under any dataflow of the architecture. Tiles: the dims the
-dataflow maps to the array take up to the array's size; the dim it maps to time only runs as
-long as the scratchpad's half and the accumulator allow (the other half is for the next
-tile's operands: double buffering). Per output tile, the reduction dim k is split into chunks
-(the first computes, the others accumulate), then C leaves the accumulator. An operand whose
-DRAM rows run along its memory rows moves as plain rows; otherwise through the DMA's
-transposer. Edge tiles are smaller (an architecture's
-``pad_to`` is a cost, not a change of result: it is accounted by the cost model).
+stored transposed in DRAM, under any dataflow of the architecture; :func:`conv2d_program` runs
+a convolution as, per output row, a sum over the kernel taps of GEMMs whose input rows are
+strided views of the image (no im2col copy in DRAM; the weights are shared by every row). Both
+run the blocked loop nest of a :class:`~hw.front.kernel_schedule.GemmSchedule` (one operand's
+block resident in the scratchpad while the other streams past it in prefetched pieces, C in
+rotating accumulator slots), chosen by :func:`~hw.front.kernel_choice.choose_schedule` unless
+given, and ordered for the accelerator by :mod:`hw.front.kernel_program`. Edge tiles are
+smaller (an architecture's ``pad_to`` is a cost, not a change of result: it is accounted by
+the cost model).
 
-:func:`conv2d_program` runs a convolution as, per output row, a sum over the kernel taps of
-GEMMs whose input rows are strided views of the image (no im2col copy in DRAM).
-
-Every program passes :func:`hw.front.isa.check_program` and, on the reference machine
-(:mod:`hw.front.isa_machine`), computes golden's GEMM (a property test).
+:func:`gemm_cost` and :func:`conv2d_cost` count a program's costs in closed form (classes of
+tile and block extents, not instructions), equal to :func:`~hw.front.program_cost.
+program_cost` of the built program; :func:`gemm_instructions` and
+:func:`conv2d_instructions` its length. Every program passes
+:func:`hw.front.isa.check_program` and, on the reference machine (:mod:`hw.front.isa_machine`),
+computes golden's GEMM (a property test).
 
 Layer: hw.front, the planning layer (plain Python, no Amaranth).
 """
@@ -25,14 +27,19 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .arch import ArchSpec
-from .isa import TENSOR_DIMS, Instruction, tile_layout
-from .program_cost import ProgramCost, cost_from_counts, instruction_counts
+from .isa import Instruction
+from .kernel_choice import choose_schedule
+from .kernel_program import MatrixView, build_program, program_counts
+from .kernel_schedule import GemmProblem, GemmSchedule, SchedulePlan, plan_schedule
+from .program_cost import ProgramCost, cost_from_counts
 from .spec_model import SpecError
 
-__all__ = ["ConvOperands", "GemmOperands", "MatrixView", "conv2d_cost", "conv2d_program",
-           "gemm_cost", "gemm_program", "gemm_tile"]
+__all__ = ["ConvOperands", "GemmOperands", "GemmSchedule", "MatrixView", "conv2d_cost",
+           "conv2d_instructions", "conv2d_program", "conv2d_schedule", "gemm_cost",
+           "gemm_instructions", "gemm_program", "gemm_schedule", "gemm_tile"]
 
-_MAX_ROWS = (1 << 12) - 1       # the rows field of a move
+#: a schedule, the compute tile (i, j, k) to choose blocks around, or None: the default
+Schedule = GemmSchedule | tuple[int, int, int] | None
 
 
 @dataclass(frozen=True)
@@ -65,168 +72,65 @@ class GemmOperands:
         return self.m, self.n, self.k
 
 
+def _plan(arch: ArchSpec, dataflow: str, problem: GemmProblem, tile: Schedule
+          ) -> SchedulePlan:
+    """The plan of ``tile`` (a schedule, a compute tile to choose around, or None)."""
+    if tile is None or isinstance(tile, tuple):
+        schedule = choose_schedule(arch, dataflow, problem, tile)
+    elif isinstance(tile, GemmSchedule):
+        schedule = tile
+    else:
+        raise TypeError(f"tile must be a GemmSchedule, a tile (i, j, k) or None, got "
+                        f"{tile!r}")
+    return plan_schedule(arch, dataflow, problem, schedule)
+
+
+def gemm_schedule(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int],
+                  tile: tuple[int, int, int] | None = None) -> GemmSchedule:
+    """The default schedule of an ``M x N x K`` GEMM (around compute tile ``tile`` if given):
+    :func:`~hw.front.kernel_choice.choose_schedule`."""
+    return choose_schedule(arch, dataflow, GemmProblem(tuple(extents)),
+                           None if tile is None else tuple(tile))
+
+
 def gemm_tile(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int]
               ) -> tuple[int, int, int]:
-    """Tile extents (i, j, k) for a GEMM of ``extents`` under ``dataflow``: array dims up to
-    the array, the time-only dim as long as A's and B's rows fit half the scratchpad and C's
-    rows the accumulator."""
-    spatial = arch.spatial_extents(dataflow)
-    tile = [min(s, e) if s else e for s, e in zip(spatial, extents, strict=True)]
-    half = arch.scratchpad.banks * arch.scratchpad.rows_per_bank // 2
-    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
-    for d, s in enumerate(spatial):
-        if s:
-            continue
-        while tile[d] > 1 and not _fits(arch, dataflow, tile, half, acc_rows):
-            tile[d] = (tile[d] + 1) // 2
-    if not _fits(arch, dataflow, tile, half, acc_rows):
-        raise SpecError(f"a {tuple(tile)} tile under {dataflow!r} does not fit the memories "
-                        f"of {arch.name!r}")
-    return tile[0], tile[1], tile[2]
+    """The compute tile (i, j, k) of the default schedule, clipped to ``extents``: the
+    array's dims up to the array; its C rows fit half the accumulator."""
+    problem = GemmProblem(tuple(extents))
+    return plan_schedule(arch, dataflow, problem,
+                         choose_schedule(arch, dataflow, problem)).tile
 
 
-def _fits(arch: ArchSpec, dataflow: str, tile: list[int], half: int, acc_rows: int) -> bool:
-    rows = {t: tile[tile_layout(arch, dataflow, t)[0]] for t in "ABC"}
-    return rows["A"] + rows["B"] <= half and rows["C"] <= acc_rows
+def _gemm_views(ops: GemmOperands) -> tuple[MatrixView, MatrixView, MatrixView]:
+    return (MatrixView(ops.a_addr, ops.m if ops.a_transposed else ops.k, ops.a_transposed),
+            MatrixView(ops.b_addr, ops.k if ops.b_transposed else ops.n, ops.b_transposed),
+            MatrixView(ops.c_addr, ops.n))
 
 
-@dataclass(frozen=True)
-class MatrixView:
-    """A matrix in DRAM: element (p, q) at byte ``base + (p * row_len + q) * bits / 8``, or
-    ``base + (q * row_len + p) * bits / 8`` when ``transposed`` (rows of the stored matrix
-    are its columns)."""
-
-    base: int
-    row_len: int
-    transposed: bool = False
-
-
-def _move(arch: ArchSpec, op: str, tensor: str, dataflow: str, view: MatrixView,
-          origin: tuple[int, int, int], tile: tuple[int, int, int], mem_row: int,
-          bits: int) -> list[Instruction]:
-    """The moves of ``tensor``'s tile at ``origin`` between DRAM (``view``) and memory rows
-    from ``mem_row`` in the tile layout: plain rows when the stored rows run along the memory
-    rows, else through the transposer (a move covers at most the rows field's 4095 rows)."""
-    row_dim, col_dim = tile_layout(arch, dataflow, tensor)
-    p, q = TENSOR_DIMS[tensor]
-    plain = (q if view.transposed else p) == row_dim      # stored rows = memory rows
-    field = "sp" if op == "mvin" else "acc"
-    out = []
-    for r0 in range(0, tile[row_dim], _MAX_ROWS):
-        rows = min(_MAX_ROWS, tile[row_dim] - r0)
-        first = list(origin)
-        first[row_dim] += r0
-        line, elem = (first[row_dim], first[col_dim]) if plain else \
-            (first[col_dim], first[row_dim])
-        bit = (line * view.row_len + elem) * bits
-        if bit % 8 or (view.row_len * bits) % 8:
-            raise SpecError(f"{tensor}: element {elem} of DRAM row {line} ({bits}-bit "
-                            f"elements, {view.row_len} per row) is not at a byte boundary")
-        out.append(Instruction(op, (("dram", view.base + bit // 8),
-                                    ("stride", view.row_len * bits // 8),
-                                    (field, mem_row + r0), ("rows", rows),
-                                    ("cols", tile[col_dim]), ("transpose", int(not plain)))))
-    return out
-
-
-def _config(arch: ArchSpec, dataflow: str) -> Instruction:
-    index = [d.name for d in arch.dataflows].index(arch.dataflow(dataflow).name)
-    return Instruction("config", (("dataflow", index),))
-
-
-def _sum_of_products(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int],
-                     pairs: list[tuple[MatrixView, MatrixView]], c_view: MatrixView,
-                     tile: tuple[int, int, int]) -> list[Instruction]:
-    """``C (M x N) = sum over pairs of A_p (M x K) B_p (K x N)``: per output tile, every
-    pair's k chunks accumulate into the accumulator, then C moves out once."""
-    a_bits, _, c_bits = (t.bits for t in arch.types)
-    half = arch.scratchpad.banks * arch.scratchpad.rows_per_bank // 2
-    a_rows = tile[tile_layout(arch, dataflow, "A")[0]]
-    program, buffer = [], 0
-    m, n, k = extents
-    for i0 in range(0, m, tile[0]):
-        for j0 in range(0, n, tile[1]):
-            first = True
-            for a_view, b_view in pairs:
-                for k0 in range(0, k, tile[2]):
-                    origin = (i0, j0, k0)
-                    here = tuple(min(t, e - o) for t, e, o in
-                                 zip(tile, extents, origin, strict=True))
-                    sp_a = buffer * half
-                    program += _move(arch, "mvin", "A", dataflow, a_view, origin, here, sp_a,
-                                     a_bits)
-                    program += _move(arch, "mvin", "B", dataflow, b_view, origin, here,
-                                     sp_a + a_rows, a_bits)
-                    program.append(Instruction("compute", (
-                        ("a", sp_a), ("b", sp_a + a_rows), ("c", 0), ("i", here[0]),
-                        ("j", here[1]), ("k", here[2]), ("accumulate", int(not first)))))
-                    first, buffer = False, buffer ^ 1
-            c_tile = (min(tile[0], m - i0), min(tile[1], n - j0), 1)
-            program += _move(arch, "mvout", "C", dataflow, c_view, (i0, j0, 0), c_tile, 0,
-                             c_bits)
-    return program
-
-
-def _classes(extent: int, tile: int) -> list[tuple[int, int]]:
-    """``(tile extent, how many tiles)``: the full tiles of ``extent`` and its edge tile."""
-    full, edge = divmod(extent, tile)
-    return [(e, n) for e, n in ((tile, full), (edge, 1)) if e and n]
-
-
-def _sum_of_products_counts(arch: ArchSpec, dataflow: str, extents: tuple[int, int, int],
-                            pairs: list[tuple[MatrixView, MatrixView]], c_view: MatrixView,
-                            tile: tuple[int, int, int]) -> Counter:
-    """The counts of :func:`_sum_of_products`' program without building it: each class of
-    tile extents costs what one of its instructions does (``instruction_counts``), times how
-    many there are. Pairs share the transposition of their first (as the kernels make them)."""
-    a_bits, _, c_bits = (t.bits for t in arch.types)
-    a_view, b_view = pairs[0]
-    total: Counter[str] = Counter()
-    for ti, ni in _classes(extents[0], tile[0]):
-        for tj, nj in _classes(extents[1], tile[1]):
-            outputs = ni * nj
-            for tk, nk in _classes(extents[2], tile[2]):
-                here = (ti, tj, tk)
-                ins = [*_move(arch, "mvin", "A", dataflow, a_view, (0, 0, 0), here, 0, a_bits),
-                       *_move(arch, "mvin", "B", dataflow, b_view, (0, 0, 0), here, 0, a_bits),
-                       Instruction("compute", (("a", 0), ("b", 0), ("c", 0), ("i", ti),
-                                               ("j", tj), ("k", tk), ("accumulate", 1)))]
-                for one in ins:
-                    for key, value in instruction_counts(one, arch, dataflow).items():
-                        total[key] += value * outputs * nk * len(pairs)
-            c_rows = (ti, tj)[tile_layout(arch, dataflow, "C")[0]]
-            total["accumulator_row_reads"] -= outputs * c_rows     # first chunks overwrite
-            for one in _move(arch, "mvout", "C", dataflow, c_view, (0, 0, 0), (ti, tj, 1), 0,
-                             c_bits):
-                for key, value in instruction_counts(one, arch, dataflow).items():
-                    total[key] += value * outputs
-    return total
-
-
-def gemm_cost(arch: ArchSpec, dataflow: str, ops: GemmOperands,
-              tile: tuple[int, int, int] | None = None) -> ProgramCost:
+def gemm_cost(arch: ArchSpec, dataflow: str, ops: GemmOperands, tile: Schedule = None
+              ) -> ProgramCost:
     """``program_cost(gemm_program(arch, dataflow, ops, tile))`` without building the
-    program: a handful of tile classes instead of one instruction per tile (a mapper's
-    call)."""
-    ext = ops.extents()
-    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
-    a_view = MatrixView(ops.a_addr, ops.m if ops.a_transposed else ops.k, ops.a_transposed)
-    b_view = MatrixView(ops.b_addr, ops.k if ops.b_transposed else ops.n, ops.b_transposed)
-    return cost_from_counts(_sum_of_products_counts(arch, dataflow, ext, [(a_view, b_view)],
-                                                    MatrixView(ops.c_addr, ops.n), tile), arch)
+    program: a handful of classes of tiles and blocks (a mapper's call)."""
+    plan = _plan(arch, dataflow, GemmProblem(ops.extents()), tile)
+    return cost_from_counts(program_counts(arch, dataflow, plan, _gemm_views(ops)), arch)
 
 
-def gemm_program(arch: ArchSpec, dataflow: str, ops: GemmOperands,
-                 tile: tuple[int, int, int] | None = None) -> list[Instruction]:
-    """The program computing ``C = A B`` of ``ops`` under ``dataflow`` (tiles from
-    :func:`gemm_tile` unless given); operands alternate between the scratchpad's halves."""
-    ext = ops.extents()
-    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
-    a_view = MatrixView(ops.a_addr, ops.m if ops.a_transposed else ops.k, ops.a_transposed)
-    b_view = MatrixView(ops.b_addr, ops.k if ops.b_transposed else ops.n, ops.b_transposed)
-    return [_config(arch, dataflow),
-            *_sum_of_products(arch, dataflow, ext, [(a_view, b_view)],
-                              MatrixView(ops.c_addr, ops.n), tile)]
+def gemm_instructions(arch: ArchSpec, dataflow: str, ops: GemmOperands,
+                      tile: Schedule = None) -> int:
+    """``len(gemm_program(arch, dataflow, ops, tile))`` without building the program."""
+    plan = _plan(arch, dataflow, GemmProblem(ops.extents()), tile)
+    return program_counts(arch, dataflow, plan, _gemm_views(ops))["instructions"]
+
+
+def gemm_program(arch: ArchSpec, dataflow: str, ops: GemmOperands, tile: Schedule = None
+                 ) -> list[Instruction]:
+    """The program computing ``C = A B`` of ``ops`` under ``dataflow``: ``tile`` a
+    :class:`GemmSchedule`, a compute tile to choose the blocks around, or None (the
+    default schedule, :func:`gemm_schedule`)."""
+    plan = _plan(arch, dataflow, GemmProblem(ops.extents()), tile)
+    a_view, b_view, c_view = _gemm_views(ops)
+    return build_program(arch, dataflow, plan, [([(a_view, b_view)], c_view)])
 
 
 @dataclass(frozen=True)
@@ -265,16 +169,31 @@ class ConvOperands:
         return self.kernels, self.height - self.r + 1, self.width - self.s + 1
 
 
-def conv2d_program(arch: ArchSpec, dataflow: str, ops: ConvOperands,
-                   tile: tuple[int, int, int] | None = None) -> list[Instruction]:
+
+
+def _conv_problem(ops: ConvOperands) -> GemmProblem:
+    kk, ys, xs = ops.out_shape
+    return GemmProblem((kk, xs, ops.channels), ops.r * ops.s, ys, a_shared=True)
+
+
+def conv2d_schedule(arch: ArchSpec, dataflow: str, ops: ConvOperands,
+                    tile: tuple[int, int, int] | None = None) -> GemmSchedule:
+    """The default schedule of the convolution ``ops`` (its GEMMs: kernels x output columns x
+    channels, summed over the taps, per output row; the weights shared by every row)."""
+    return choose_schedule(arch, dataflow, _conv_problem(ops),
+                           None if tile is None else tuple(tile))
+
+
+def conv2d_program(arch: ArchSpec, dataflow: str, ops: ConvOperands, tile: Schedule = None
+                   ) -> list[Instruction]:
     """The program of the convolution ``ops`` under ``dataflow``: per output row y, the GEMM
     ``O[:, y, :] (K x X) = sum over taps (r, s) of W_rs (K x C) I[:, y + r, s:s + X] (C x X)``
-    (each tap's input rows are a strided view of the image: no im2col in DRAM)."""
+    (each tap's input rows are a strided view of the image: no im2col in DRAM), scheduled as
+    one problem (``tile`` as for :func:`gemm_program`)."""
     kk, ys, xs = ops.out_shape
-    ext = (kk, xs, ops.channels)
-    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
+    plan = _plan(arch, dataflow, _conv_problem(ops), tile)
     a_bits, _, c_bits = (t.bits for t in arch.types)
-    program = [_config(arch, dataflow)]
+    batches = []
     for y in range(ys):
         pairs = []
         for r in range(ops.r):
@@ -286,17 +205,25 @@ def conv2d_program(arch: ArchSpec, dataflow: str, ops: ConvOperands,
                     raise SpecError("4-bit images need even row offsets")
                 pairs.append((w_view, MatrixView(ops.i_addr + first // 8,
                                                  ops.height * ops.width)))
-        out = MatrixView(ops.o_addr + y * xs * c_bits // 8, ys * xs)
-        program += _sum_of_products(arch, dataflow, ext, pairs, out, tile)
-    return program
+        batches.append((pairs, MatrixView(ops.o_addr + y * xs * c_bits // 8, ys * xs)))
+    return build_program(arch, dataflow, plan, batches)
 
 
-def conv2d_cost(arch: ArchSpec, dataflow: str, ops: ConvOperands,
-                tile: tuple[int, int, int] | None = None) -> ProgramCost:
+def conv2d_instructions(arch: ArchSpec, dataflow: str, ops: ConvOperands,
+                        tile: Schedule = None) -> int:
+    """``len(conv2d_program(arch, dataflow, ops, tile))`` without building it."""
+    return _conv_counts(arch, dataflow, ops, tile)["instructions"]
+
+
+def conv2d_cost(arch: ArchSpec, dataflow: str, ops: ConvOperands, tile: Schedule = None
+                ) -> ProgramCost:
     """``program_cost(conv2d_program(arch, dataflow, ops, tile))`` without building it."""
-    kk, ys, xs = ops.out_shape
-    ext = (kk, xs, ops.channels)
-    tile = gemm_tile(arch, dataflow, ext) if tile is None else tile
-    taps = [(MatrixView(0, ops.channels), MatrixView(0, ops.height * ops.width))] * (ops.r * ops.s)
-    per_row = _sum_of_products_counts(arch, dataflow, ext, taps, MatrixView(0, ys * xs), tile)
-    return cost_from_counts(Counter({k: v * ys for k, v in per_row.items()}), arch)
+    return cost_from_counts(_conv_counts(arch, dataflow, ops, tile), arch)
+
+
+def _conv_counts(arch: ArchSpec, dataflow: str, ops: ConvOperands, tile: Schedule) -> Counter:
+    _, ys, xs = ops.out_shape
+    plan = _plan(arch, dataflow, _conv_problem(ops), tile)
+    views = (MatrixView(0, ops.channels), MatrixView(0, ops.height * ops.width),
+             MatrixView(0, ys * xs))
+    return program_counts(arch, dataflow, plan, views)

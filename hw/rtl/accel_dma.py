@@ -20,7 +20,7 @@ Layer: hw.rtl, the Amaranth layer.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFO
 
@@ -103,7 +103,7 @@ class DmaUnit:
         p, e_ = self.p, self.p.edge
         cur = _Entry(-2)
         for f, *srcs in zip(cur.fields(), *[e.fields() for e in self.entries], strict=True):
-            m.d.comb += f.eq(Cat(*srcs).word_select(rq, len(f)) if len(srcs) > 1 else srcs[0])
+            m.d.comb += f.eq(Array(srcs)[rq])
         unwalked = Signal(range(p.dma_queue + 1))     # moves queued, not yet started
         active = unwalked != 0
         phase = Signal(3)           # 0 lines/reads, 1 idle, 2 beats, 3 wait, 4 line beats
@@ -190,16 +190,15 @@ class DmaUnit:
                         m.d.sync += [beat.eq(0), r.eq(r + 1), off.eq(off + cur.stride)]
                         with m.If(r == cur.rows - 1):
                             m.d.comb += finish.eq(1)
-        # mvout through the transposer: rows in, then columns out as lines
-        otb = [[Signal(p.c_bits, name=f"otb_{t}_{x}") for x in range(p.acc_elems)]
-               for t in range(e_)]
+        # mvout through the transposer: rows in (element x of row t to column x), then the
+        # columns out as lines
+        columns = [Signal(e_ * p.c_bits, name=f"otb_col{x}") for x in range(p.acc_elems)]
         o_valid, o_row = Signal(), Signal(range(e_))
         m.d.sync += o_valid.eq(0)
         with m.If(o_valid):
             row = elements(acc_r.data, p.acc_elems, p.c_bits, False)
-            for t in range(e_):
-                with m.If(o_row == t):
-                    m.d.sync += [otb[t][x].eq(row[x]) for x in range(p.acc_elems)]
+            m.d.sync += [columns[x].word_select(o_row, p.c_bits).eq(row[x])
+                         for x in range(p.acc_elems)]
         with m.If(active & cur.mvout & cur.transpose):
             line_bytes = rb * cbytes
             beats = (line_bytes + w - 1) // w
@@ -211,8 +210,7 @@ class DmaUnit:
             with m.If(phase == 3):
                 m.d.sync += phase.eq(4)
             with m.If(phase == 4):
-                column = Cat(*[Cat(*[otb[t][x] for t in range(e_)]) for x in range(p.acc_elems)])
-                line = column.word_select(c, e_ * p.c_bits)
+                line = Array(columns)[c]
                 m.d.comb += [port.mem_req_valid.eq(1), port.mem_req_write.eq(1),
                              port.mem_req_addr.eq(cur.dram + r0 * cbytes + off + beat * w),
                              port.mem_req_len.eq(Mux(line_bytes - beat * w > w, w,
@@ -228,8 +226,8 @@ class DmaUnit:
     def _responses(self, m: Module, port, sp_w, fifo) -> None:
         p, e_ = self.p, self.p.edge
         desc = data.View(self.desc, fifo.r_data)
-        tb = [[[Signal(p.a_bits, name=f"tb{b}_{r}_{x}") for x in range(p.sp_elems)]
-               for r in range(e_)] for b in range(2)]
+        tb = [[Signal(p.sp_elems * p.a_bits, name=f"tb{b}_{r}") for r in range(e_)]
+              for b in range(2)]
         d_active, d_buf, d_last = Signal(), Signal(), Signal()
         d_row, d_cols, d_cnt, d_rb = Signal(20), Signal(12), Signal(12), Signal(12)
         d_entry = Signal(self._bits)
@@ -238,10 +236,7 @@ class DmaUnit:
         col_mask = Cat(*[d_cols > x for x in range(p.sp_elems)])
         with m.If(d_active):
             m.d.comb += [sp_w.addr.eq(d_row + d_cnt), sp_w.en.eq(col_mask)]
-            rows = [Cat(*tb_r) for tb_r in tb[0]], [Cat(*tb_r) for tb_r in tb[1]]
-            pick = Mux(d_buf, Cat(*rows[1]).word_select(d_cnt, p.sp_elems * p.a_bits),
-                       Cat(*rows[0]).word_select(d_cnt, p.sp_elems * p.a_bits))
-            m.d.comb += sp_w.data.eq(pick)
+            m.d.comb += sp_w.data.eq(Array([Array(tb[0]), Array(tb[1])])[d_buf][d_cnt])
             m.d.sync += d_cnt.eq(d_cnt + 1)
             with m.If(d_cnt == d_rb - 1):
                 m.d.sync += d_active.eq(0)
@@ -256,9 +251,9 @@ class DmaUnit:
                     self._mark_done(m, desc.entry)
             with m.Else():
                 for b in range(2):
-                    for x in range(p.sp_elems):
-                        with m.If((desc.buf == b) & (desc.line == x)):
-                            m.d.sync += [tb[b][t][x].eq(resp[t]) for t in range(len(resp))]
+                    with m.If(desc.buf == b):
+                        m.d.sync += [tb[b][t].word_select(desc.line, p.a_bits).eq(resp[t])
+                                     for t in range(len(resp))]
                 with m.If(desc.last_line):
                     m.d.sync += [d_active.eq(1), d_buf.eq(desc.buf), d_row.eq(desc.row),
                                  d_cols.eq(desc.cols), d_cnt.eq(0), d_rb.eq(desc.rb),

@@ -80,6 +80,8 @@ class ExecUnit:
 
     def elaborate_into(self, m: Module, sp_x, sp_y, acc_r, acc_w) -> None:
         nxt, cur = self.nxt, self.cur
+        # a read port's en is 1 unless driven: read only when the data is used
+        m.d.comb += [sp_x.en.eq(0), sp_y.en.eq(0), acc_r.en.eq(0)]
         phase = Signal(2)               # 0 stream, 1 drain wait, 2 drain
         count = Signal(_EXT)
         loading_count = Signal(_EXT)
@@ -156,14 +158,15 @@ class ExecUnit:
                         m.d.sync += [banks[b][r][c].eq(y_row[c]) for c in range(e)]
                     with m.Else():
                         m.d.sync += [banks[b][c][r].eq(y_row[c]) for c in range(e)]
+        # the products, written out per class: only the running class's are evaluated
         x_row = elements(sp_x.data, e, p.a_bits, a_signed)
-        x = [Mux(cls_k | (t1_k > r), x_row[r], 0) for r in range(e)]
-        prods = [[x[r] * Mux(cls_k, y_row[c], Mux(t1_bank, banks[1][r][c], banks[0][r][c]))
-                  for c in range(e)] for r in range(e)]
+        x = [Mux(t1_k > r, x_row[r], 0) for r in range(e)]
+        sums = [_tree([x[r] * Mux(t1_bank, banks[1][r][c], banks[0][r][c]) for r in range(e)])
+                for c in range(e)]
         acc_shape = signed(p.c_bits) if c_signed else unsigned(p.c_bits)
         pes = [[Signal(acc_shape, name=f"pe_{r}_{c}") for c in range(e)] for r in range(e)]
         with m.If(t1_valid & cls_k):
-            m.d.sync += [pes[r][c].eq(Mux(t1_first, 0, pes[r][c]) + prods[r][c])
+            m.d.sync += [pes[r][c].eq(Mux(t1_first, 0, pes[r][c]) + x_row[r] * y_row[c])
                          for r in range(e) for c in range(e)]
         # the accumulator's read-modify-write: token (read), then write
         r2_valid, r2_acc = Signal(), Signal()
@@ -174,8 +177,7 @@ class ExecUnit:
             m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(t1_addr)]
             m.d.sync += [r2_valid.eq(1), r2_acc.eq(t1_acc), r2_addr.eq(t1_addr),
                          r2_ncols.eq(t1_ncols)]
-            m.d.sync += [r2_data[c].eq(_tree([prods[r][c] for r in range(e)]))
-                         for c in range(e)]
+            m.d.sync += [r2_data[c].eq(sums[c]) for c in range(e)]
         with m.If(cur.valid & (phase == 2)):
             m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.c + count)]
             m.d.sync += [r2_valid.eq(1), r2_acc.eq(cur.acc), r2_addr.eq(cur.c + count),
