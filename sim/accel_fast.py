@@ -7,7 +7,8 @@ and serves its memory port from a DRAM model; :mod:`sim.benches.accel_bench` (co
 the same definitions, so both engines give the same cycles and the same final DRAM.
 
 *DRAM model* (exact, deterministic): a byte array of the given size (the run's ``dram``
-image). ``mem_req_ready`` is held 1. In each counted cycle ``c`` with ``mem_req_valid`` high:
+image); it serves a request in every cycle (the port has no backpressure). In each counted
+cycle ``c`` with ``mem_req_valid`` high:
 
 * a write (``mem_req_write`` high) stores the low ``mem_req_len`` bytes of
   ``mem_req_wdata`` (byte 0 in bits 0-7) at ``mem_req_addr`` .. ``+ len - 1`` at the end of
@@ -243,7 +244,7 @@ int main(int argc, char** argv) {
     const std::unique_ptr<VerilatedContext> ctx{new VerilatedContext};
     const std::unique_ptr<LEGO_TOP> top{new LEGO_TOP{ctx.get(), "TOP"}};
     LEGO_TOP* const t = top.get();
-    t->clk = 0; t->rst = 1; t->cmd_valid = 0; t->mem_req_ready = 1; t->mem_resp_valid = 0;
+    t->clk = 0; t->rst = 1; t->cmd_valid = 0; t->mem_resp_valid = 0;
     put_bytes(t->cmd_data, zeros, 16);
     put_bytes(t->mem_resp_data, zeros, W);
     t->eval();
@@ -284,7 +285,7 @@ int main(int argc, char** argv) {
                         static_cast<unsigned long long>(c), ns);
             return LEGO_TIMEOUT_RC;
         }
-        if (t->mem_req_valid) {             // mem_req_ready is held 1
+        if (t->mem_req_valid) {             // every request is taken
             const bool write = t->mem_req_write;
             const uint64_t addr = t->mem_req_addr;
             const unsigned len = t->mem_req_len;

@@ -41,7 +41,6 @@ def run_accel_pysim(arch: ArchSpec, words: Sequence[int], dram: bytes, *,
 
     async def bench(ctx) -> None:
         n = 0
-        ctx.set(dut.mem_req_ready, 1)
         for cycle in range(max_cycles + 1):
             ctx.set(dut.cmd_valid, n < len(words))
             ctx.set(dut.cmd_data, words[n] if n < len(words) else 0)

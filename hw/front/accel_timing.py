@@ -25,12 +25,13 @@ A streamed row reaches the accumulator two cycles after its read.
 
 **DMA** (moves in order, :data:`~hw.front.accel_params.DMA_QUEUE` in flight): a move queued
 in cycle ``D + 1`` starts requesting at ``R = max(D + 1, R_end of the previous move)``; one
-DRAM beat per cycle, read data ``L`` cycles after its request::
+DRAM beat per cycle, read data ``L`` cycles after its request, registered, written to the
+scratchpad a cycle later::
 
-    mvin   plain       rows beats                              done R + rows - 1 + L
+    mvin   plain       rows beats                              done R + rows + L
            transposed  per block of up to E memory rows (rb): cols beats, then idle up to
                        rb cycles (the last block: rb more); its rows are written in the rb
-                       cycles after its last line arrives
+                       cycles after its last line is registered
     mvout  plain       1 + rows x beats per row                done at its last beat
            transposed  per block: rb reads, 1, cols x beats per line
 
@@ -96,12 +97,13 @@ def move_cycles(p: AccelParams, ins: Instruction) -> tuple[int, int]:
     the request side for the first figure of cycles and is done in cycle R + the second."""
     rows, cols, e = ins["rows"], ins["cols"], p.edge
     blocks = [min(e, rows - r0) for r0 in range(0, rows, e)]
+    back = p.latency + 1                # read data is registered on arrival
     if ins.op == "mvin":
         if not ins["transpose"]:
-            return rows, rows - 1 + p.latency
+            return rows, rows - 1 + back
         before = sum(max(cols, rb) for rb in blocks[:-1])
         last = blocks[-1]
-        return before + cols + last, before + cols + p.latency + last - 1
+        return before + cols + last, before + cols + back + last - 1
     cbytes = p.c_bits // 8
     if not ins["transpose"]:
         dur = 1 + rows * _ceil(cols * cbytes, p.bus_bytes)

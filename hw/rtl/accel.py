@@ -17,7 +17,7 @@ Layer: hw.rtl, the Amaranth layer.
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import ClockDomain, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -157,7 +157,16 @@ class Accelerator(wiring.Component):
 
 def accelerator_verilog(arch: ArchSpec) -> str:
     """The Verilog of ``arch``'s accelerator (module :func:`top_name`, ports ``clk``, ``rst``
-    and :mod:`hw.rtl.accel_ports`'), memories without initial contents; the same
-    architecture gives the same text."""
+    (asynchronous, active high) and :mod:`hw.rtl.accel_ports`'), memories without initial
+    contents; the same architecture gives the same text."""
     top = Accelerator(arch)
-    return strip_memory_init(verilog.convert(top, name=top_name(arch), emit_src=False))
+    text = verilog.convert(top, name=top_name(arch), emit_src=False,
+                           missing_domain=_async_reset)
+    return strip_memory_init(text)
+
+
+def _async_reset(name: str) -> ClockDomain:
+    """The emitted top's clock domain: reset asynchronous, so that it is an event of the
+    registers, not an input of every next-state function (a simulator then evaluates no
+    logic for the reset input each cycle)."""
+    return ClockDomain(name, async_reset=True)

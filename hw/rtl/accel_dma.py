@@ -116,7 +116,6 @@ class DmaUnit:
         last_block = r0 + e_ >= cur.rows
         desc = data.View(self.desc, fifo.w_data)
         finish = Signal()
-        ready = port.mem_req_ready
         m.d.comb += [desc.entry.eq(rq), desc.cols.eq(cur.cols), desc.buf.eq(tbuf)]
 
         def advance_block():
@@ -129,7 +128,7 @@ class DmaUnit:
             m.d.comb += [port.mem_req_valid.eq(fifo.w_rdy), port.mem_req_addr.eq(cur.dram + off),
                          port.mem_req_len.eq((cur.cols * p.a_bits + 7) >> 3),
                          desc.row.eq(cur.row + r), desc.entry_last.eq(r == cur.rows - 1)]
-            with m.If(ready & fifo.w_rdy):
+            with m.If(fifo.w_rdy):
                 m.d.comb += fifo.w_en.eq(1)
                 m.d.sync += [r.eq(r + 1), off.eq(off + cur.stride)]
                 with m.If(r == cur.rows - 1):
@@ -143,7 +142,7 @@ class DmaUnit:
                              desc.line.eq(c), desc.rb.eq(rb),
                              desc.last_line.eq(c == cur.cols - 1),
                              desc.entry_last.eq(last_block & (c == cur.cols - 1))]
-                with m.If(ready & fifo.w_rdy):
+                with m.If(fifo.w_rdy):
                     m.d.comb += fifo.w_en.eq(1)
                     m.d.sync += [c.eq(c + 1), off.eq(off + cur.stride)]
                     with m.If(c == cur.cols - 1):
@@ -169,7 +168,6 @@ class DmaUnit:
                    last_block, finish, advance_block) -> None:
         p, e_, w = self.p, self.p.edge, self.p.bus_bytes
         cbytes = p.c_bits // 8
-        ready = port.mem_req_ready
         m.d.comb += acc_r.en.eq(0)          # a read port's en is 1 unless driven: hold data
         with m.If(active & cur.mvout & ~cur.transpose):             # mvout, plain rows
             row_bytes = cur.cols * cbytes
@@ -183,13 +181,12 @@ class DmaUnit:
                              port.mem_req_len.eq(Mux(row_bytes - beat * w > w, w,
                                                      row_bytes - beat * w)),
                              port.mem_req_wdata.eq(acc_r.data.word_select(beat, 8 * w))]
-                with m.If(ready):
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == beats - 1):
-                        m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.row + r + 1)]
-                        m.d.sync += [beat.eq(0), r.eq(r + 1), off.eq(off + cur.stride)]
-                        with m.If(r == cur.rows - 1):
-                            m.d.comb += finish.eq(1)
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(beat == beats - 1):
+                    m.d.comb += [acc_r.en.eq(1), acc_r.addr.eq(cur.row + r + 1)]
+                    m.d.sync += [beat.eq(0), r.eq(r + 1), off.eq(off + cur.stride)]
+                    with m.If(r == cur.rows - 1):
+                        m.d.comb += finish.eq(1)
         # mvout through the transposer: rows in (element x of row t to column x), then the
         # columns out as lines
         columns = [Signal(e_ * p.c_bits, name=f"otb_col{x}") for x in range(p.acc_elems)]
@@ -216,23 +213,23 @@ class DmaUnit:
                              port.mem_req_len.eq(Mux(line_bytes - beat * w > w, w,
                                                      line_bytes - beat * w)),
                              port.mem_req_wdata.eq(line.word_select(beat, 8 * w))]
-                with m.If(ready):
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == beats - 1):
-                        m.d.sync += [beat.eq(0), c.eq(c + 1), off.eq(off + cur.stride)]
-                        with m.If(c == cur.cols - 1):
-                            advance_block()
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(beat == beats - 1):
+                    m.d.sync += [beat.eq(0), c.eq(c + 1), off.eq(off + cur.stride)]
+                    with m.If(c == cur.cols - 1):
+                        advance_block()
 
     def _responses(self, m: Module, port, sp_w, fifo) -> None:
         p, e_ = self.p, self.p.edge
+        resp_valid, resp_data = Signal(), Signal(len(port.mem_resp_data))
+        m.d.sync += [resp_valid.eq(port.mem_resp_valid), resp_data.eq(port.mem_resp_data)]
         desc = data.View(self.desc, fifo.r_data)
         tb = [[Signal(p.sp_elems * p.a_bits, name=f"tb{b}_{r}") for r in range(e_)]
               for b in range(2)]
         d_active, d_buf, d_last = Signal(), Signal(), Signal()
         d_row, d_cols, d_cnt, d_rb = Signal(20), Signal(12), Signal(12), Signal(12)
         d_entry = Signal(self._bits)
-        resp = elements(port.mem_resp_data, min(e_, p.bus_bytes * 8 // p.a_bits), p.a_bits,
-                        False)
+        resp = elements(resp_data, min(e_, p.bus_bytes * 8 // p.a_bits), p.a_bits, False)
         col_mask = Cat(*[d_cols > x for x in range(p.sp_elems)])
         with m.If(d_active):
             m.d.comb += [sp_w.addr.eq(d_row + d_cnt), sp_w.en.eq(col_mask)]
@@ -242,10 +239,10 @@ class DmaUnit:
                 m.d.sync += d_active.eq(0)
                 with m.If(d_last):
                     self._mark_done(m, d_entry)
-        with m.If(port.mem_resp_valid):
+        with m.If(resp_valid):
             m.d.comb += fifo.r_en.eq(1)
             with m.If(~desc.transposed):
-                m.d.comb += [sp_w.addr.eq(desc.row), sp_w.data.eq(port.mem_resp_data),
+                m.d.comb += [sp_w.addr.eq(desc.row), sp_w.data.eq(resp_data),
                              sp_w.en.eq(Cat(*[desc.cols > x for x in range(p.sp_elems)]))]
                 with m.If(desc.entry_last):
                     self._mark_done(m, desc.entry)

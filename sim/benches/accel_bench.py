@@ -38,7 +38,7 @@ async def run_accel(dut):
     latency, max_cycles = int(cfg["latency"]), int(cfg["max_cycles"])
     limit_s = float(os.environ.get("LEGO_BENCH_TIMEOUT_S", "inf"))
     sig = {name: getattr(dut, name) for name in (
-        ap.CMD_VALID, ap.CMD_READY, ap.CMD_DATA, ap.BUSY, ap.MEM_REQ_VALID, ap.MEM_REQ_READY,
+        ap.CMD_VALID, ap.CMD_READY, ap.CMD_DATA, ap.BUSY, ap.MEM_REQ_VALID,
         ap.MEM_REQ_WRITE, ap.MEM_REQ_ADDR, ap.MEM_REQ_LEN, ap.MEM_REQ_WDATA, ap.MEM_RESP_VALID,
         ap.MEM_RESP_DATA)}
     dram = DramModel(bytes.fromhex(cfg["dram"]), len(sig[ap.MEM_REQ_WDATA]) // 8, latency)
@@ -46,7 +46,6 @@ async def run_accel(dut):
     dut.rst.value = 1
     sig[ap.CMD_VALID].value = 0
     sig[ap.CMD_DATA].value = 0
-    sig[ap.MEM_REQ_READY].value = 1
     sig[ap.MEM_RESP_VALID].value = 0
     sig[ap.MEM_RESP_DATA].value = 0
     Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
@@ -98,7 +97,7 @@ async def _drive(dut, sig: dict, words: list[int], dram: DramModel, max_cycles: 
         if not finished and cycle == max_cycles:
             raise SimulationError(f"busy still high (or words left) after "
                                   f"max_cycles={max_cycles} cycles")
-        if int(sig[ap.MEM_REQ_VALID].value):    # mem_req_ready is held 1
+        if int(sig[ap.MEM_REQ_VALID].value):    # every request is taken
             dram.request(cycle, bool(int(sig[ap.MEM_REQ_WRITE].value)),
                          sig[ap.MEM_REQ_ADDR].value.to_unsigned(),
                          sig[ap.MEM_REQ_LEN].value.to_unsigned(),

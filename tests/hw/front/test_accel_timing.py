@@ -31,8 +31,9 @@ def _mvout(rows, cols, acc=0, transpose=0) -> Instruction:
 
 
 def test_one_plain_mvin():
-    # issue 1, requests from 2 (2 rows), last data in 2 + 1 + L = 6, leaves the queue in 7
-    assert accel_timing([_mvin(2, 4)], P).cycles == 8
+    # issue 1, requests from 2 (2 rows), last data registered in 2 + 1 + L + 1 = 7, leaves
+    # the queue in 8
+    assert accel_timing([_mvin(2, 4)], P).cycles == 9
 
 
 def test_output_stationary_tile_drains_after_streaming():
@@ -56,8 +57,8 @@ def test_back_to_back_tiles_overlap_the_next_load():
 def test_compute_waits_for_its_operands_and_mvin_for_readers():
     program = [_config(1), _mvin(4, 4, sp=100), _compute(3, 4, 4, a=0, b=100)]
     t = accel_timing(program, P)
-    # the mvin (issue 2) is done in 3 + 3 + 3 = 9: the compute issues in 10
-    assert t.issue[2] == 10 and t.stalls["compute_waits_move"] == 7
+    # the mvin (issue 2) is done in 3 + 3 + 3 + 1 = 10: the compute issues in 11
+    assert t.issue[2] == 11 and t.stalls["compute_waits_move"] == 8
     reader = [_config(1), _compute(3, 4, 4, a=0, b=100), _mvin(4, 4, sp=100)]
     t = accel_timing(reader, P)
     # the tile reads B while loading (3..6) and A while streaming (7..9): mvin from 10
@@ -73,8 +74,8 @@ def test_mvout_waits_for_the_tile_writing_its_rows():
 
 
 @pytest.mark.parametrize("ins,expected", [
-    (_mvin(6, 4), (6, 5 + 3)),
-    (_mvin(6, 2, transpose=1), (4 + 2 + 2, 4 + 2 + 3 + 2 - 1)),     # blocks of 4 and 2 rows
+    (_mvin(6, 4), (6, 5 + 3 + 1)),
+    (_mvin(6, 2, transpose=1), (4 + 2 + 2, 4 + 2 + 4 + 2 - 1)),     # blocks of 4 and 2 rows
     (_mvout(3, 4), (1 + 3 * 4, 12)),                                 # 16-byte rows: 4 beats
     (_mvout(6, 2, transpose=1), (4 + 1 + 2 * 4 + 2 + 1 + 2 * 2, 19)),
 ])
@@ -90,5 +91,5 @@ def test_compute_rows_by_class():
 
 def test_fence_waits_for_everything():
     t = accel_timing([_mvin(2, 4), Instruction("fence"), _mvin(1, 4, sp=50)], P)
-    # first mvin leaves the queue in 7: the fence issues in 8
-    assert t.issue == (1, 8, 9)
+    # first mvin leaves the queue in 8: the fence issues in 9
+    assert t.issue == (1, 9, 10)
