@@ -95,20 +95,27 @@ def _ceil(a: int, b: int) -> int:
 def move_cycles(p: AccelParams, ins: Instruction) -> tuple[int, int]:
     """(request cycles, done offset) of a move starting to request in cycle R: it occupies
     the request side for the first figure of cycles and is done in cycle R + the second."""
-    rows, cols, e = ins["rows"], ins["cols"], p.edge
-    blocks = [min(e, rows - r0) for r0 in range(0, rows, e)]
+    f = dict(ins.fields)
+    return _move_cycles(p, ins.op, f["rows"], f["cols"], f["transpose"])
+
+
+def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int
+                 ) -> tuple[int, int]:
+    e = p.edge
+    full = (rows - 1) // e                  # blocks of E rows before the last
+    last = rows - full * e
     back = p.latency + 1                # read data is registered on arrival
-    if ins.op == "mvin":
-        if not ins["transpose"]:
+    if op == "mvin":
+        if not transpose:
             return rows, rows - 1 + back
-        before = sum(max(cols, rb) for rb in blocks[:-1])
-        last = blocks[-1]
+        before = full * max(cols, e)
         return before + cols + last, before + cols + back + last - 1
     cbytes = p.c_bits // 8
-    if not ins["transpose"]:
+    if not transpose:
         dur = 1 + rows * _ceil(cols * cbytes, p.bus_bytes)
     else:
-        dur = sum(rb + 1 + cols * _ceil(rb * cbytes, p.bus_bytes) for rb in blocks)
+        dur = sum(n * (rb + 1 + cols * _ceil(rb * cbytes, p.bus_bytes))
+                  for rb, n in ((e, full), (last, 1)))
     return dur, dur - 1
 
 
@@ -145,6 +152,7 @@ class _Model:
         self.stream = 0
         self.dma = 0
         self.stalls: dict[str, int] = {}
+        self.move_cycles: dict[tuple, tuple[int, int]] = {}
 
     def _stall(self, cause: str, base: int, at: int) -> int:
         if at > base:
@@ -183,12 +191,15 @@ class _Model:
         return d
 
     def _compute(self, ins: Instruction, d: int) -> int:
-        i, j, k = ins["i"], ins["j"], ins["k"]
+        f = dict(ins.fields)
+        i, j, k = f["i"], f["j"], f["k"]
         rows = compute_rows(self.cls, i, j, k)
-        a, b, c = (ins["a"], rows["A"]), (ins["b"], rows["B"]), (ins["c"], rows["C"])
+        a, b, c = (f["a"], rows["A"]), (f["b"], rows["B"]), (f["c"], rows["C"])
         if self.tiles:
             d = self._stall("exec_queue", d, self.tiles[-1].promoted + 1)
         for m in self.moves:
+            if m.done < d:
+                continue                    # finished: no hazard
             hit = (m.op == "mvin" and (_overlap(*m.rows, *a) or _overlap(*m.rows, *b))) or \
                   (m.op == "mvout" and _overlap(*m.rows, *c))
             if hit:
@@ -208,19 +219,23 @@ class _Model:
 
     def _move(self, ins: Instruction, d: int) -> int:
         d = self._slot(d)
+        f = dict(ins.fields)
         if ins.op == "mvin":
-            rows = (ins["sp"], ins["rows"])
+            rows = (f["sp"], f["rows"])
             for t in self.tiles:
-                if _overlap(*rows, *t.a) or _overlap(*rows, *t.b):
+                if t.reads_until > d and (_overlap(*rows, *t.a) or _overlap(*rows, *t.b)):
                     d = self._stall("mvin_waits_compute", d, t.reads_until)
         else:
-            rows = (ins["acc"], ins["rows"])
+            rows = (f["acc"], f["rows"])
             for t in self.tiles:
-                if _overlap(*rows, *t.c):
+                if t.free + t.pending >= d and _overlap(*rows, *t.c):
                     d = self._stall("mvout_waits_compute", d, t.free + t.pending + 1)
             d = self._stall("mvout_waits_write", d, self._pending_window(d))
         start = max(d + 1, self.req_end)
-        dur, done = move_cycles(self.p, ins)
+        key = (ins.op, f["rows"], f["cols"], f["transpose"])
+        if key not in self.move_cycles:
+            self.move_cycles[key] = _move_cycles(self.p, *key)
+        dur, done = self.move_cycles[key]
         self.req_end = start + dur
         self.dma += dur
         popped = max(start + done + 1, self.moves[-1].popped + 1 if self.moves else 0)
