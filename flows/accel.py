@@ -7,7 +7,8 @@ the instruction set's semantics). Every run also executes on the reference machi
 is ``bit_exact`` when its output equals golden's and the RTL's final DRAM is the machine's,
 byte for byte. ``model_cycles`` is the accelerator's cycle model
 (:mod:`hw.front.accel_timing`), ``cycles`` the RTL's measured ones. Without a ``dataflow``
-the one with the lowest roofline bound is chosen (ties: the architecture's order).
+the one whose program the model runs fastest is chosen (ties: the architecture's order; for
+an architecture the generator cannot build, the lowest roofline bound).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import numpy as np
 from golden.int_gemm import int_gemm
 from golden.loop_nest import conv2d
 from hw.front import kernel_runs
-from hw.front.accel_params import accel_params
+from hw.front.accel_params import AccelParams, accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
 from hw.front.kernel_runs import KernelRun, conv_operands, gemm_operands
-from hw.front.kernels import conv2d_cost, gemm_cost
+from hw.front.kernels import conv2d_cost, conv2d_program, gemm_cost, gemm_program
 from hw.front.program_cost import ProgramCost, program_cost
+from hw.front.spec_model import SpecError
 
 __all__ = ["LayerRun", "arch_summary", "run_conv", "run_gemm"]
 
@@ -43,7 +45,7 @@ class LayerRun:
     cost: ProgramCost
     pes: int
     bit_exact: bool
-    model_cycles: int
+    model_cycles: int | None            #: None when the generator cannot build ``arch``
     cycles: int | None = None           #: measured on the RTL (None for ``ref``)
     cycles_per_s: float | None = None
 
@@ -52,21 +54,37 @@ class LayerRun:
         measured cycles (the model's with ``ref``)."""
         c = self.cost
         cycles = self.model_cycles if self.cycles is None else self.cycles
+        utilization = None if cycles is None else round(c.macs / (self.pes * cycles), 4)
         return {"layer": self.layer, "arch": self.arch, "dataflow": self.dataflow,
                 "engine": self.engine, "bit_exact": self.bit_exact, "cycles": self.cycles,
                 "model_cycles": self.model_cycles, "roofline_cycles": c.roofline_cycles,
-                "utilization": round(c.macs / (self.pes * cycles), 4),
+                "utilization": utilization,
                 "macs": c.macs, "padded_macs": c.padded_macs,
                 "utilization_bound": round(c.macs / (self.pes * c.roofline_cycles), 4),
                 "dram_bytes": c.dram_bytes, "instructions": self.instructions,
                 "cycles_per_s": None if self.cycles_per_s is None else round(self.cycles_per_s)}
 
 
-def _pick(arch: ArchSpec, dataflow: str | None, cost) -> str:
-    """The named dataflow, or the one whose closed-form ``cost`` has the lowest roofline
-    bound (ties: the architecture's order)."""
+def _accelerator(arch: ArchSpec) -> AccelParams | None:
+    """The accelerator the generator builds for ``arch``, or None (the reference machine
+    still runs its programs)."""
+    try:
+        return accel_params(arch)
+    except SpecError:
+        return None
+
+
+def _pick(arch: ArchSpec, dataflow: str | None, program, cost) -> str:
+    """The named dataflow, or the one whose ``program`` the cycle model runs fastest (ties:
+    the architecture's order); without an accelerator, the lowest roofline bound of
+    ``cost``."""
     names = [arch.dataflow(dataflow).name] if dataflow else [d.name for d in arch.dataflows]
-    return min(names, key=lambda d: cost(d).roofline_cycles)
+    params = _accelerator(arch)
+    if len(names) == 1:
+        return names[0]
+    if params is None:
+        return min(names, key=lambda d: cost(d).roofline_cycles)
+    return min(names, key=lambda d: accel_timing(program(d), params).cycles)
 
 
 def _check_engine(engine: str) -> None:
@@ -84,7 +102,8 @@ def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = N
     """``C = A B`` (M x K times K x N, seeded random operands over A's/B's type) on ``arch``."""
     _check_engine(engine)
     ops = gemm_operands(arch, m, n, k, a_transposed, b_transposed)
-    name = _pick(arch, dataflow, lambda d: gemm_cost(arch, d, ops))
+    name = _pick(arch, dataflow, lambda d: gemm_program(arch, d, ops),
+                 lambda d: gemm_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
     a, b = _operands(rng, arch.types[0], (m, k)), _operands(rng, arch.types[1], (k, n))
     run = kernel_runs.run_gemm(arch, name, ops, a, b)
@@ -98,7 +117,8 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
     """A valid stride-1 convolution (seeded random image and weights) on ``arch``."""
     _check_engine(engine)
     ops = conv_operands(arch, channels, height, width, kernels, r, s)
-    name = _pick(arch, dataflow, lambda d: conv2d_cost(arch, d, ops))
+    name = _pick(arch, dataflow, lambda d: conv2d_program(arch, d, ops),
+                 lambda d: conv2d_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
     image = _operands(rng, arch.types[0], (channels, height, width))
     weights = _operands(rng, arch.types[0], (kernels, channels, r, s))
@@ -110,7 +130,8 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
 
 def _layer_run(layer: str, arch: ArchSpec, name: str, engine: str, run: KernelRun,
                expected: np.ndarray) -> LayerRun:
-    model = accel_timing(run.program, accel_params(arch)).cycles
+    params = _accelerator(arch) if engine == "ref" else accel_params(arch)
+    model = None if params is None else accel_timing(run.program, params).cycles
     exact = bool(np.array_equal(run.output, expected))
     cycles = rate = None
     if engine != "ref":

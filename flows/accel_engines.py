@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.front.arch import ArchSpec
-from hw.front.isa import Instruction, encode
+from hw.front.isa import Instruction, check_program, encode
 from hw.rtl.emit import write_text_atomic
 from sim.toolchain import cache_dir
 
@@ -103,6 +103,7 @@ def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, 
 
     if engine not in RTL_ENGINES:
         raise ValueError(f"unknown RTL engine {engine!r} (engines: {', '.join(RTL_ENGINES)})")
+    check_program(list(program), arch)      # the hardware trusts its programs
     verilog, top = accelerator_source(arch)
     words = [encode(i) for i in program]
     limit = 2 * expected_cycles + 10_000
