@@ -8,7 +8,8 @@ c + 1. Instruction n sits in the dispatcher from cycle ``D[n-1] + 1`` (``D[-1] =
 
     config   execution unit idle (no queued or computing tile, no result write pending)
     compute  no queued tile; no unfinished move writing its A or B rows or reading its C rows
-    mvin     a free DMA slot; no queued or streaming tile reading its scratchpad rows
+    mvin     a free DMA slot; no queued or streaming tile reading its scratchpad rows, no
+             unfinished mvin writing them
     mvout    a free DMA slot; no queued or computing tile writing its accumulator rows, and
              no result write pending (the two cycles after a tile's last streamed row, one
              after an output-stationary drain)
@@ -30,8 +31,10 @@ scratchpad a cycle later::
 
     mvin   plain       rows beats                              done R + rows + L
            transposed  per block of up to E memory rows (rb): cols beats, then idle up to
-                       rb cycles (the last block: rb more); its rows are written in the rb
-                       cycles after its last line is registered
+                       rb cycles; its rows are written in the rb cycles after its last line
+                       is registered (done: the last block's last row); a move starts no
+                       earlier than its first block's last line follows the previous
+                       transposed block's by that block's rb (one drain at a time)
     mvout  plain       1 + rows x beats per row                done at its last beat
            transposed  per block: rb reads, 1, cols x beats per line
 
@@ -109,7 +112,7 @@ def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int
         if not transpose:
             return rows, rows - 1 + back
         before = full * max(cols, e)
-        return before + cols + last, before + cols + back + last - 1
+        return before + max(cols, last), before + cols + back + last - 1
     cbytes = p.c_bits // 8
     if not transpose:
         dur = 1 + rows * _ceil(cols * cbytes, p.bus_bytes)
@@ -153,6 +156,7 @@ class _Model:
         self.dma = 0
         self.stalls: dict[str, int] = {}
         self.move_cycles: dict[tuple, tuple[int, int]] = {}
+        self.drain_end = 0      #: last transposed block's last line + its rows (request time)
 
     def _stall(self, cause: str, base: int, at: int) -> int:
         if at > base:
@@ -222,6 +226,9 @@ class _Model:
         f = dict(ins.fields)
         if ins.op == "mvin":
             rows = (f["sp"], f["rows"])
+            for m in self.moves:            # moves into the same rows stay in order
+                if m.op == "mvin" and m.done >= d and _overlap(*rows, *m.rows):
+                    d = self._stall("mvin_waits_mvin", d, m.done + 1)
             for t in self.tiles:
                 if t.reads_until > d and (_overlap(*rows, *t.a) or _overlap(*rows, *t.b)):
                     d = self._stall("mvin_waits_compute", d, t.reads_until)
@@ -236,6 +243,11 @@ class _Model:
         if key not in self.move_cycles:
             self.move_cycles[key] = _move_cycles(self.p, *key)
         dur, done = self.move_cycles[key]
+        if ins.op == "mvin" and f["transpose"]:
+            # the transposer drains one block at a time: the first block's last line comes
+            # no earlier than the previous transposed block's drain has ended
+            start = max(start, self.drain_end - f["cols"] + 1)
+            self.drain_end = start + done - (self.p.latency + 1)
         self.req_end = start + dur
         self.dma += dur
         popped = max(start + done + 1, self.moves[-1].popped + 1 if self.moves else 0)

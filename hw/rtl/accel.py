@@ -3,7 +3,8 @@
 :class:`Accelerator` holds the scratchpad (one :class:`~amaranth.lib.memory.Memory`, two read
 ports for the array, one write port for the DMA), the accumulator (a read-modify-write port
 pair for the array, a read port for the DMA), the execution unit (:mod:`hw.rtl.accel_exec`),
-the DMA (:mod:`hw.rtl.accel_dma`) and the dispatcher: a one-instruction head register behind
+the DMA (:mod:`hw.rtl.accel_dma`; two scratchpad write ports: rows as they arrive, rows out
+of the transposer) and the dispatcher: a one-instruction head register behind
 the command port that issues in program order to the two units, holding an instruction while
 its unit is full or an in-flight instruction of the other unit touches its rows (the rules:
 :mod:`hw.front.accel_timing`). The problem (extents, addresses, strides) arrives in the
@@ -63,14 +64,15 @@ class Accelerator(wiring.Component):
         sp = Memory(shape=unsigned(p.sp_elems * p.a_bits), depth=p.sp_rows, init=[])
         acc = Memory(shape=unsigned(p.acc_elems * p.c_bits), depth=p.acc_rows, init=[])
         m.submodules.scratchpad, m.submodules.accumulator = sp, acc
-        sp_w = sp.write_port(granularity=p.a_bits)
+        sp_w = sp.write_port(granularity=p.a_bits)      # DMA rows as they arrive
+        sp_t = sp.write_port(granularity=p.a_bits)      # DMA rows out of the transposer
         sp_x, sp_y = sp.read_port(), sp.read_port()
         acc_w = acc.write_port(granularity=p.c_bits)
         acc_r = acc.read_port(transparent_for=(acc_w,))
         acc_d = acc.read_port()
         exe, dma = ExecUnit(p), DmaUnit(p)
         exe.elaborate_into(m, sp_x, sp_y, acc_r, acc_w)
-        dma.elaborate_into(m, self, sp_w, acc_d)
+        dma.elaborate_into(m, self, sp_w, sp_t, acc_d)
         self._dispatch(m, exe, dma)
         return m
 
@@ -103,15 +105,6 @@ class Accelerator(wiring.Component):
         m.d.comb += [inp.a.eq(f("a", "compute")), inp.b.eq(f("b", "compute")),
                      inp.c.eq(f("c", "compute")), inp.i.eq(i), inp.j.eq(j), inp.k.eq(k),
                      inp.acc.eq(f("accumulate", "compute"))]
-        waits_move = Signal()
-        for e, flying in zip(dma.entries, dma.in_flight, strict=True):
-            hit = Mux(e.mvout, _overlap(e.row, e.rows, inp.c, inp.nc),
-                      _overlap(e.row, e.rows, inp.a, inp.na)
-                      | _overlap(e.row, e.rows, inp.b, inp.nb))
-            with m.If(flying & hit):
-                m.d.comb += waits_move.eq(1)
-        compute_ok = ~exe.nxt.valid & ~waits_move
-
         # moves
         is_out = op == OPCODES["mvout"]
         row = Mux(is_out, f("acc", "mvout"), f("sp", "mvin"))
@@ -123,8 +116,19 @@ class Accelerator(wiring.Component):
                      d.cols.eq(Mux(is_out, f("cols", "mvout"), f("cols", "mvin"))),
                      d.transpose.eq(Mux(is_out, f("transpose", "mvout"),
                                         f("transpose", "mvin")))]
+        waits_move, waits_mvin = Signal(), Signal()
+        for e, flying in zip(dma.entries, dma.in_flight, strict=True):
+            with m.If(flying & ~e.mvout & _overlap(e.row, e.rows, row, rows)):
+                m.d.comb += waits_mvin.eq(1)          # rows written in order
+            hit = Mux(e.mvout, _overlap(e.row, e.rows, inp.c, inp.nc),
+                      _overlap(e.row, e.rows, inp.a, inp.na)
+                      | _overlap(e.row, e.rows, inp.b, inp.nb))
+            with m.If(flying & hit):
+                m.d.comb += waits_move.eq(1)
+        compute_ok = ~exe.nxt.valid & ~waits_move
+
         nxt, cur = exe.nxt, exe.cur
-        mvin_ok = ~dma.full \
+        mvin_ok = ~dma.full & ~waits_mvin \
             & ~(nxt.valid & (_overlap(row, rows, nxt.a, nxt.na)
                              | _overlap(row, rows, nxt.b, nxt.nb))) \
             & ~(exe.streaming & (_overlap(row, rows, cur.a, cur.na)

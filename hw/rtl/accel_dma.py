@@ -5,13 +5,15 @@ beat per cycle), and a response side that writes the scratchpad as read data ret
   dispatcher, freed in order once done; each slot's memory range is visible to the
   dispatcher's hazard checks until the move is done.
 * Request side: ``mvin`` rows become read requests (a transposed ``mvin`` reads, per block of
-  up to E memory rows, one DRAM line per memory-row element, then idles so that the
-  transposer can write the block); ``mvout`` reads accumulator rows and sends them as write
-  beats (transposed: a block of rows into a transposer, then its columns as lines). Every
-  read request pushes a descriptor (where its data goes) into a FIFO.
+  up to E memory rows, one DRAM line per memory-row element, then idles while the block has
+  fewer lines than rows, so the transposer keeps up); ``mvout`` reads accumulator rows and
+  sends them as write beats (transposed: a block of rows into a transposer, then its columns
+  as lines). Every read request pushes a descriptor (where its data goes) into a FIFO.
 * Response side: each response pops a descriptor; a plain row is written to the scratchpad at
   once; a transposed line fills one column of a double-buffered transposer, whose rows are
-  written after the block's last line.
+  written (through a second write port) after the block's last line. Moves into overlapping
+  rows are never in flight together (the dispatcher holds the later one), so the two ports
+  never race.
 
 The cycle counts are :func:`hw.front.accel_timing.move_cycles`'.
 
@@ -65,8 +67,9 @@ class DmaUnit:
             "last_line": 1, "rb": p.edge.bit_length(), "entry_last": 1, "entry": self._bits,
             "buf": 1})
 
-    def elaborate_into(self, m: Module, port, sp_w, acc_r) -> None:
-        """``port``: the accelerator (its mem_* members); ``sp_w``: scratchpad write port;
+    def elaborate_into(self, m: Module, port, sp_w, sp_t, acc_r) -> None:
+        """``port``: the accelerator (its mem_* members); ``sp_w``, ``sp_t``: scratchpad
+        write ports (plain rows, transposer rows);
         ``acc_r``: the accumulator's read port for moves out."""
         p, q = self.p, self.p.dma_queue
         head, tail, rq = (Signal(self._bits, name=n) for n in ("head", "tail", "rq"))
@@ -92,7 +95,7 @@ class DmaUnit:
         fifo = SyncFIFO(width=self.desc.size, depth=p.resp_fifo_depth)
         m.submodules.resp_fifo = fifo
         self._requests(m, port, acc_r, fifo, rq)
-        self._responses(m, port, sp_w, fifo)
+        self._responses(m, port, sp_w, sp_t, fifo)
 
     def _mark_done(self, m: Module, index) -> None:
         for n, e in enumerate(self.entries):
@@ -133,20 +136,27 @@ class DmaUnit:
                 m.d.sync += [r.eq(r + 1), off.eq(off + cur.stride)]
                 with m.If(r == cur.rows - 1):
                     m.d.comb += finish.eq(1)
+        # one transposer drain at a time: a block's last line comes no earlier than the
+        # previous block's drain has ended (``gap``: cycles until that holds for 1 line)
+        gap = Signal(range(e_ + 1))
+        with m.If(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
+        go = fifo.w_rdy & ((c != 0) | (gap < cur.cols))
         with m.If(active & ~cur.mvout & cur.transpose):             # mvin through the transposer
             with m.If(phase == 0):
-                m.d.comb += [port.mem_req_valid.eq(fifo.w_rdy),
+                m.d.comb += [port.mem_req_valid.eq(go),
                              port.mem_req_addr.eq(cur.dram + ((r0 * p.a_bits) >> 3) + off),
                              port.mem_req_len.eq((rb * p.a_bits + 7) >> 3),
                              desc.row.eq(cur.row + r0), desc.transposed.eq(1),
                              desc.line.eq(c), desc.rb.eq(rb),
                              desc.last_line.eq(c == cur.cols - 1),
                              desc.entry_last.eq(last_block & (c == cur.cols - 1))]
-                with m.If(fifo.w_rdy):
+                with m.If(go):
                     m.d.comb += fifo.w_en.eq(1)
                     m.d.sync += [c.eq(c + 1), off.eq(off + cur.stride)]
                     with m.If(c == cur.cols - 1):
-                        wait = Mux(last_block, rb, Mux(rb > cur.cols, rb - cur.cols, 0))
+                        m.d.sync += gap.eq(rb - 1)
+                        wait = Mux(rb > cur.cols, rb - cur.cols, 0)
                         with m.If(wait != 0):
                             m.d.sync += [phase.eq(1), idle.eq(wait)]
                         with m.Else():
@@ -219,7 +229,7 @@ class DmaUnit:
                     with m.If(c == cur.cols - 1):
                         advance_block()
 
-    def _responses(self, m: Module, port, sp_w, fifo) -> None:
+    def _responses(self, m: Module, port, sp_w, sp_t, fifo) -> None:
         p, e_ = self.p, self.p.edge
         resp_valid, resp_data = Signal(), Signal(len(port.mem_resp_data))
         m.d.sync += [resp_valid.eq(port.mem_resp_valid), resp_data.eq(port.mem_resp_data)]
@@ -232,8 +242,8 @@ class DmaUnit:
         resp = elements(resp_data, min(e_, p.bus_bytes * 8 // p.a_bits), p.a_bits, False)
         col_mask = Cat(*[d_cols > x for x in range(p.sp_elems)])
         with m.If(d_active):
-            m.d.comb += [sp_w.addr.eq(d_row + d_cnt), sp_w.en.eq(col_mask)]
-            m.d.comb += sp_w.data.eq(Array([Array(tb[0]), Array(tb[1])])[d_buf][d_cnt])
+            m.d.comb += [sp_t.addr.eq(d_row + d_cnt), sp_t.en.eq(col_mask)]
+            m.d.comb += sp_t.data.eq(Array([Array(tb[0]), Array(tb[1])])[d_buf][d_cnt])
             m.d.sync += d_cnt.eq(d_cnt + 1)
             with m.If(d_cnt == d_rb - 1):
                 m.d.sync += d_active.eq(0)

@@ -75,7 +75,7 @@ def test_mvout_waits_for_the_tile_writing_its_rows():
 
 @pytest.mark.parametrize("ins,expected", [
     (_mvin(6, 4), (6, 5 + 3 + 1)),
-    (_mvin(6, 2, transpose=1), (4 + 2 + 2, 4 + 2 + 4 + 2 - 1)),     # blocks of 4 and 2 rows
+    (_mvin(6, 2, transpose=1), (4 + 2, 4 + 2 + 4 + 2 - 1)),         # blocks of 4 and 2 rows
     (_mvout(3, 4), (1 + 3 * 4, 12)),                                 # 16-byte rows: 4 beats
     (_mvout(6, 2, transpose=1), (4 + 1 + 2 * 4 + 2 + 1 + 2 * 2, 19)),
 ])
