@@ -1,1 +1,2 @@
-"""Planning layer: specs, reuse, interconnect, plans, layout. No Amaranth."""
+"""Planning layer: specs, reuse, interconnect, plans, layout; architectures, programs, the
+accelerator's cycle model. No Amaranth."""

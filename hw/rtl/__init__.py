@@ -1,1 +1,1 @@
-"""Amaranth layer: FU, controller, generated array, graph emission, Verilog."""
+"""Amaranth layer: FU, controller, generated array, graph emission, Verilog; the accelerator."""
