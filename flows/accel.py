@@ -130,7 +130,13 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
 
 def _layer_run(layer: str, arch: ArchSpec, name: str, engine: str, run: KernelRun,
                expected: np.ndarray) -> LayerRun:
-    params = _accelerator(arch) if engine == "ref" else accel_params(arch)
+    params = _accelerator(arch)
+    if params is None and engine != "ref":
+        try:
+            accel_params(arch)
+        except SpecError as exc:
+            raise SpecError(f"{exc} (--engine ref runs the program on the reference machine "
+                            f"only)") from None
     model = None if params is None else accel_timing(run.program, params).cycles
     exact = bool(np.array_equal(run.output, expected))
     cycles = rate = None

@@ -415,3 +415,25 @@ class TestAcceleratorRuns:
         _one_error_line(r, 1)
         assert f"{p}: the accelerator's DRAM beat is one scratchpad row" in r.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_run_on_an_architecture_without_an_accelerator(tmp_path):
+    """A non-square array: the reference machine runs it, the RTL engines say why not."""
+    import yaml
+
+    from tests.hw.accel_cases import tiny_arch_dict
+
+    d = tiny_arch_dict("int8")
+    d.update(array=[4, 8], scratchpad={"capacity_bytes": 1024, "banks": 4, "row_bytes": 8},
+             accumulator={"capacity_bytes": 2048, "banks": 2, "row_bytes": 32},
+             dataflows=[{"name": "os", "space": ["i", "j"], "time": "i + j + k"}])
+    d["dram"]["bytes_per_cycle"] = 8
+    p = tmp_path / "wide.yaml"
+    p.write_text(yaml.safe_dump(d))
+    r = lego("run", str(p), "--gemm", "3,5,7")
+    _one_error_line(r, 1)
+    assert "square arrays, got 4x8 (--engine ref runs the program" in r.stderr
+    r = lego("run", str(p), "--gemm", "3,5,7", "--engine", "ref")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["bit_exact"] is True and out["model_cycles"] is None and out["utilization"] is None
