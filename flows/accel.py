@@ -13,6 +13,7 @@ an architecture the generator cannot build, the lowest roofline bound).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,14 @@ from hw.front.accel_params import AccelParams, accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
 from hw.front.kernel_runs import KernelRun, conv_operands, gemm_operands
-from hw.front.kernels import conv2d_cost, conv2d_program, gemm_cost, gemm_program
+from hw.front.kernels import (
+    conv2d_cost,
+    conv2d_instructions,
+    conv2d_program,
+    gemm_cost,
+    gemm_instructions,
+    gemm_program,
+)
 from hw.front.program_cost import ProgramCost, program_cost
 from hw.front.spec_model import SpecError
 
@@ -87,6 +95,18 @@ def _pick(arch: ArchSpec, dataflow: str | None, program, cost) -> str:
     return min(names, key=lambda d: accel_timing(program(d), params).cycles)
 
 
+#: programs longer than this get a line on stderr before the silent phases (building them,
+#: modelling them, the reference machine: seconds to minutes)
+LONG_PROGRAM = 50_000
+
+
+def _announce(instructions: int) -> None:
+    if instructions > LONG_PROGRAM:
+        print(f"lego run: programs of up to {instructions:,} instructions: building, modelling "
+              f"and running them on the reference machine first (minutes)", file=sys.stderr,
+              flush=True)
+
+
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
@@ -102,6 +122,7 @@ def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = N
     """``C = A B`` (M x K times K x N, seeded random operands over A's/B's type) on ``arch``."""
     _check_engine(engine)
     ops = gemm_operands(arch, m, n, k, a_transposed, b_transposed)
+    _announce(max(gemm_instructions(arch, d.name, ops) for d in arch.dataflows))
     name = _pick(arch, dataflow, lambda d: gemm_program(arch, d, ops),
                  lambda d: gemm_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
@@ -117,6 +138,7 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
     """A valid stride-1 convolution (seeded random image and weights) on ``arch``."""
     _check_engine(engine)
     ops = conv_operands(arch, channels, height, width, kernels, r, s)
+    _announce(max(conv2d_instructions(arch, d.name, ops) for d in arch.dataflows))
     name = _pick(arch, dataflow, lambda d: conv2d_program(arch, d, ops),
                  lambda d: conv2d_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
