@@ -122,6 +122,10 @@ def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int
     return dur, dur - 1
 
 
+#: relative times at or below this are alike to every rule of the model
+_PAST = -4
+
+
 def _overlap(s1: int, n1: int, s2: int, n2: int) -> bool:
     return s1 < s2 + n2 and s2 < s1 + n1
 
@@ -157,6 +161,30 @@ class _Model:
         self.stalls: dict[str, int] = {}
         self.move_cycles: dict[tuple, tuple[int, int]] = {}
         self.drain_end = 0      #: last transposed block's last line + its rows (request time)
+
+    def state_key(self, d: int) -> tuple:
+        """The state relative to cycle ``d``; times so far past that no rule can see them
+        again (every rule compares them, plus at most 2, with ``d`` or later) collapse."""
+        def rel(t: int) -> int:
+            return max(t - d, _PAST)
+
+        return (self.cls,
+                tuple((t.a, t.b, t.c, rel(t.reads_until), rel(t.free), rel(t.promoted),
+                       t.pending) for t in self.tiles),
+                tuple((m.op, m.rows, rel(m.done), rel(m.popped)) for m in self.moves),
+                rel(self.req_end), rel(self.drain_end))
+
+    def shift(self, delta: int) -> None:
+        """Every time of the state ``delta`` cycles later."""
+        for t in self.tiles:
+            t.reads_until += delta
+            t.free += delta
+            t.promoted += delta
+        for m in self.moves:
+            m.done += delta
+            m.popped += delta
+        self.req_end += delta
+        self.drain_end += delta
 
     def _stall(self, cause: str, base: int, at: int) -> int:
         if at > base:
@@ -255,14 +283,78 @@ class _Model:
         return d
 
 
-def accel_timing(program: Sequence[Instruction], params: AccelParams) -> AccelTiming:
+def accel_timing(program: Sequence[Instruction], params: AccelParams, *,
+                 skip_periods: bool = True) -> AccelTiming:
     """The cycles of ``program`` (already checked: :func:`hw.front.isa.check_program`) on the
-    accelerator of ``params`` (see the module docstring)."""
+    accelerator of ``params`` (see the module docstring).
+
+    Exact, and fast on the kernel library's long programs: when the model's state, relative
+    to the current cycle, and the instructions after it (DRAM addresses aside: they never
+    change timing) repeat those of an earlier point, every following repetition of the same
+    instructions takes the same cycles, so whole periods are added at once. The search
+    stops once it has compared a quarter of the program more than it skipped;
+    ``skip_periods=False`` walks every instruction (the same result, what tests compare)."""
     model = _Model(params)
-    issue = []
-    d = 0
-    for ins in program:
+    issue: list[int] = []
+    seen: dict[tuple, tuple] = {}
+    d = n = 0
+    budget = len(program) // 4 if skip_periods else -1    # comparisons beyond the skipped
+    while n < len(program):
+        ins = program[n]
         d = model.issue(ins, d + 1)
         issue.append(d)
+        n += 1
+        if ins.op != "compute" or n == len(program) or budget < 0:
+            continue
+        key = (model.state_key(d), _timing_sig(program[n]))
+        here = (n, d, model.stream, model.dma, dict(model.stalls))
+        before = seen.setdefault(key, here)
+        if before is here:
+            continue
+        periods, compared = _repeats(program, before[0], n)
+        budget += periods * (n - before[0]) - compared
+        if periods:
+            d, n = _skip(model, issue, before, here, periods)
+            seen.clear()
     end = max(d + 1, model.exec_idle(), model.dma_idle()) if program else 0
     return AccelTiming(tuple(issue), end, model.stream, model.dma, dict(model.stalls))
+
+
+def _timing_sig(ins: Instruction) -> tuple:
+    """``ins`` without its DRAM address (which never changes timing)."""
+    f = ins.fields
+    if ins.op == "mvin":
+        return ins.op, f[1:]
+    if ins.op == "mvout":
+        return ins.op, f[0], f[2:]
+    return ins.op, f
+
+
+def _repeats(program: Sequence[Instruction], start: int, n: int) -> tuple[int, int]:
+    """How many times instructions ``start .. n-1`` repeat from ``n`` on (timing signatures),
+    and how many instructions that took comparing."""
+    p, k, compared = n - start, 0, 0
+    while n + (k + 1) * p <= len(program):
+        for j in range(p):
+            compared += 1
+            if _timing_sig(program[n + k * p + j]) != _timing_sig(program[start + j]):
+                return k, compared
+        k += 1
+    return k, compared
+
+
+def _skip(model: _Model, issue: list[int], before: tuple, here: tuple, periods: int
+          ) -> tuple[int, int]:
+    """Advance ``model`` over ``periods`` repetitions of the instructions between the points
+    ``before`` and ``here`` (each ``(n, d, stream, dma, stalls)``); the new (d, n)."""
+    (n1, d1, stream1, dma1, stalls1), (n2, d2, stream2, dma2, stalls2) = before, here
+    delta = d2 - d1
+    base = issue[n1:n2]
+    for r in range(1, periods + 1):
+        issue.extend(x + r * delta for x in base)
+    model.shift(periods * delta)
+    model.stream += periods * (stream2 - stream1)
+    model.dma += periods * (dma2 - dma1)
+    for cause, value in stalls2.items():
+        model.stalls[cause] = value + periods * (value - stalls1.get(cause, 0))
+    return d2 + periods * delta, n2 + periods * (n2 - n1)

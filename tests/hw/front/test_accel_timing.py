@@ -93,3 +93,23 @@ def test_fence_waits_for_everything():
     t = accel_timing([_mvin(2, 4), Instruction("fence"), _mvin(1, 4, sp=50)], P)
     # first mvin leaves the queue in 8: the fence issues in 9
     assert t.issue == (1, 9, 10)
+
+
+@pytest.mark.parametrize("arch_name", ["gemmini_like", "lego_fused"])
+def test_skipping_repeated_periods_is_exact(arch_name):
+    """Long kernel programs repeat; the model adds whole periods at once, with the result of
+    walking every instruction (issue cycles, cycles, busy counts, stalls by cause)."""
+    from hw.front.arch import load_arch
+    from hw.front.kernel_runs import conv_operands, gemm_operands
+    from hw.front.kernels import conv2d_program, gemm_program
+
+    arch = load_arch(f"examples/arch/{arch_name}.yaml")
+    params = accel_params(arch)
+    programs = [gemm_program(arch, d.name, gemm_operands(arch, *shape))
+                for d in arch.dataflows
+                for shape in ((256, 300, 512), (33, 512, 1024, True), (1, 2048, 640, False, True))]
+    programs.append(conv2d_program(arch, arch.dataflows[0].name,
+                                   conv_operands(arch, 16, 10, 12, 32, 3, 3)))
+    for program in programs:
+        assert accel_timing(program, params) == accel_timing(program, params,
+                                                             skip_periods=False)
