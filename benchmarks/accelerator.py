@@ -3,8 +3,11 @@ RTL-measured cycles (fast Verilator engine), the cycle model's, the roofline bou
 utilization, DRAM bytes, and the fused / gemmini-like speedup; the time to generate and emit
 a 16x16 accelerator with a 256 KiB scratchpad; the fast engine's throughput.
 
-Per layer and architecture the dataflow is the one with the fewest model cycles (every
-dataflow's program is built and modelled). Every RTL run is checked bit-exact: the RTL's final
+Per layer and architecture the program is the one with the fewest model cycles among every
+dataflow's default program (the kernel library's choice); when the best of those is more
+than ``SEARCH_ABOVE`` times its roofline bound and short, also among every candidate schedule
+of the kernel library at every prefetch distance 1-6, as a mapper would search them
+(``"schedule"`` says which won). Every RTL run is checked bit-exact: the RTL's final
 DRAM equals the reference machine's, whose output equals golden's. ``roofline`` =
 max(padded MACs / PEs, DRAM bytes / bytes per cycle) of the program that ran. A layer whose
 RTL run would take longer than ``--rtl-budget`` seconds (estimated from the model's cycles
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,9 +32,12 @@ from hw.front import kernel_runs
 from hw.front.accel_params import accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import load_arch
+from hw.front.kernel_choice import schedule_candidates
 from hw.front.kernel_runs import gemm_operands
+from hw.front.kernel_schedule import GemmProblem
 from hw.front.kernels import gemm_program
 from hw.front.program_cost import program_cost
+from hw.front.spec_model import SpecError
 
 ARCHS = ("gemmini_like", "lego_fused")
 #: name: (M, N, K, A stored transposed, B stored transposed)
@@ -46,15 +53,41 @@ LAYERS = {
 QUICK = ("gemm_256", "sana_ktv", "sana_q_kv", "decode_qkt")
 
 
-def best_dataflow(arch, ops) -> tuple[str, list, int]:
-    """(dataflow, program, model cycles) with the fewest model cycles."""
+#: a layer whose best default program is this far above its roofline bound, and at most
+#: ``SEARCH_INSTRUCTIONS`` long, also gets a schedule search
+SEARCH_ABOVE = 1.05
+SEARCH_INSTRUCTIONS = 5_000
+
+
+def _schedules(arch, flow: str, ops) -> list:
+    """The kernel library's candidate schedules of ``ops`` under ``flow``, each also with
+    every prefetch distance from 1 to 6 (what a mapper would enumerate)."""
+    out = []
+    for s in schedule_candidates(arch, flow, GemmProblem(ops.extents())):
+        out += [replace(s, prefetch=p) for p in range(1, 7)]
+    return list(dict.fromkeys(out))
+
+
+def best_program(arch, ops) -> tuple[str, list, int, bool]:
+    """(dataflow, program, model cycles, searched) with the fewest model cycles: every
+    dataflow's default program; if the best is more than ``SEARCH_ABOVE`` its roofline bound
+    and short, every candidate schedule of every dataflow as well."""
     params = accel_params(arch)
-    best = None
+    best = min(((d.name, program, accel_timing(program, params).cycles, False)
+                for d in arch.dataflows for program in [gemm_program(arch, d.name, ops)]),
+               key=lambda b: b[2])
+    bound = program_cost(best[1], arch).roofline_cycles
+    if best[2] <= SEARCH_ABOVE * bound or len(best[1]) > SEARCH_INSTRUCTIONS:
+        return best
     for d in arch.dataflows:
-        program = gemm_program(arch, d.name, ops)
-        cycles = accel_timing(program, params).cycles
-        if best is None or cycles < best[2]:
-            best = (d.name, program, cycles)
+        for s in _schedules(arch, d.name, ops):
+            try:
+                program = gemm_program(arch, d.name, ops, s)
+            except SpecError:
+                continue                # a prefetch distance the memories do not hold
+            cycles = accel_timing(program, params).cycles
+            if cycles < best[2]:
+                best = (d.name, program, cycles, True)
     return best
 
 
@@ -62,10 +95,11 @@ def run_layer(arch, name: str, rtl: bool, seed: int = 0) -> dict:
     m, n, k, a_t, b_t = LAYERS[name]
     ops = gemm_operands(arch, m, n, k, a_t, b_t)
     t0 = time.perf_counter()
-    flow, program, model = best_dataflow(arch, ops)
+    flow, program, model, searched = best_program(arch, ops)
     choose_s = time.perf_counter() - t0
     cost = program_cost(program, arch)
     row = {"layer": name, "shape": [m, n, k], "arch": arch.name, "dataflow": flow,
+           "schedule": "searched" if searched else "default",
            "instructions": len(program), "model_cycles": model,
            "roofline_cycles": cost.roofline_cycles, "dram_bytes": cost.dram_bytes,
            "model_utilization": round(cost.macs / (arch.pes * model), 4),
