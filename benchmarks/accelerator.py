@@ -68,12 +68,13 @@ def _schedules(arch, flow: str, ops) -> list:
     return list(dict.fromkeys(out))
 
 
-def best_program(arch, ops) -> tuple[str, list, int, bool]:
-    """(dataflow, program, model cycles, searched) with the fewest model cycles: every
+def best_program(arch, ops) -> tuple[str, list, int, object]:
+    """(dataflow, program, model cycles, schedule: None for the default) with the fewest
+    model cycles: every
     dataflow's default program; if the best is more than ``SEARCH_ABOVE`` its roofline bound
     and short, every candidate schedule of every dataflow as well."""
     params = accel_params(arch)
-    best = min(((d.name, program, accel_timing(program, params).cycles, False)
+    best = min(((d.name, program, accel_timing(program, params).cycles, None)
                 for d in arch.dataflows for program in [gemm_program(arch, d.name, ops)]),
                key=lambda b: b[2])
     bound = program_cost(best[1], arch).roofline_cycles
@@ -87,7 +88,7 @@ def best_program(arch, ops) -> tuple[str, list, int, bool]:
                 continue                # a prefetch distance the memories do not hold
             cycles = accel_timing(program, params).cycles
             if cycles < best[2]:
-                best = (d.name, program, cycles, True)
+                best = (d.name, program, cycles, s)
     return best
 
 
@@ -95,11 +96,11 @@ def run_layer(arch, name: str, rtl: bool, seed: int = 0) -> dict:
     m, n, k, a_t, b_t = LAYERS[name]
     ops = gemm_operands(arch, m, n, k, a_t, b_t)
     t0 = time.perf_counter()
-    flow, program, model, searched = best_program(arch, ops)
+    flow, program, model, schedule = best_program(arch, ops)
     choose_s = time.perf_counter() - t0
     cost = program_cost(program, arch)
     row = {"layer": name, "shape": [m, n, k], "arch": arch.name, "dataflow": flow,
-           "schedule": "searched" if searched else "default",
+           "schedule": "default" if schedule is None else "searched",
            "instructions": len(program), "model_cycles": model,
            "roofline_cycles": cost.roofline_cycles, "dram_bytes": cost.dram_bytes,
            "model_utilization": round(cost.macs / (arch.pes * model), 4),
@@ -111,7 +112,8 @@ def run_layer(arch, name: str, rtl: bool, seed: int = 0) -> dict:
     t = arch.types[0]
     a = rng.integers(t.min, t.max + 1, (m, k))
     b = rng.integers(t.min, t.max + 1, (k, n))
-    ref = kernel_runs.run_gemm(arch, flow, ops, a, b)
+    ref = kernel_runs.run_gemm(arch, flow, ops, a, b, schedule)
+    assert ref.program == program, "the reference run built another program"
     exact = bool(np.array_equal(ref.output, int_gemm(a, b, t, t, arch.types[2].bits)))
     run = run_program(arch, ref.program, ref.dram_in, engine="fast", expected_cycles=model)
     row.update(cycles=run.cycles, bit_exact=exact and run.dram == ref.machine.dram.tobytes(),

@@ -16,7 +16,7 @@ import numpy as np
 from .arch import ArchSpec
 from .isa import Instruction
 from .isa_machine import Machine, pack, unpack
-from .kernels import ConvOperands, GemmOperands, conv2d_program, gemm_program
+from .kernels import ConvOperands, GemmOperands, Schedule, conv2d_program, gemm_program
 
 __all__ = ["KernelRun", "conv_operands", "gemm_operands", "run_conv", "run_gemm"]
 
@@ -63,7 +63,7 @@ def _read(machine: Machine, addr: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def run_gemm(arch: ArchSpec, dataflow: str, ops: GemmOperands, a: np.ndarray, b: np.ndarray,
-             tile: tuple[int, int, int] | None = None) -> KernelRun:
+             tile: Schedule = None) -> KernelRun:
     """``C = A B`` of ``a`` (M x K) and ``b`` (K x N), stored as ``ops`` says, on the
     reference machine; ``output`` is C (M x N)."""
     if a.shape != (ops.m, ops.k) or b.shape != (ops.k, ops.n):
@@ -79,7 +79,7 @@ def run_gemm(arch: ArchSpec, dataflow: str, ops: GemmOperands, a: np.ndarray, b:
 
 
 def run_conv(arch: ArchSpec, dataflow: str, ops: ConvOperands, image: np.ndarray,
-             weights: np.ndarray, tile: tuple[int, int, int] | None = None) -> KernelRun:
+             weights: np.ndarray, tile: Schedule = None) -> KernelRun:
     """The convolution of ``image`` (C x H x W) and ``weights`` (K x C x R x S; laid out
     R x S x K x C in DRAM) on the reference machine; ``output`` is K x Y x X."""
     expected = ((ops.channels, ops.height, ops.width), (ops.kernels, ops.channels, ops.r, ops.s))
