@@ -82,17 +82,19 @@ def _accelerator(arch: ArchSpec) -> AccelParams | None:
         return None
 
 
-def _pick(arch: ArchSpec, dataflow: str | None, program, cost) -> str:
+def _pick(arch: ArchSpec, dataflow: str | None, program, cost) -> tuple[str, list | None]:
     """The named dataflow, or the one whose ``program`` the cycle model runs fastest (ties:
     the architecture's order); without an accelerator, the lowest roofline bound of
-    ``cost``."""
+    ``cost``. With it, the program when it was built here (None otherwise)."""
     names = [arch.dataflow(dataflow).name] if dataflow else [d.name for d in arch.dataflows]
     params = _accelerator(arch)
     if len(names) == 1:
-        return names[0]
+        return names[0], None
     if params is None:
-        return min(names, key=lambda d: cost(d).roofline_cycles)
-    return min(names, key=lambda d: accel_timing(program(d), params).cycles)
+        return min(names, key=lambda d: cost(d).roofline_cycles), None
+    built = [(accel_timing(p, params).cycles, d, p) for d in names for p in [program(d)]]
+    _, name, chosen = min(built, key=lambda b: b[0])
+    return name, chosen
 
 
 #: programs longer than this get a line on stderr before the silent phases (building them,
@@ -123,11 +125,11 @@ def run_gemm(arch: ArchSpec, m: int, n: int, k: int, *, dataflow: str | None = N
     _check_engine(engine)
     ops = gemm_operands(arch, m, n, k, a_transposed, b_transposed)
     _announce(max(gemm_instructions(arch, d.name, ops) for d in arch.dataflows))
-    name = _pick(arch, dataflow, lambda d: gemm_program(arch, d, ops),
-                 lambda d: gemm_cost(arch, d, ops))
+    name, program = _pick(arch, dataflow, lambda d: gemm_program(arch, d, ops),
+                          lambda d: gemm_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
     a, b = _operands(rng, arch.types[0], (m, k)), _operands(rng, arch.types[1], (k, n))
-    run = kernel_runs.run_gemm(arch, name, ops, a, b)
+    run = kernel_runs.run_gemm(arch, name, ops, a, b, program=program)
     expected = int_gemm(a, b, arch.types[0], arch.types[1], arch.types[2].bits)
     return _layer_run(f"gemm {m}x{n}x{k}", arch, name, engine, run, expected)
 
@@ -139,12 +141,12 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
     _check_engine(engine)
     ops = conv_operands(arch, channels, height, width, kernels, r, s)
     _announce(max(conv2d_instructions(arch, d.name, ops) for d in arch.dataflows))
-    name = _pick(arch, dataflow, lambda d: conv2d_program(arch, d, ops),
-                 lambda d: conv2d_cost(arch, d, ops))
+    name, program = _pick(arch, dataflow, lambda d: conv2d_program(arch, d, ops),
+                          lambda d: conv2d_cost(arch, d, ops))
     rng = np.random.default_rng(seed)
     image = _operands(rng, arch.types[0], (channels, height, width))
     weights = _operands(rng, arch.types[0], (kernels, channels, r, s))
-    run = kernel_runs.run_conv(arch, name, ops, image, weights)
+    run = kernel_runs.run_conv(arch, name, ops, image, weights, program=program)
     expected = conv2d(image, weights, arch.types[2].bits)
     return _layer_run(f"conv {channels}x{height}x{width} -> {kernels}, {r}x{s}", arch, name,
                       engine, run, expected)
@@ -152,13 +154,13 @@ def run_conv(arch: ArchSpec, channels: int, height: int, width: int, kernels: in
 
 def _layer_run(layer: str, arch: ArchSpec, name: str, engine: str, run: KernelRun,
                expected: np.ndarray) -> LayerRun:
-    params = _accelerator(arch)
-    if params is None and engine != "ref":
-        try:
-            accel_params(arch)
-        except SpecError as exc:
+    try:
+        params = accel_params(arch)
+    except SpecError as exc:
+        if engine != "ref":
             raise SpecError(f"{exc} (--engine ref runs the program on the reference machine "
                             f"only)") from None
+        params = None
     model = None if params is None else accel_timing(run.program, params).cycles
     exact = bool(np.array_equal(run.output, expected))
     cycles = rate = None

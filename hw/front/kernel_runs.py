@@ -9,6 +9,7 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,13 +64,15 @@ def _read(machine: Machine, addr: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def run_gemm(arch: ArchSpec, dataflow: str, ops: GemmOperands, a: np.ndarray, b: np.ndarray,
-             tile: Schedule = None) -> KernelRun:
+             tile: Schedule = None, *, program: Sequence[Instruction] | None = None
+             ) -> KernelRun:
     """``C = A B`` of ``a`` (M x K) and ``b`` (K x N), stored as ``ops`` says, on the
-    reference machine; ``output`` is C (M x N)."""
+    reference machine; ``output`` is C (M x N). ``program``: the caller's already built
+    :func:`gemm_program` of ``ops`` (not built again)."""
     if a.shape != (ops.m, ops.k) or b.shape != (ops.k, ops.n):
         raise ValueError(f"operands {a.shape} and {b.shape} do not match the GEMM "
                          f"{ops.m}x{ops.n}x{ops.k}")
-    program = gemm_program(arch, dataflow, ops, tile)
+    program = gemm_program(arch, dataflow, ops, tile) if program is None else list(program)
     machine = Machine(arch, _aligned(ops.c_addr + ops.m * ops.n * arch.types[2].bits // 8))
     machine.write_dram(ops.a_addr, pack(a.T if ops.a_transposed else a, arch.types[0]))
     machine.write_dram(ops.b_addr, pack(b.T if ops.b_transposed else b, arch.types[1]))
@@ -79,14 +82,16 @@ def run_gemm(arch: ArchSpec, dataflow: str, ops: GemmOperands, a: np.ndarray, b:
 
 
 def run_conv(arch: ArchSpec, dataflow: str, ops: ConvOperands, image: np.ndarray,
-             weights: np.ndarray, tile: Schedule = None) -> KernelRun:
+             weights: np.ndarray, tile: Schedule = None, *,
+             program: Sequence[Instruction] | None = None) -> KernelRun:
     """The convolution of ``image`` (C x H x W) and ``weights`` (K x C x R x S; laid out
-    R x S x K x C in DRAM) on the reference machine; ``output`` is K x Y x X."""
+    R x S x K x C in DRAM) on the reference machine; ``output`` is K x Y x X. ``program``:
+    the caller's already built :func:`conv2d_program` of ``ops``."""
     expected = ((ops.channels, ops.height, ops.width), (ops.kernels, ops.channels, ops.r, ops.s))
     if (image.shape, weights.shape) != expected:
         raise ValueError(f"image {image.shape} and weights {weights.shape} do not match the "
                          f"convolution {expected}")
-    program = conv2d_program(arch, dataflow, ops, tile)
+    program = conv2d_program(arch, dataflow, ops, tile) if program is None else list(program)
     shape = ops.out_shape
     machine = Machine(arch, _aligned(ops.o_addr + int(np.prod(shape)) * arch.types[2].bits
                                      // 8))
