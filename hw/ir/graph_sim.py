@@ -1,6 +1,6 @@
 """Cycle-accurate simulation of a :class:`~hw.primitive.PrimitiveGraph` under its semantics.
 
-The semantics are those of the :mod:`hw.primitive` docstring: values are bit patterns of their
+The semantics are those of the :mod:`hw.ir.kinds` docstring: values are bit patterns of their
 node's width, an edge hands its consumer the low ``edge.width`` bits of its source, sign- or
 zero-extended by the *source's* ``signed``, and every operator truncates its exact result to
 its own width. :func:`check_graph` enforces the in-edge counts (:data:`~hw.primitive.ARITY`)
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .kinds import clamp_bounds
 from .primitive import ARITY, Node, PrimitiveGraph
 
 __all__ = ["as_signed", "check_graph", "evaluate", "read_operand", "simulate_graph"]
@@ -52,7 +53,7 @@ def read_operand(pattern: int, width: int, signed: bool) -> int:
 def evaluate(node: Node, operands: Sequence[int]) -> int:
     """The pattern (``0 <= result < 2**node.width``) an operator or sink ``node`` produces
     from the integers its ports read (:func:`read_operand`), per the table in
-    :mod:`hw.primitive`. A register gives its next value, a const its value. ``ValueError`` for
+    :mod:`hw.ir.kinds`. A register gives its next value, a const its value. ``ValueError`` for
     an ``input``/``mem_read`` (its value comes from outside) or a wrong operand count."""
     kind, mask = node.kind, (1 << node.width) - 1
     if kind in ("input", "mem_read"):
@@ -75,6 +76,23 @@ def evaluate(node: Node, operands: Sequence[int]) -> int:
         result = int(a < operands[1])
     elif kind == "relu":
         result = max(a, 0)
+    elif kind == "max":
+        result = max(a, operands[1])
+    elif kind == "min":
+        result = min(a, operands[1])
+    elif kind == "clamp":
+        lo, hi = clamp_bounds(node.value, node.signed)
+        result = min(max(a, lo), hi)
+    elif kind == "shl_var":                 # a shift by >= width leaves no bit of the result
+        result = a << min(max(operands[1], 0), node.width)
+    elif kind == "shr_var":
+        result = a >> max(operands[1], 0)
+    elif kind == "lod":
+        result = abs(a).bit_length()
+    elif kind == "rom":
+        result = node.table[a] if 0 <= a < len(node.table) else 0
+    elif kind == "recip":
+        result = ((1 << node.value) + a // 2) // a if a > 0 else 0
     else:                                   # register, buf, output, mem_write
         result = a
     return result & mask
@@ -228,4 +246,38 @@ def _expression(node: Node, edges, operand, fits) -> str:
         return f"1 if {ops[0]} < {ops[1]} else 0"
     if kind == "relu":
         return _masked(f"max({ops[0]}, 0)", width, fits(edges[0], width))
+    if kind in ("max", "min"):
+        return _masked(f"{kind}({ops[0]}, {ops[1]})", width,
+                       fits(edges[0], width) and fits(edges[1], width))
+    if kind == "clamp":
+        lo, hi = clamp_bounds(node.value, node.signed)
+        return _masked(f"min(max({ops[0]}, {lo}), {hi})", width, lo == 0)
+    if kind in ("shl_var", "shr_var"):
+        amount = ops[1] if _nonnegative(edges[1], fits) else f"max({ops[1]}, 0)"
+        if kind == "shr_var":
+            return _masked(f"{ops[0]} >> {amount}", width, fits(edges[0], width))
+        if (1 << edges[1].width) - 1 > width:   # cap: a shift by >= width leaves 0 anyway
+            amount = f"min({amount}, {width})"
+        return _masked(f"{ops[0]} << {amount}", width, False)
+    if kind == "lod":
+        magnitude = f"({ops[0]})" if _nonnegative(edges[0], fits) else f"abs({ops[0]})"
+        return _masked(f"{magnitude}.bit_length()", width, edges[0].width < 1 << width)
+    if kind == "rom":
+        table = tuple(entry & ((1 << width) - 1) for entry in node.table)
+        lookup = f"{table!r}[{ops[0]}]"
+        if _nonnegative(edges[0], fits):
+            if 1 << edges[0].width <= len(table):       # every pattern indexes the table
+                return lookup
+            return f"{lookup} if {ops[0]} < {len(table)} else 0"
+        return f"{lookup} if 0 <= {ops[0]} < {len(table)} else 0"
+    if kind == "recip":
+        quotient = f"({1 << node.value} + ({ops[0]} >> 1)) // {ops[0]}"
+        return _masked(f"{quotient} if {ops[0]} > 0 else 0", width,
+                       1 << node.value < 1 << width)
     return _masked(ops[0], width, fits(edges[0], width))        # buf
+
+
+def _nonnegative(edge, fits) -> bool:
+    """Whether ``edge``'s operand is never negative: its source is unsigned (:func:`_compile`'s
+    ``fits`` of the edge at its own width)."""
+    return fits(edge, edge.width)

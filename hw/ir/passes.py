@@ -181,7 +181,8 @@ def _emit(nodes: Iterable[Node], edges: Iterable[Edge]) -> PrimitiveGraph:
     """A graph of ``nodes`` then ``edges``, in the given orders, ports kept."""
     out = PrimitiveGraph()
     for node in nodes:
-        out.add_node(node.name, node.kind, node.width, node.delay, node.signed, node.value)
+        out.add_node(node.name, node.kind, node.width, node.delay, node.signed, node.value,
+                     node.table)
     for edge in edges:
         out.add_edge(edge.src, edge.dst, edge.width, edge.port)
     return out

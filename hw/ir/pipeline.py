@@ -200,12 +200,13 @@ def apply_pipeline(graph: PrimitiveGraph, result: PipelineResult) -> PrimitiveGr
     ``src->dst/pipe1 .. pipeK`` of the edge's width, or with ``share_fanout`` one chain
     ``src/pipe1 ..`` per source (width: its widest out-edge) that each consumer taps at its
     count. Its :meth:`~PrimitiveGraph.register_bits` grows by exactly ``result.register_bits``.
-    Nodes keep ``signed`` and ``value``, edges their width and port (a chain on the edge into
-    port ``p`` of ``dst`` ends on port ``p``); inserted registers copy their source's
+    Nodes keep ``signed``, ``value`` and ``table``, edges their width and port (a chain on the
+    edge into port ``p`` of ``dst`` ends on port ``p``); inserted registers copy their source's
     ``signed`` and start at 0. ``ValueError`` if a generated name is already taken."""
     out = PrimitiveGraph()
     for node in graph:
-        out.add_node(node.name, node.kind, node.width, node.delay, node.signed, node.value)
+        out.add_node(node.name, node.kind, node.width, node.delay, node.signed, node.value,
+                     node.table)
 
     def chain(prefix: str, count: int, width: int, head: str) -> list[str]:
         names = [head] + [f"{prefix}/pipe{i}" for i in range(1, count + 1)]

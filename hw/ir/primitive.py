@@ -19,30 +19,12 @@ the non-register nodes), so building a graph in dependency order costs O(1) per 
 edge also has a ``port``, its operand position at ``dst``: two in-edges of one node never share
 one, and :meth:`PrimitiveGraph.in_edges` lists them by port.
 
-Semantics (executed by :func:`hw.graph_sim.simulate_graph`, one evaluation per clock cycle).
-Every value is a bit pattern of its node's ``width``. An edge carries the low ``edge.width``
-bits of its source; the consumer reads that slice as a signed (sign-extended) integer when the
-*source* node is ``signed``, else zero-extended. Every operator computes the exact integer
-result of its operands and truncates it to its own ``width`` (two's-complement wrap). With
-``a, b, c`` the operands on ports 0, 1, 2 (:data:`ARITY` gives the in-edge counts)::
-
-    input, mem_read   (no in-edges) the environment's value this cycle (a mem_read's address
-                      logic lives outside the graph)
-    const             value
-    register          out(t + 1) = a(t),  out(0) = value
-    mul               a * b
-    add               sum of all operands (one or more)
-    sub               a - b
-    mux               b if a != 0 else c          (sel, when_true, when_false; Amaranth's Mux)
-    shift             a << value if value >= 0 else a >> -value   (arithmetic when a's source
-                      is signed: the operand is already sign-extended)
-    compare           1 if a < b else 0
-    relu              max(a, 0)
-    buf               a                           (identity; fan-out trees)
-    output, mem_write a, observed (sinks)
-
-A node with another number of in-edges than its kind's :data:`ARITY`, or ports other than
-``0 .. k-1``, is an error when simulating.
+Semantics. Every value is a bit pattern of its node's ``width``; an edge hands its consumer the
+low ``edge.width`` bits of its source, sign-extended when the *source* is ``signed``; every
+operator truncates its exact result to its own width. What each kind computes, its default
+delay and its in-edge count are one row each of :data:`hw.ir.kinds.KIND_TABLE` (the semantics
+table is in :mod:`hw.ir.kinds`; :data:`DEFAULT_DELAY`, :data:`ARITY` and :data:`KINDS` are
+re-exported here); :func:`hw.ir.graph_sim.simulate_graph` executes them.
 
 Layer: hw.ir, the primitive-graph layer (plain Python, no Amaranth).
 """
@@ -55,24 +37,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .kinds import ARITY, DEFAULT_DELAY, KINDS
+
 __all__ = ["ARITY", "DEFAULT_DELAY", "KINDS", "Edge", "Node", "PrimitiveGraph"]
 
-#: Combinational delay per node kind in abstract units (a multiplier is 1.0).
-DEFAULT_DELAY: dict[str, float] = {
-    "input": 0.0, "output": 0.0, "register": 0.0, "const": 0.0,
-    "mul": 1.0, "add": 0.5, "sub": 0.5,
-    "shift": 0.25, "compare": 0.25, "relu": 0.25, "mux": 0.25,
-    "mem_read": 0.5, "mem_write": 0.5, "buf": 0.05,
-}
-KINDS: frozenset[str] = frozenset(DEFAULT_DELAY)
-#: In-edges per kind for simulation: ``(least, most)``, ``None``: no upper bound.
-ARITY: dict[str, tuple[int, int | None]] = {
-    "input": (0, 0), "const": (0, 0), "mem_read": (0, 0),
-    "register": (1, 1), "shift": (1, 1), "relu": (1, 1), "buf": (1, 1),
-    "output": (1, 1), "mem_write": (1, 1),
-    "mul": (2, 2), "sub": (2, 2), "compare": (2, 2), "mux": (3, 3),
-    "add": (1, None),
-}
 _NO_DELAY_KINDS = ("register", "const")         # their delay must stay 0
 _NO_INPUTS = ("input", "const")
 _NO_OUTPUTS = ("output", "mem_write")
@@ -85,8 +53,10 @@ class Node:
     constants have delay 0 (a register's clock-to-output time belongs to the stage budget).
     ``signed``: consumers sign-extend what they read from this node. ``value``: a constant's
     value, a register's initial value (both within ``-2**(width-1) .. 2**width - 1``, either
-    encoding of ``width`` bits), a shift's amount (left if >= 0, else right); unused
-    otherwise."""
+    encoding of ``width`` bits), a shift's amount (left if >= 0, else right), a clamp's
+    saturation width (``1 .. width``), a recip's scale exponent (``0 .. 62``); unused
+    otherwise. ``table``: a rom's contents (non-empty, every entry an int in either encoding of
+    ``width`` bits; a list is stored as a tuple), empty for every other kind."""
 
     name: str
     kind: str
@@ -94,6 +64,7 @@ class Node:
     delay: float | None = None
     signed: bool = False
     value: int = 0
+    table: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -112,11 +83,41 @@ class Node:
             raise ValueError(f"node {self.name}: signed must be a bool, got {self.signed!r}")
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             raise ValueError(f"node {self.name}: value must be an int, got {self.value!r}")
-        if self.kind in ("const", "register") and not (
-                -(1 << (self.width - 1)) <= self.value < 1 << self.width):
+        if self.kind in ("const", "register") and not _fits(self.value, self.width):
             raise ValueError(f"node {self.name}: value {self.value} does not fit "
                              f"{self.width} bits")
+        if self.kind == "clamp" and not 1 <= self.value <= self.width:
+            raise ValueError(f"node {self.name}: a clamp saturates to 1 .. {self.width} bits "
+                             f"(its width), got value {self.value}")
+        if self.kind == "recip" and not 0 <= self.value <= 62:
+            raise ValueError(f"node {self.name}: a recip's scale exponent (value) must be in "
+                             f"0 .. 62, got {self.value}")
+        object.__setattr__(self, "table", self._checked_table())
         object.__setattr__(self, "delay", float(delay))
+
+    def _checked_table(self) -> tuple[int, ...]:
+        if not isinstance(self.table, (tuple, list)):
+            raise ValueError(f"node {self.name}: table must be a tuple of ints, "
+                             f"got {type(self.table).__name__}")
+        table = tuple(self.table)
+        if self.kind != "rom":
+            if table:
+                raise ValueError(f"node {self.name}: only a rom has a table, not a {self.kind}")
+            return table
+        if not table:
+            raise ValueError(f"node {self.name}: a rom needs a non-empty table")
+        for i, entry in enumerate(table):
+            if isinstance(entry, bool) or not isinstance(entry, int):
+                raise ValueError(f"node {self.name}: table[{i}] must be an int, got {entry!r}")
+            if not _fits(entry, self.width):
+                raise ValueError(f"node {self.name}: table[{i}] = {entry} does not fit "
+                                 f"{self.width} bits")
+        return table
+
+
+def _fits(value: int, width: int) -> bool:
+    """Whether ``value`` is either encoding of a ``width``-bit pattern."""
+    return -(1 << (width - 1)) <= value < 1 << width
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,11 @@ class PrimitiveGraph:
 
     # ---------------------------------------------------------------- construction
     def add_node(self, name: str, kind: str, width: int, delay: float | None = None,
-                 signed: bool = False, value: int = 0) -> Node:
+                 signed: bool = False, value: int = 0, table: tuple[int, ...] = ()) -> Node:
         """Add and return a node; ``ValueError`` for a duplicate name or a bad field."""
         if name in self._nodes:
             raise ValueError(f"duplicate node name {name!r}")
-        node = Node(name, kind, width, delay, signed, value)
+        node = Node(name, kind, width, delay, signed, value, table)
         self._nodes[name] = node
         self._out[name] = []
         self._in[name] = []

@@ -4,12 +4,12 @@ cycle, on seeded random stimulus (every kind, signed and unsigned, slices, regis
 import random
 
 import pytest
-from amaranth.hdl import ClockDomain, Module, Signal, signed, unsigned
-from amaranth.sim import Simulator
+from amaranth.hdl import Module, Signal
 
 from hw.ir.graph_sim import simulate_graph
 from hw.ir.primitive import PrimitiveGraph
 from hw.rtl.graph_rtl import emit_graph
+from tests.hw.rtl.graph_runner import run_graph_rtl
 
 
 def _every_kind() -> PrimitiveGraph:
@@ -43,30 +43,6 @@ def _every_kind() -> PrimitiveGraph:
     return g
 
 
-def _run_rtl(graph: PrimitiveGraph, stimulus: list[dict[str, int]]) -> list[dict[str, int]]:
-    m = Module()
-    m.domains.sync = ClockDomain("sync", reset_less=True)
-    drive = {n: Signal(signed(node.width) if node.signed else unsigned(node.width), name=n)
-             for n, node in graph.nodes.items() if node.kind == "input"}
-    outs = emit_graph(m, graph, drive)
-    probes = {}
-    for name, value in outs.items():
-        probes[name] = Signal(len(value), name=f"probe_{name}")
-        m.d.comb += probes[name].eq(value)
-    seen: list[dict[str, int]] = []
-
-    async def bench(ctx):
-        for row in stimulus:
-            for n, sig in drive.items():
-                ctx.set(sig, row[n])
-            seen.append({n: ctx.get(p) for n, p in probes.items()})
-            await ctx.tick()
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return seen
 
 
 class TestEmitGraph:
@@ -77,7 +53,7 @@ class TestEmitGraph:
                      "s": rng.randrange(2)} for _ in range(40)]
         stimulus[0] |= {"a": -128, "b": 63}
         expect = simulate_graph(g, stimulus)
-        got = _run_rtl(g, stimulus)
+        got = run_graph_rtl(g, stimulus)
         for t, (e, o) in enumerate(zip(expect, got, strict=True)):
             assert {n: o[n] for n in e} == e, f"cycle {t}"
 
