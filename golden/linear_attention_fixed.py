@@ -10,7 +10,8 @@ core accepts the full int8 range), per (batch, head) with ``kr = max(kc, 0)``,
 
 ``s_q`` and ``s_k`` cancel, so the float output is ``o * s_v``. Stage 3 divides through a
 normalized reciprocal (a plain ``2**F / den`` would vanish for the ~2**37 denominators of
-N = 1024): with ``R = den_bits``, ``F = recip_frac_bits``, ``Fo = out_frac_bits``::
+N = 1024), the shared normalizer :func:`normalize`: with ``R = den_bits``,
+``F = recip_frac_bits``, ``Fo = out_frac_bits``::
 
     sh    = max(bitlen(den) - R, 0)            leading-one detect
     den_n = round_shift_right(den, sh)         in [2**(R-1), 2**R] when sh > 0, else den
@@ -55,14 +56,17 @@ __all__ = [
     "AccumulatorWidths",
     "FixedLinearAttention",
     "accumulator_widths",
+    "check_normalizer_params",
     "datapath_error_bound",
     "decode",
     "linear_attention_fixed",
     "linear_attention_int",
+    "normalize",
     "quantize_int8",
 ]
 
 MAX_DN = 1 << 36
+_NORM_LIMIT = 1 << 62
 _INT8 = IntType(8, signed=True)
 
 
@@ -154,6 +158,84 @@ def _check_params(out_frac_bits: int, den_bits: int, recip_frac_bits: int) -> No
         )
 
 
+def check_normalizer_params(
+    out_frac_bits: int, den_bits: int, recip_frac_bits: int, out_bits: int | None = None
+) -> int:
+    """Validate the normalizer's widths (ranges of :func:`normalize`); returns ``out_bits``
+    (default ``8 + out_frac_bits``)."""
+    for name, val in (("out_frac_bits", out_frac_bits), ("den_bits", den_bits),
+                      ("recip_frac_bits", recip_frac_bits)):
+        if isinstance(val, bool) or not isinstance(val, int | np.integer):
+            raise ValueError(f"{name} must be an int, got {val!r}")
+    _check_params(out_frac_bits, den_bits, recip_frac_bits)
+    ob = 8 + out_frac_bits if out_bits is None else out_bits
+    hi = 61 - (recip_frac_bits + den_bits - out_frac_bits)
+    if isinstance(ob, bool) or not isinstance(ob, int | np.integer) or not 1 <= ob <= hi:
+        raise ValueError(f"out_bits must be an int in 1..{hi} (out_bits + recip_frac_bits + "
+                         f"den_bits - out_frac_bits <= 61), got {ob!r}")
+    return int(ob)
+
+
+def _check_int_array(name: str, x: np.ndarray, lo: int) -> np.ndarray:
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {x.dtype}")
+    x = x.astype(np.int64)
+    if x.size and (int(x.min()) < lo or int(x.max()) >= _NORM_LIMIT):
+        bad = int(x.min()) if int(x.min()) < lo else int(x.max())
+        raise ValueError(f"{name} holds {bad}, outside [{lo}, 2**62)")
+    return x
+
+
+@array_function("num", "den")
+def normalize(
+    num: ArrayLike,
+    den: ArrayLike,
+    out_frac_bits: int = 8,
+    den_bits: int = 16,
+    recip_frac_bits: int = 24,
+    out_bits: int | None = None,
+) -> ArrayLike:
+    """The shared normalizer: ``out ~= num / den`` with ``Fo = out_frac_bits`` fractional bits.
+
+    ``num`` ``(..., Dv)`` integers (``|num| < 2**62``), ``den`` integers in ``[0, 2**62)``
+    broadcastable to it (one denominator per row, ``(..., 1)``, shared by the row's lanes).
+    With ``R = den_bits``, ``F = recip_frac_bits``, exact integer arithmetic::
+
+        sh    = max(bitlen(den) - R, 0)
+        den_n = round_shift_right(den, sh);   num_n = round_shift_right(num, sh)
+        rcp   = reciprocal(den_n, F + R)
+        out   = saturate(round_shift_right(num_n * rcp, F + R - Fo), out_bits)
+        out   = 0 where den == 0
+
+    ``out_bits`` defaults to ``8 + Fo``. Error (proof in :func:`datapath_error_bound`):
+    ``|out / 2**Fo - num/den| <= datapath_error_bound(|num/den|)`` while ``num/den`` lies in
+    the output range. Stage 3 of :func:`linear_attention_int`, the deferred softmax division of
+    :mod:`golden.attention_fixed` and :mod:`golden.linear_attention_chain`.
+
+    The product is exact: with ``k = F + R - Fo`` and ``M = 2**(out_bits + k) // rcp + 1``,
+    ``M * rcp > 2**(out_bits + k)`` so ``+-M`` already saturate, and rounding is monotone; so
+    ``num_n`` is clamped to ``[-M, M]`` first (the same result) and ``|num_n * rcp| <=
+    2**(out_bits + k) + rcp < 2**62`` (``out_bits + k <= 61`` is enforced).
+    """
+    ob = check_normalizer_params(out_frac_bits, den_bits, recip_frac_bits, out_bits)
+    num = _check_int_array("num", np.asarray(num), -_NORM_LIMIT + 1)
+    den = _check_int_array("den", np.asarray(den), 0)
+    try:
+        num, den = np.broadcast_arrays(num, den)
+    except ValueError as exc:
+        raise ValueError(f"den of shape {den.shape} does not broadcast to num of shape "
+                         f"{num.shape}") from exc
+    k = recip_frac_bits + den_bits - out_frac_bits
+    sh = np.maximum(_bit_length(den) - den_bits, 0)
+    den_n = np.where(den == 0, 1, _shift_each(den, sh))
+    num_n = _shift_each(num, sh)
+    rcp = reciprocal(den_n, recip_frac_bits + den_bits)
+    lim = (np.int64(1) << np.int64(ob + k)) // rcp + 1
+    out = round_shift_right(np.clip(num_n, -lim, lim) * rcp, k)
+    out = saturate(out, ob)
+    return np.where(den == 0, 0, out).astype(np.int64)
+
+
 @array_function("qc", "kc", "vc")
 def linear_attention_int(
     qc: ArrayLike,
@@ -186,13 +268,7 @@ def linear_attention_int(
     ksum = kr.sum(axis=-2)  # (..., D)
     num = qr @ np.swapaxes(vk, -1, -2)  # (..., Nq, Dv), int64
     den = qr @ ksum[..., :, None]  # (..., Nq, 1), int64, >= 0
-    sh = np.maximum(_bit_length(den) - den_bits, 0)
-    den_n = np.where(den == 0, 1, _shift_each(den, sh))
-    num_n = _shift_each(num, np.broadcast_to(sh, num.shape))
-    rcp = reciprocal(den_n, recip_frac_bits + den_bits)
-    out = round_shift_right(num_n * rcp, recip_frac_bits + den_bits - out_frac_bits)
-    out = saturate(out, 8 + out_frac_bits)
-    return np.where(den == 0, 0, out).astype(np.int64)
+    return normalize(num, den, out_frac_bits, den_bits, recip_frac_bits)
 
 
 @array_function("x")

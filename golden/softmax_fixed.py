@@ -42,7 +42,14 @@ import numpy as np
 from .arrays import ArrayLike, array_function
 from .fixed_point import reciprocal, round_shift_right
 
-__all__ = ["SoftmaxFixedConfig", "exp2_table", "softmax_fixed", "softmax_fixed_float"]
+__all__ = [
+    "SoftmaxFixedConfig",
+    "exp2_neg",
+    "exp2_table",
+    "exp_neg",
+    "softmax_fixed",
+    "softmax_fixed_float",
+]
 
 
 @dataclass(frozen=True)
@@ -75,13 +82,23 @@ class SoftmaxFixedConfig:
     def log2e_code(self) -> int:
         return int(round(math.log2(math.e) * (1 << self.log2e_bits)))
 
-    def error_bound(self, n: int) -> float:
-        """Worst-case ``|p - softmax|`` for a row of ``n`` elements (module docstring)."""
+    @property
+    def exp_rel_error(self) -> float:
+        """``rho = eps_table + ln2 * 2**-(Ft+1)``: relative error bound of ``e`` (module
+        docstring)."""
         h = 2.0 ** -self.table_bits
         ln2 = math.log(2.0)
         eps = h * h / 8 * ln2 * ln2 * 2 ** h if self.interpolate else 2 ** h - 1
-        rho = eps + ln2 * 2.0 ** -(self.t_frac_bits + 1)
-        a = 1.5 * 2.0 ** -self.exp_bits + ln2 * 2.0 ** -(self.log2e_bits + 1) / math.e
+        return eps + ln2 * 2.0 ** -(self.t_frac_bits + 1)
+
+    @property
+    def exp_abs_error(self) -> float:
+        """``a = 1.5 * 2**-P + ln2 * 2**-(Lb+1) / e``: absolute error bound of ``e / 2**P``."""
+        return 1.5 * 2.0 ** -self.exp_bits + math.log(2.0) * 2.0 ** -(self.log2e_bits + 1) / math.e
+
+    def error_bound(self, n: int) -> float:
+        """Worst-case ``|p - softmax|`` for a row of ``n`` elements (module docstring)."""
+        rho, a = self.exp_rel_error, self.exp_abs_error
         return (2 * rho + (n + 1) * a) * (1 + rho + n * a) + 2.0 ** -self.out_frac_bits
 
 
@@ -92,7 +109,7 @@ def exp2_table(cfg: SoftmaxFixedConfig) -> np.ndarray:
 
 
 def _exp2_neg(t: np.ndarray, cfg: SoftmaxFixedConfig) -> np.ndarray:
-    """``2**(t / 2**Ft)`` for ``t <= 0`` with ``P`` fractional bits (steps n, f, i, r, y, e)."""
+    """:func:`exp2_neg` on a checked int64 array."""
     ft, tb, p = cfg.t_frac_bits, cfg.table_bits, cfg.exp_bits
     table = exp2_table(cfg)
     n = t >> ft
@@ -108,6 +125,42 @@ def _exp2_neg(t: np.ndarray, cfg: SoftmaxFixedConfig) -> np.ndarray:
         sel = shift == s
         e[sel] = round_shift_right(y[sel], int(s))
     return e
+
+
+def _nonpositive(name: str, x: ArrayLike, lo: int) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (int(arr.max()) > 0 or int(arr.min()) < lo):
+        bad = int(arr.max()) if int(arr.max()) > 0 else int(arr.min())
+        raise ValueError(f"{name} holds {bad}, outside [{lo}, 0]")
+    return arr
+
+
+@array_function("t")
+def exp2_neg(t: ArrayLike, cfg: SoftmaxFixedConfig | None = None) -> ArrayLike:
+    """``e ~= 2**(t / 2**Ft) * 2**P`` for integers ``t <= 0`` (int64): the steps n, f, i, r,
+    y, e of the module docstring (``e = 2**P`` exactly at ``t = 0``, ``0 <= e <= 2**P``)."""
+    cfg = cfg or SoftmaxFixedConfig()
+    return _exp2_neg(_nonpositive("t", t, -(1 << 63)), cfg)
+
+
+@array_function("d")
+def exp_neg(d: ArrayLike, cfg: SoftmaxFixedConfig | None = None) -> ArrayLike:
+    """``e ~= exp(d / 2**Fi) * 2**P`` for integer logit differences ``-2**33 <= d <= 0``:
+    ``t = round_shift_right(d * L, Fi + Lb - Ft)``, then :func:`exp2_neg`. Error:
+    ``e / 2**P = exp(d / 2**Fi) (1 + rho_i) + a_i``, ``|rho_i| <= cfg.exp_rel_error``,
+    ``|a_i| <= cfg.exp_abs_error`` (module docstring)."""
+    cfg = cfg or SoftmaxFixedConfig()
+    d = _nonpositive("d", d, -(1 << 33))
+    return _exp2_neg(_exp_argument(d, cfg), cfg)
+
+
+def _exp_argument(d: np.ndarray, cfg: SoftmaxFixedConfig) -> np.ndarray:
+    """``t = round_shift_right(d * L, Fi + Lb - Ft)`` (``d * log2 e`` with ``Ft`` bits)."""
+    return round_shift_right(d * cfg.log2e_code,
+                             cfg.in_frac_bits + cfg.log2e_bits - cfg.t_frac_bits)
 
 
 @array_function("x")
@@ -127,9 +180,7 @@ def softmax_fixed(x: ArrayLike, cfg: SoftmaxFixedConfig | None = None) -> ArrayL
     if lo < -(1 << 31) or hi >= 1 << 31:
         bad = lo if lo < -(1 << 31) else hi
         raise ValueError(f"x holds {bad}, outside the int32 range of the logit input")
-    d = arr - arr.max(axis=-1, keepdims=True)
-    t = round_shift_right(d * cfg.log2e_code, cfg.in_frac_bits + cfg.log2e_bits - cfg.t_frac_bits)
-    e = _exp2_neg(t, cfg)
+    e = exp_neg(arr - arr.max(axis=-1, keepdims=True), cfg)
     s = e.sum(axis=-1, keepdims=True)
     r = reciprocal(s, cfg.exp_bits + cfg.out_frac_bits)
     return round_shift_right(e * r, cfg.exp_bits)
