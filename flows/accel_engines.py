@@ -27,7 +27,7 @@ RTL_ENGINES = ("fast", "cocotb")
 #: the generator's sources: a change to any of them is a new accelerator.
 _GENERATOR = ("hw/rtl/accel.py", "hw/rtl/accel_dma.py", "hw/rtl/accel_exec.py",
               "hw/rtl/accel_ports.py", "hw/rtl/emit.py", "hw/front/accel_params.py",
-              "hw/front/isa.py", "hw/front/arch.py")
+              "hw/front/isa.py", "hw/front/arch.py", "hw/front/units.py")
 _ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -18,6 +18,18 @@ library. In YAML (``examples/arch/``)::
     dram: {bytes_per_cycle: 16, latency_cycles: 100}
     clock_mhz: 1000
     pad_to: 16            # operand extents rounded up to multiples of 16 (1: no padding)
+    units:                # optional: the fixed-point workload units next to the array
+      operand_relu: true                    # ReLU on mvin's scratchpad writes
+      softmax: {lanes: 16, weight_bits: 8}  # omitted fields take golden's defaults
+      dequant: true                         # all defaults
+
+The ``units:`` section (:mod:`hw.front.units`; absent: no units) declares the requant,
+softmax, normalizer, dequant, quantizer and KV-cache units and their widths; their arithmetic
+is the golden models' (:mod:`golden.softmax_fixed`, :mod:`golden.group_dequant`,
+:mod:`golden.linear_attention_fixed`, :func:`golden.svdquant_ops.quantize_int4`,
+:func:`golden.kv_cache.ring_buffer_address`). Each unit's ``lanes`` divides an accumulator
+row's elements, softmax weights fit the A type, normalizer outputs fit the C type,
+quantization groups are whole array edges (:meth:`ArchSpec._check_units`).
 
 Every dataflow is checked by planning a full-array tile with it (:func:`hw.front.plan.
 plan_array`), and all of them must share one array (:func:`hw.front.fusion.check_fusable`),
@@ -38,6 +50,7 @@ from .fusion import check_fusable
 from .plan import ArrayPlan, plan_array
 from .spec_model import DataflowSpec, DesignSpec, OpSpec, SpecError, TensorSpec, close_hint
 from .spec_yaml import parse_affine
+from .units import UnitsSpec, units_from_dict
 from .yaml_fields import as_list, check_keys, is_int, mapping, positive_int, read_yaml, require
 
 __all__ = ["GEMM_DIMS", "ArchDataflow", "ArchSpec", "DramSpec", "MemorySpec", "arch_from_dict",
@@ -106,6 +119,7 @@ class ArchSpec:
     dram: DramSpec
     clock_mhz: float
     pad_to: int = 1
+    units: UnitsSpec = UnitsSpec()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -120,6 +134,7 @@ class ArchSpec:
         if len(set(names)) != len(names):
             raise SpecError(f"dataflows need distinct names, got {names}")
         self._check_rows()
+        self._check_units()
         plans = [self.probe_plan(d.name) for d in self.dataflows]
         check_fusable(plans)
 
@@ -133,6 +148,36 @@ class ArchSpec:
             if mem.row_bytes * 8 < edge * bits:
                 raise SpecError(f"a row of {mem.row_bytes} bytes holds fewer than {edge} "
                                 f"{bits}-bit {what} (one array edge)")
+
+    def _check_units(self) -> None:
+        """The units fit the array and memories: each unit's lanes divide an accumulator
+        row's elements, softmax weights fit the A type, normalizer outputs and requant
+        products fit C (and 64 bits), quantization groups are whole array edges."""
+        u = self.units
+        if not isinstance(u, UnitsSpec):
+            raise SpecError(f"units must be a UnitsSpec, got {u!r}")
+        a, _, c = self.types
+        row = self.accumulator.row_bytes * 8 // c.bits
+        for name, lanes in u.lanes().items():
+            if lanes > row or row % lanes:
+                raise SpecError(f"units.{name}.lanes = {lanes} must divide the {row} {c} "
+                                f"elements of an accumulator row ({self.accumulator.row_bytes}"
+                                f" bytes)")
+        if u.softmax and u.softmax.weight_bits > a.bits:
+            raise SpecError(f"units.softmax.weight_bits = {u.softmax.weight_bits} exceeds the "
+                            f"{a.bits} bits of the A operand type {a}")
+        if u.normalizer and u.normalizer.out_bits > c.bits:
+            raise SpecError(f"units.normalizer.out_frac_bits = {u.normalizer.out_frac_bits}: "
+                            f"its 8 + {u.normalizer.out_frac_bits} = {u.normalizer.out_bits}-bit"
+                            f" outputs exceed the {c.bits} bits of the C type {c}")
+        if u.requant and u.requant.mult_bits + c.bits > 64:
+            raise SpecError(f"units.requant.mult_bits = {u.requant.mult_bits}: a {c.bits}-bit "
+                            f"{c} element times it exceeds 64 bits")
+        edge = max(self.array)
+        for unit in (u.dequant, u.quantizer):
+            if unit and unit.group % edge:
+                raise SpecError(f"units.{unit.NAME}.group = {unit.group} is not a multiple of "
+                                f"the array edge {edge}")
 
     @property
     def pes(self) -> int:
@@ -187,7 +232,7 @@ class ArchSpec:
 
 
 _TOP_KEYS = ("name", "array", "types", "dataflows", "scratchpad", "accumulator", "dram",
-             "clock_mhz", "pad_to")
+             "clock_mhz", "pad_to", "units")
 _MEMORY_KEYS = ("capacity_kib", "capacity_bytes", "banks", "row_bytes")
 
 
@@ -255,7 +300,8 @@ def arch_from_dict(d: Any) -> ArchSpec:
                     tuple(_dataflow(n, f) for n, f in enumerate(flows)),
                     _memory(require(d, "scratchpad", "architecture"), "scratchpad"),
                     _memory(require(d, "accumulator", "architecture"), "accumulator"),
-                    dram, require(d, "clock_mhz", "architecture"), d.get("pad_to", 1))
+                    dram, require(d, "clock_mhz", "architecture"), d.get("pad_to", 1),
+                    units_from_dict(d.get("units")))
 
 
 def load_arch(path: str | Path) -> ArchSpec:

@@ -16,7 +16,8 @@ DRAM_BYTES = 4096
 
 def tiny_arch(variant: str = "int8") -> ArchSpec:
     """A 4x4 architecture with all four dataflow classes (see the module docstring); the
-    variants "int8", "int4", "uint8" and "slow" (40-cycle DRAM)."""
+    variants "int8", "int4", "uint8", "slow" (40-cycle DRAM) and "units" (int8 with every
+    workload unit, 4 lanes)."""
     return arch_from_dict(tiny_arch_dict(variant))
 
 
@@ -41,6 +42,11 @@ def tiny_arch_dict(variant: str = "int8") -> dict:
         d["dram"]["latency_cycles"] = 7
     elif variant == "slow":         # the DMA queue fills up behind long DRAM latency
         d["dram"]["latency_cycles"] = 40
+    elif variant == "units":        # int8 with every workload unit, one accumulator row wide
+        d["units"] = {"operand_relu": True, "requant": {"lanes": 4},
+                      "softmax": {"lanes": 4}, "normalizer": {"lanes": 4},
+                      "dequant": {"lanes": 4, "group": 16}, "quantizer": {"lanes": 4, "group": 16},
+                      "kv_cache": {"descriptors": 2}}
     elif variant != "int8":
         raise ValueError(f"unknown variant {variant!r}")
     return d
