@@ -1,0 +1,28 @@
+"""The datapaths of the accelerator's workload units as primitive graphs.
+
+One module per unit, each a pure function from the unit's shape to a
+:class:`~hw.ir.primitive.PrimitiveGraph` whose arithmetic is exactly the golden model's
+(:mod:`golden.group_dequant`, :mod:`golden.softmax_fixed` / :mod:`golden.attention_fixed`,
+:mod:`golden.linear_attention_fixed`'s normalizer, the requantization steps of the on-chip
+chains), so the back end (LP pipelining, constant folding, area counts) and the RTL emission
+(:func:`hw.rtl.graph_rtl.emit_graph`) apply to them as to the array:
+
+* :mod:`~hw.ir.units.requant`: int32 values to operands (shift, multiplier, saturation,
+  7-bit slices, a max-magnitude reduction giving a power-of-two shift);
+* :mod:`~hw.ir.units.softmax`: attention weights (row max, exp2 table with interpolation,
+  weight quantization, row sum);
+* :mod:`~hw.ir.units.normalizer`: a row divided by one denominator (leading-one shift,
+  reciprocal, rounding, saturation);
+* :mod:`~hw.ir.units.dequant`: W4A4 group dequantization (scale products, aligned
+  accumulation, one float32 rounding: :mod:`~hw.ir.units.float32`).
+
+Layer: hw.ir, the primitive-graph layer (plain Python, no Amaranth).
+"""
+
+from .dequant import DequantShape, dequant_graph
+from .normalizer import NormalizerShape, normalizer_graph
+from .requant import RequantShape, requant_graph
+from .softmax import SoftmaxShape, softmax_graph
+
+__all__ = ["DequantShape", "NormalizerShape", "RequantShape", "SoftmaxShape", "dequant_graph",
+           "normalizer_graph", "requant_graph", "softmax_graph"]

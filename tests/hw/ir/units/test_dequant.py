@@ -1,0 +1,82 @@
+"""The group-dequantization unit's graph, streamed as the unit streams it, is bit-exact against
+golden.group_dequant (scale-product encoding, aligned accumulation, the float32 rounding)."""
+
+import numpy as np
+import pytest
+
+from golden.group_dequant import GroupDequantSpec, accumulate_groups, encode_scale_products
+from hw.ir.graph_sim import simulate_graph
+from hw.ir.units.dequant import DequantShape, dequant_graph
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float32).view(np.uint32).astype(np.int64)
+
+
+def _stream(shape: DequantShape, dots, sx, sw):
+    """Run every row m through the graph (pass 1, pass 2 over the groups, one cycle to read):
+    per (m, n) the graph's (mant, exp) per group, acc and y."""
+    m_rows, n, g = dots.shape
+    rows = []
+    for m in range(m_rows):
+        for p in (1, 2):
+            for grp in range(g):
+                row = {"first": int(p == 1 and grp == 0), "acc_first": int(p == 2 and grp == 0),
+                       "acc_en": int(p == 2)}
+                for lane in range(n):
+                    row |= {f"sx{lane}": int(_bits(sx[m, grp])), f"sw{lane}": int(_bits(sw[lane,
+                            grp])), f"dot{lane}": int(dots[m, lane, grp])}
+                rows.append(row)
+    rows.append({**rows[0], "first": 0, "acc_en": 0})      # reads the last row's result
+    out = simulate_graph(dequant_graph(shape), rows)
+    return rows, out
+
+
+def _check(spec: GroupDequantSpec, dots, sx, sw):
+    m_rows, n, g = dots.shape
+    shape = DequantShape(lanes=n, spec=spec)
+    _, out = _stream(shape, dots, sx, sw)
+    mant, exp = encode_scale_products(sx, sw, spec)
+    acc, lsb = accumulate_groups(dots, mant, exp, spec)
+    want_y = np.ldexp(acc.astype(np.float64), lsb).astype(np.float32)
+    for m in range(m_rows):
+        done = out[2 * g * (m + 1)]
+        for lane in range(n):
+            for grp in range(g):
+                cyc = out[2 * g * m + grp]
+                assert cyc[f"mant{lane}"] == mant[m, lane, grp]
+                got_e = cyc[f"exp{lane}"] - ((cyc[f"exp{lane}"] >> 11) << 12)
+                assert got_e == exp[m, lane, grp], (m, lane, grp)
+            got_acc = done[f"acc{lane}"] - ((done[f"acc{lane}"] >> (spec.acc_bits - 1))
+                                            << spec.acc_bits)
+            assert got_acc == acc[m, lane], (m, lane)
+            assert done[f"y{lane}"] == int(_bits(want_y[m, lane])), (m, lane)
+
+
+def _scales(rng, shape, zero_frac=0.1):
+    mag = rng.uniform(0.5, 1.0, shape) * np.exp2(rng.integers(-30, 10, shape))
+    mag[rng.random(shape) < zero_frac] = 0.0
+    return mag.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_layers_bit_exact(seed):
+    rng = np.random.default_rng(seed)
+    spec = GroupDequantSpec()
+    m, n, g = 3, 3, 5
+    lim = 1 << (spec.dot_bits - 1)
+    dots = rng.integers(-lim, lim, (m, n, g))
+    _check(spec, dots, _scales(rng, (m, g)), _scales(rng, (n, g)))
+
+
+def test_extremes_bit_exact():
+    """Extreme dots (int4 -8 x -8 x 64 = 4096 and the range ends), all-zero groups, zero and
+    subnormal scales, a huge exponent spread (shifts past the term width), narrow widths."""
+    spec = GroupDequantSpec(mant_bits=8, dot_bits=14, guard_bits=1, acc_bits=30)
+    lim = 1 << (spec.dot_bits - 1)
+    dots = np.array([[[4096, -lim, lim - 1, 0], [0, 0, 0, 0]],
+                     [[-1, 1, -lim, 7], [lim - 1, lim - 1, lim - 1, lim - 1]]])
+    sub = np.float32(1e-42)                 # a float32 subnormal
+    sx = np.array([[1.0, 2.0**-40, 3.0, 0.0], [sub, 1.5, 2.0**20, 0.75]], np.float32)
+    sw = np.array([[0.0, 0.0, 0.0, 0.0], [0.1, 2.0**60, sub, 1.0]], np.float32)
+    _check(spec, dots, sx, sw)
