@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.front.arch import ArchSpec
-from hw.front.isa import Instruction, check_program, encode
+from hw.front.isa import Instruction, ProgramError, check_program, encode
 from hw.rtl.emit import write_text_atomic
 from sim.toolchain import cache_dir
 
@@ -93,6 +93,16 @@ def _progress(expected: int) -> Callable[[int], None]:
     return show
 
 
+def _check_rtl_supports(program: Sequence[Instruction]) -> None:
+    """ProgramError for instructions the generated accelerator does not execute yet (the
+    workload units and the operand ReLU: the reference machine runs them)."""
+    for n, ins in enumerate(program, 1):
+        if ins.op == "unit" or (ins.op == "mvin" and ins["relu"]):
+            what = "unit commands" if ins.op == "unit" else "mvin relu=1"
+            raise ProgramError(f"instruction {n} ({ins.op}): the generated accelerator does not "
+                               f"execute {what} yet; run this program with --engine ref")
+
+
 def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, engine: str,
                 expected_cycles: int) -> RtlRun:
     """Run ``program`` on ``arch``'s accelerator (``engine``: ``fast`` or ``cocotb``) over a
@@ -104,6 +114,7 @@ def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, 
     if engine not in RTL_ENGINES:
         raise ValueError(f"unknown RTL engine {engine!r} (engines: {', '.join(RTL_ENGINES)})")
     check_program(list(program), arch)      # the hardware trusts its programs
+    _check_rtl_supports(program)
     verilog, top = accelerator_source(arch)
     words = [encode(i) for i in program]
     limit = 2 * expected_cycles + 10_000

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .accel_params import AccelParams
-from .isa import Instruction
+from .isa import Instruction, ProgramError
 
 __all__ = ["AccelTiming", "accel_timing", "compute_rows", "move_cycles", "tile_period"]
 
@@ -220,6 +220,9 @@ class _Model:
             d = self._compute(ins, d)
         elif op in ("mvin", "mvout"):
             d = self._move(ins, d)
+        else:
+            raise ProgramError(f"the cycle model has no timing for {op!r} instructions yet "
+                               "(the workload units are not in the generated accelerator)")
         return d
 
     def _compute(self, ins: Instruction, d: int) -> int:

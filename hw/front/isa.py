@@ -1,13 +1,14 @@
 """The accelerator's instruction set: instructions, their 128-bit encoding, an assembler and a
 disassembler, and the checks that keep a program inside an architecture.
 
-Five instructions (one per line in assembly; fields ``name=value``, decimal or ``0x`` hex;
+Six instructions (one per line in assembly; fields ``name=value``, decimal or ``0x`` hex;
 ``#`` starts a comment)::
 
     config   dataflow=NAME                         # the dataflow later computes run
-    mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N [transpose=0|1]
+    mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N [transpose=0|1] [relu=0|1]
              # N rows of N A/B elements from DRAM (row r at ADDR + r*STRIDE) to scratchpad
-             # rows ROW.. (the elements of a row are contiguous in DRAM)
+             # rows ROW.. (the elements of a row are contiguous in DRAM); relu=1 writes
+             # max(x, 0) (an architecture with units: operand_relu)
     mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N [transpose=0|1]
              # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
              # transpose=1 (either move): memory row r, element c <-> DRAM row c (at
@@ -17,6 +18,12 @@ Five instructions (one per line in assembly; fields ``name=value``, decimal or `
              # one GEMM tile of extents (i, j, k): operands from scratchpad rows A.., B..,
              # results into accumulator rows C.. (added to them with accumulate=1)
     fence    # wait until every earlier instruction has finished
+    unit     unit=NAME mode=NAME [src=ROW] [dst=ROW] rows=N [cols=N] [arg=N] [shift=N]
+             [count=N]
+             # N accumulator rows from SRC through a workload unit of the architecture
+             # (UNIT_MODES: requant absmax|operand|wide|slices, normalizer divide), results
+             # to rows DST.. (semantics: hw.front.isa_units; the generated RTL does not
+             # execute them yet, the reference machine does)
 
 How a compute's tile lies in the memories (:func:`tile_layout`): each of A (i, k), B (k, j)
 and C (i, j) takes one memory row per index of its *row dim* and holds the other dim's
@@ -44,7 +51,8 @@ from dataclasses import dataclass
 from .arch import GEMM_DIMS, ArchSpec
 from .spec_model import SpecError, close_hint
 
-__all__ = ["FIELDS", "OPCODES", "OPTIONAL", "TENSOR_DIMS", "Instruction", "ProgramError",
+__all__ = ["FIELDS", "OPCODES", "OPTIONAL", "SHIFT_FROM_REGISTER", "TENSOR_DIMS", "UNIT_MODES",
+           "UNIT_NAMES", "Instruction", "ProgramError",
            "assemble", "check_program", "decode", "disassemble", "encode", "tile_layout"]
 
 WORD_BITS = 128
@@ -54,16 +62,32 @@ DRAM_BITS = 32
 FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "config": (("dataflow", 4),),
     "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12),
-             ("transpose", 1)),
+             ("transpose", 1), ("relu", 1)),
     "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12),
               ("transpose", 1)),
     "compute": (("a", 20), ("b", 20), ("c", 20), ("i", 16), ("j", 16), ("k", 16),
                 ("accumulate", 1)),
     "fence": (),
+    "unit": (("unit", 3), ("mode", 4), ("src", 20), ("dst", 20), ("rows", 12), ("cols", 12),
+             ("arg", 32), ("shift", 8), ("count", 4)),
 }
 OPCODES = {name: n for n, name in enumerate(FIELDS)}
 #: fields that may be left out (assembly, :class:`Instruction`), with their value then.
-OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0}
+OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0, ("mvin", "relu"): 0,
+            ("unit", "src"): 0, ("unit", "dst"): 0, ("unit", "cols"): 1, ("unit", "arg"): 0,
+            ("unit", "shift"): 0, ("unit", "count"): 1}
+#: workload-unit commands: unit -> its modes (the ``unit`` and ``mode`` fields index these;
+#: semantics in :mod:`hw.front.isa_units`). A unit without modes has no commands yet.
+UNIT_MODES: dict[str, tuple[str, ...]] = {
+    "requant": ("absmax", "operand", "wide", "slices"),
+    "softmax": (),
+    "normalizer": ("divide",),
+    "dequant": (),
+    "quantizer": (),
+}
+UNIT_NAMES = tuple(UNIT_MODES)
+#: a unit command's ``shift=255``: the shift is the requantizer's power-of-two register.
+SHIFT_FROM_REGISTER = 255
 _OP_BITS = 4
 
 
@@ -160,12 +184,28 @@ def _assemble_line(line: str, n: int, arch: ArchSpec) -> Instruction | None:
                                    f"{text!r} (dataflows: {', '.join(names)})"
                                    f"{close_hint(text, names)}")
             fields[name] = names.index(text)
+        elif op == "unit" and name in ("unit", "mode") and not text.isdigit():
+            fields[name] = _unit_name(text, name, fields, where)
         else:
             fields[name] = _value(text, f"{where} {name}")
     try:
         return Instruction(op, tuple(fields.items()))
     except ProgramError as exc:
         raise ProgramError(f"{where}: {exc}") from None
+
+
+def _unit_name(text: str, name: str, fields: dict[str, int], where: str) -> int:
+    """The index of a unit name (``unit=``) or of a mode name of the unit given before it."""
+    if name == "unit":
+        names = list(UNIT_NAMES)
+    elif "unit" in fields and fields["unit"] < len(UNIT_NAMES):
+        names = list(UNIT_MODES[UNIT_NAMES[fields["unit"]]])
+    else:
+        raise ProgramError(f"{where}: give unit= before a mode name")
+    if text not in names:
+        raise ProgramError(f"{where}: unknown {name} {text!r} ({name}s: "
+                           f"{', '.join(names) or '(none)'}){close_hint(text, names)}")
+    return names.index(text)
 
 
 def assemble(text: str, arch: ArchSpec) -> list[Instruction]:
@@ -184,10 +224,19 @@ def disassemble(program: list[Instruction], arch: ArchSpec) -> str:
         for name, value in ins.fields:
             if OPTIONAL.get((ins.op, name)) == value:
                 continue
-            shown = arch.dataflows[value].name if ins.op == "config" else str(value)
+            shown = (arch.dataflows[value].name if ins.op == "config" else
+                     _unit_label(ins, name, value) if ins.op == "unit" else str(value))
             parts.append(f"{name}={shown}")
         lines.append(" ".join(parts))
     return "\n".join(lines) + "\n"
+
+
+def _unit_label(ins: Instruction, name: str, value: int) -> str:
+    """A unit command's field as assembly shows it: unit and mode by name where known."""
+    if name == "unit" and value < len(UNIT_NAMES):
+        return UNIT_NAMES[value]
+    modes = UNIT_MODES[UNIT_NAMES[ins["unit"]]] if ins["unit"] < len(UNIT_NAMES) else ()
+    return modes[value] if name == "mode" and value < len(modes) else str(value)
 
 
 def check_program(program: list[Instruction], arch: ArchSpec) -> None:
@@ -218,10 +267,54 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
             if end > 1 << DRAM_BITS:
                 raise ProgramError(f"{where}: DRAM range ends at {end:#x}, past the "
                                    f"{DRAM_BITS}-bit address space")
+            if ins.op == "mvin" and ins["relu"] and not arch.units.operand_relu:
+                raise ProgramError(f"{where}: relu=1, but architecture {arch.name!r} has no "
+                                   "operand ReLU (units: operand_relu)")
         elif ins.op == "compute":
             if dataflow is None:
                 raise ProgramError(f"{where}: compute before any config (no dataflow chosen)")
             _check_tile(where, ins, arch, dataflow, sp_rows, acc_rows)
+        elif ins.op == "unit":
+            _check_unit(where, ins, arch, sp_rows, acc_rows)
+
+
+def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
+                acc_rows: int) -> None:
+    """A unit command names a present unit and one of its modes, and stays in the memories
+    (:mod:`hw.front.isa_units` has the semantics each check protects)."""
+    if ins["unit"] >= len(UNIT_NAMES):
+        raise ProgramError(f"{where}: unit {ins['unit']} does not exist (units: "
+                           f"{', '.join(UNIT_NAMES)})")
+    unit = UNIT_NAMES[ins["unit"]]
+    if getattr(arch.units, unit) is None:
+        raise ProgramError(f"{where}: architecture {arch.name!r} has no {unit} unit "
+                           f"(present: {', '.join(arch.units.present()) or 'none'})")
+    modes = UNIT_MODES[unit]
+    if ins["mode"] >= len(modes):
+        raise ProgramError(f"{where}: the {unit} unit has no mode {ins['mode']} (modes: "
+                           f"{', '.join(modes) or 'none yet'})")
+    mode = modes[ins["mode"]]
+    a_bits, c_bits = arch.types[0].bits, arch.types[2].bits
+    acc_elems = arch.accumulator.row_bytes * 8 // c_bits
+    sp_elems = arch.scratchpad.row_bytes * 8 // a_bits
+    to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"))
+    _range(where, "src", ins["src"], ins["rows"], acc_rows)
+    if mode != "absmax":
+        _range(where, "dst", ins["dst"], ins["rows"], sp_rows if to_sp else acc_rows)
+    most = sp_elems if to_sp else acc_elems
+    if not 1 <= ins["cols"] <= most:
+        raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{most}")
+    if unit == "requant" and ins["arg"] >> arch.units.requant.mult_bits and mode != "absmax":
+        raise ProgramError(f"{where}: multiplier arg={ins['arg']} exceeds the requantizer's "
+                           f"{arch.units.requant.mult_bits} bits")
+    if unit == "normalizer":
+        if arch.units.requant is None and ins["shift"] == SHIFT_FROM_REGISTER:
+            raise ProgramError(f"{where}: shift={SHIFT_FROM_REGISTER} reads the requantizer's "
+                               "register, but the architecture has no requant unit")
+        if not 1 <= ins["count"] <= -(-c_bits // (a_bits - 1)):
+            raise ProgramError(f"{where}: count={ins['count']} denominator slices, the "
+                               f"normalizer combines 1..{-(-c_bits // (a_bits - 1))}")
+        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
 
 
 def _range(where: str, name: str, start: int, rows: int, total: int) -> None:

@@ -25,6 +25,7 @@ from golden.int_types import IntType
 
 from .arch import ArchSpec
 from .isa import TENSOR_DIMS, Instruction, ProgramError, check_program, tile_layout
+from .isa_units import run_unit
 from .spec_model import SpecError
 
 __all__ = ["Machine", "pack", "unpack"]
@@ -88,6 +89,8 @@ class Machine:
         self.accumulator = np.zeros((acc.banks * acc.rows_per_bank,
                                      acc.row_bytes * 8 // c.bits), dtype=np.int64)
         self.dataflow: str | None = None
+        #: the workload units' registers (:mod:`hw.front.isa_units`)
+        self.unit_state: dict[str, int] = {"absmax": 0, "pow2": 0}
         #: what execution moved and computed (macs, dram_read_bytes, dram_written_bytes,
         #: scratchpad/accumulator_row_reads/writes), counted as it happens
         self.counts: Counter[str] = Counter()
@@ -134,6 +137,8 @@ class Machine:
 
     def _mvin(self, ins: Instruction, where: str) -> None:
         block = self._dram_block(ins, self.arch.types[0], where)
+        if ins["relu"]:
+            block = np.maximum(block, 0)
         self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], :ins["cols"]] = block
         self.counts["scratchpad_row_writes"] += block.shape[0]
 
@@ -148,6 +153,9 @@ class Machine:
             self._dram_range(addr, len(data), where)
             self.dram[addr:addr + len(data)] = np.frombuffer(data, dtype=np.uint8)
             self.counts["dram_written_bytes"] += len(data)
+
+    def _unit(self, ins: Instruction, where: str) -> None:
+        run_unit(self, ins)
 
     def _tile(self, memory: np.ndarray, tensor: str, start: int, tile: tuple[int, ...]):
         """(rows slice, cols, transposed) of ``tensor``'s tile in ``memory``."""

@@ -1,0 +1,215 @@
+"""A whole linear-attention head (Sana's ReLU linear attention) as one accelerator program:
+the chain of :mod:`golden.linear_attention_chain` with nothing but the inputs and the output
+crossing DRAM.
+
+With int8 codes ``q``, ``k`` (N x D) and ``v`` (N x Dv) in DRAM, on a dataflow that keeps A
+rows over i, B rows over k and C rows over i (weight-stationary; a spatial reduction too)::
+
+    stage 1   C1 = relu(K)^T [V | 1]       (D x (Dv + 1)): VK^T and, last column, KS
+              A = relu(K)^T by transposing moves with relu=1, B = V, the ones column by a
+              stride-0 move of one constant byte
+    requant   absmax over VK  ->  pow2 = s;  VK8 = operand(VK, shift from the register)
+              KS into nb 7-bit slices (slices)        B2 = [VK8^T | KS_0 .. KS_nb-1]
+    stage 2   per block of queries: C2 = relu(Q) B2  (num8 and the den partials)
+              normalizer: out = normalize(num8 << s, sum_b part_b << 7b)   then mvout
+
+Everything stays resident (the kernel is for heads whose K^T, V, B2 and a block of queries fit
+the scratchpad and accumulator: D, Dv multiples of nothing in particular, N up to a few
+thousand tokens on the shipped architecture); the output is int32 codes of the normalizer's
+``8 + out_frac_bits`` bits. :func:`run_linear_attention` runs it on the reference machine.
+
+Layer: hw.front, the planning layer (plain Python, no Amaranth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arch import ArchSpec
+from .isa import SHIFT_FROM_REGISTER, UNIT_MODES, UNIT_NAMES, Instruction, check_program
+from .isa_machine import Machine, pack, unpack
+from .kernel_runs import ALIGN, KernelRun
+from .spec_model import SpecError
+
+__all__ = ["LinearAttentionOperands", "linear_attention_operands", "linear_attention_program",
+           "run_linear_attention"]
+
+
+@dataclass(frozen=True)
+class LinearAttentionOperands:
+    """Shapes and DRAM byte addresses of one head: q, k (n x d), v (n x dv) int8 row-major,
+    one constant byte 1 at ``ones``, the output (n x dv elements of ``out_bytes`` each, the
+    accumulator's type) at ``out``."""
+
+    n: int
+    d: int
+    dv: int
+    q: int
+    k: int
+    v: int
+    ones: int
+    out: int
+    out_bytes: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("n", "d", "dv"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.out + self.n * self.dv * self.out_bytes
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def linear_attention_operands(arch: ArchSpec, n: int, d: int, dv: int
+                              ) -> LinearAttentionOperands:
+    """q, k, v, the constant and the output one after the other from byte ``ALIGN``
+    (``SpecError`` unless ``arch``'s operands are 8-bit: the chain's codes are int8)."""
+    if arch.types[0].bits != 8:
+        raise SpecError(f"the linear-attention kernel takes int8 codes; architecture "
+                        f"{arch.name!r} has {arch.types[0]} operands")
+    q = ALIGN
+    k = _aligned(q + n * d)
+    v = _aligned(k + n * d)
+    ones = _aligned(v + n * dv)
+    return LinearAttentionOperands(n, d, dv, q, k, v, ones, _aligned(ones + 1),
+                                   arch.types[2].bits // 8)
+
+
+def _unit(unit: str, mode: str, **fields: int) -> Instruction:
+    return Instruction("unit", (("unit", UNIT_NAMES.index(unit)),
+                                ("mode", UNIT_MODES[unit].index(mode)), *fields.items()))
+
+
+def _dataflow(arch: ArchSpec, dataflow: str | None) -> tuple[int, int]:
+    """(index, array edge) of the dataflow to run: ``dataflow``, or the first one mapping i to
+    time only with j and k on the array (the layouts the kernel assumes)."""
+    names = [f.name for f in arch.dataflows]
+    fitting = [name for name in names
+               if arch.spatial_extents(name)[0] == 0 and min(arch.spatial_extents(name)[1:])]
+    if dataflow is None:
+        if not fitting:
+            raise SpecError(f"architecture {arch.name!r} has no dataflow keeping i in time "
+                            "only (weight-stationary), which the linear-attention kernel needs")
+        dataflow = fitting[0]
+    elif dataflow not in fitting:
+        arch.dataflow(dataflow)                  # unknown names: the architecture's error
+        raise SpecError(f"dataflow {dataflow!r} does not keep i in time only; the linear-"
+                        f"attention kernel runs on {', '.join(fitting) or 'none of them'}")
+    return names.index(dataflow), min(arch.spatial_extents(dataflow)[1:])
+
+
+def _blocks(total: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(size, total - s)) for s in range(0, total, size)]
+
+
+def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
+                             dataflow: str | None = None) -> list[Instruction]:
+    """The checked program of one head (module docstring); ``SpecError`` when a unit it needs
+    is missing or the head does not fit the memories."""
+    from golden.linear_attention_chain import ks_slice_count
+
+    for unit in ("requant", "normalizer"):
+        if getattr(arch.units, unit) is None:
+            raise SpecError(f"architecture {arch.name!r} has no {unit} unit; the linear-"
+                            "attention kernel needs requant and normalizer")
+    index, edge = _dataflow(arch, dataflow)
+    n, d, dv = ops.n, ops.d, ops.dv
+    nb = ks_slice_count(n)
+    vt = _blocks(dv, edge)                      # the value tiles; one more for ones / slices
+    jt = len(vt) + 1
+    sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
+    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
+    nt = _blocks(n, edge)
+    a1, b1 = 0, len(nt) * d
+    b2 = b1 + len(nt) * jt * edge
+    a2 = b2 + jt * d
+    qb = min(n, (acc_rows - jt * d) // jt, 4095, (sp_rows - a2) // max(-(-d // edge), 1))
+    if qb < 1:
+        raise SpecError(f"a head of {n} tokens, d={d}, dv={dv} does not fit "
+                        f"{arch.name!r}'s memories (scratchpad rows {sp_rows}, accumulator "
+                        f"rows {acc_rows})")
+    c1, c2 = 0, jt * d
+    prog = [Instruction("config", (("dataflow", index),))]
+    for t, (n0, kt) in enumerate(nt):
+        prog.append(Instruction("mvin", (("dram", ops.k + n0 * d), ("stride", d),
+                                         ("sp", a1 + t * d), ("rows", d), ("cols", kt),
+                                         ("transpose", 1), ("relu", 1))))
+        for j, (e0, et) in enumerate(vt):
+            prog.append(Instruction("mvin", (("dram", ops.v + n0 * dv + e0), ("stride", dv),
+                                             ("sp", b1 + (t * jt + j) * edge), ("rows", kt),
+                                             ("cols", et))))
+        prog.append(Instruction("mvin", (("dram", ops.ones), ("stride", 0),
+                                         ("sp", b1 + (t * jt + jt - 1) * edge), ("rows", kt),
+                                         ("cols", 1))))
+        for j, width in enumerate([et for _, et in vt] + [1]):
+            prog.append(Instruction("compute", (("a", a1 + t * d), ("b", b1 + (t * jt + j) * edge),
+                                                ("c", c1 + j * d), ("i", d), ("j", width),
+                                                ("k", kt), ("accumulate", int(t > 0)))))
+    for j, (_, et) in enumerate(vt):
+        prog.append(_unit("requant", "absmax", src=c1 + j * d, rows=d, cols=et, arg=int(j > 0)))
+    for j, (_, et) in enumerate(vt):
+        prog.append(_unit("requant", "operand", src=c1 + j * d, dst=b2 + j * d, rows=d, cols=et,
+                          arg=1, shift=SHIFT_FROM_REGISTER))
+    prog.append(_unit("requant", "slices", src=c1 + (jt - 1) * d, dst=b2 + (jt - 1) * d, rows=d,
+                      cols=nb))
+    for q0, qn in _blocks(n, qb):
+        prog += _query_block(ops, q0, qn, qb, edge, vt, nb, a2, b2, c2)
+    check_program(prog, arch)
+    return prog
+
+
+def _query_block(ops: LinearAttentionOperands, q0: int, qn: int, qb: int, edge: int,
+                 vt: list[tuple[int, int]], nb: int, a2: int, b2: int, c2: int
+                 ) -> list[Instruction]:
+    """Stage 2, the normalizer and the output of queries ``q0 .. q0 + qn - 1``."""
+    d, dv, jt = ops.d, ops.dv, len(vt) + 1
+    prog = []
+    dts = _blocks(d, edge)
+    for t, (d0, dn) in enumerate(dts):
+        prog.append(Instruction("mvin", (("dram", ops.q + q0 * d + d0), ("stride", d),
+                                         ("sp", a2 + t * qb), ("rows", qn), ("cols", dn),
+                                         ("relu", 1))))
+    for j, width in enumerate([et for _, et in vt] + [nb]):
+        for t, (d0, dn) in enumerate(dts):
+            prog.append(Instruction("compute", (("a", a2 + t * qb), ("b", b2 + j * d + d0),
+                                                ("c", c2 + j * qb), ("i", qn), ("j", width),
+                                                ("k", dn), ("accumulate", int(t > 0)))))
+    for j, (e0, et) in enumerate(vt):
+        prog.append(_unit("normalizer", "divide", src=c2 + j * qb, dst=c2 + j * qb, rows=qn,
+                          cols=et, arg=c2 + (jt - 1) * qb, shift=SHIFT_FROM_REGISTER,
+                          count=nb))
+        out = ops.out + (q0 * dv + e0) * ops.out_bytes
+        prog.append(Instruction("mvout", (("acc", c2 + j * qb), ("dram", out),
+                                          ("stride", dv * ops.out_bytes), ("rows", qn),
+                                          ("cols", et))))
+    return prog
+
+
+def run_linear_attention(arch: ArchSpec, qc: np.ndarray, kc: np.ndarray, vc: np.ndarray,
+                         dataflow: str | None = None) -> KernelRun:
+    """One head of int8 codes ``qc``, ``kc`` (N x D), ``vc`` (N x Dv) on the reference
+    machine; ``output`` is the normalizer's codes (N x Dv)."""
+    qc, kc, vc = (np.asarray(x) for x in (qc, kc, vc))
+    if qc.ndim != 2 or qc.shape != kc.shape or vc.ndim != 2 or vc.shape[0] != qc.shape[0]:
+        raise ValueError(f"q {qc.shape}, k {kc.shape}, v {vc.shape}: expected (N, D), (N, D), "
+                         "(N, Dv)")
+    ops = linear_attention_operands(arch, qc.shape[0], qc.shape[1], vc.shape[1])
+    program = linear_attention_program(arch, ops, dataflow)
+    a_t, c_t = arch.types[0], arch.types[2]
+    machine = Machine(arch, _aligned(ops.dram_bytes))
+    for addr, x in ((ops.q, qc), (ops.k, kc), (ops.v, vc)):
+        machine.write_dram(addr, pack(x, a_t))
+    machine.write_dram(ops.ones, pack(np.ones(1, np.int64), a_t))
+    dram_in = machine.dram.tobytes()
+    machine.run(program)
+    size = ops.n * ops.dv
+    out = unpack(machine.read_dram(ops.out, size * c_t.bits // 8), size, c_t)
+    return KernelRun(out.reshape(ops.n, ops.dv), program, machine, dram_in)

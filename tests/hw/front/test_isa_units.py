@@ -1,0 +1,119 @@
+"""Unit commands in the instruction set: assembly with names, encoding, the checks against the
+architecture's units, and the reference semantics against golden's functions."""
+
+import numpy as np
+import pytest
+
+from golden.fixed_point import round_shift_right, saturate
+from golden.linear_attention_fixed import normalize
+from hw.front.accel_params import accel_params
+from hw.front.accel_timing import accel_timing
+from hw.front.arch import arch_from_dict, load_arch
+from hw.front.isa import ProgramError, assemble, decode, disassemble, encode
+from hw.front.isa_machine import Machine
+from tests.hw.accel_cases import tiny_arch, tiny_arch_dict
+
+ARCH = tiny_arch("units")          # 4 lanes; scratchpad rows of 4 int8, accumulator of 4 int32
+
+
+def _machine(acc: np.ndarray) -> Machine:
+    m = Machine(ARCH, 64)
+    m.accumulator[:acc.shape[0], :acc.shape[1]] = acc
+    return m
+
+
+def test_assembly_round_trip_with_names():
+    text = ("unit unit=requant mode=absmax src=3 rows=5 cols=4 arg=1\n"
+            "unit unit=requant mode=operand src=3 dst=7 rows=5 cols=4 arg=3 shift=255\n"
+            "unit unit=normalizer mode=divide dst=8 rows=2 cols=3 arg=4 count=2\n"
+            "mvin dram=0 stride=4 sp=0 rows=2 cols=4 relu=1\n")
+    program = assemble(text, ARCH)
+    assert disassemble(program, ARCH) == text
+    assert [decode(encode(i)) for i in program] == program
+
+
+@pytest.mark.parametrize("line,message", [
+    ("unit unit=requantt mode=absmax rows=1", "unknown unit 'requantt'.*requant"),
+    ("unit mode=absmax unit=requant rows=1", "give unit= before a mode name"),
+    ("unit unit=requant mode=divide rows=1", "unknown mode 'divide'"),
+    ("unit unit=softmax mode=0 rows=1", "softmax unit has no mode 0.*none yet"),
+    ("unit unit=requant mode=operand src=60 rows=5 cols=4", "src=60 rows=5 reaches row 64"),
+    ("unit unit=requant mode=operand dst=254 rows=5 cols=4", "dst=254 rows=5 reaches row 258"),
+    ("unit unit=requant mode=wide rows=1 cols=5", "cols=5, a row holds 1..4"),
+    ("unit unit=requant mode=operand rows=1 cols=4 arg=65536", "exceeds the requantizer's 16"),
+    ("unit unit=normalizer mode=divide rows=1 cols=4 count=6", "count=6 denominator slices"),
+    ("unit unit=normalizer mode=divide rows=4 cols=4 arg=62", "arg=62 rows=4 reaches row 65"),
+])
+def test_bad_unit_commands_are_rejected(line, message):
+    with pytest.raises(ProgramError, match=message):
+        assemble(line, ARCH)
+
+
+def test_units_and_relu_must_be_present():
+    gemmini = load_arch("examples/arch/gemmini_like.yaml")
+    with pytest.raises(ProgramError, match="has no requant unit"):
+        assemble("unit unit=requant mode=absmax rows=1", gemmini)
+    with pytest.raises(ProgramError, match="no operand ReLU"):
+        assemble("mvin dram=0 stride=16 sp=0 rows=1 cols=16 relu=1", gemmini)
+    d = tiny_arch_dict("units")
+    del d["units"]["requant"]
+    with pytest.raises(ProgramError, match="no requant unit"):
+        assemble("unit unit=normalizer mode=divide rows=1 shift=255", arch_from_dict(d))
+
+
+def test_requant_modes_follow_golden():
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-(1 << 31), 1 << 31, (6, 4)) >> rng.integers(0, 30, (6, 1))
+    m = _machine(acc)
+    m.run(assemble("unit unit=requant mode=absmax src=0 rows=3 cols=4\n"
+                   "unit unit=requant mode=absmax src=3 rows=3 cols=4 arg=1\n"
+                   "unit unit=requant mode=operand src=0 dst=10 rows=6 cols=4 arg=3 shift=255\n"
+                   "unit unit=requant mode=wide src=0 dst=20 rows=6 cols=4 arg=40000 shift=9\n"
+                   "unit unit=requant mode=slices src=0 dst=30 rows=6 cols=4\n", ARCH))
+    s = max(int(np.abs(acc).max()).bit_length() - 7, 0)
+    assert m.unit_state["pow2"] == s
+    np.testing.assert_array_equal(m.scratchpad[10:16], saturate(round_shift_right(acc * 3, s), 8))
+    np.testing.assert_array_equal(m.accumulator[20:26],
+                                  saturate(round_shift_right(acc * 40000, 9), 32))
+    parts = m.scratchpad[30:36]
+    assert parts.min() >= 0 and parts.max() <= 127
+    np.testing.assert_array_equal((parts << (7 * np.arange(4))).sum(axis=1),
+                                  acc[:, 0] % (1 << 28))
+
+
+def test_absmax_restarts_without_arg():
+    acc = np.array([[1000, 0, 0, 0], [-5, 0, 0, 0]])
+    m = _machine(acc)
+    m.run(assemble("unit unit=requant mode=absmax src=0 rows=1 cols=4\n"
+                   "unit unit=requant mode=absmax src=1 rows=1 cols=4\n", ARCH))
+    assert m.unit_state == {"absmax": 5, "pow2": 0}
+
+
+def test_normalizer_divides_by_the_combined_slices():
+    rng = np.random.default_rng(1)
+    num = rng.integers(-(1 << 20), 1 << 20, (5, 4))
+    parts = rng.integers(0, 128, (5, 3))
+    parts[0] = 0                                    # den = 0 -> out = 0
+    acc = np.zeros((10, 4), np.int64)
+    acc[:5], acc[5:, :3] = num, parts
+    m = _machine(acc)
+    m.run(assemble("unit unit=normalizer mode=divide src=0 dst=0 rows=5 cols=4 arg=5 count=3 "
+                   "shift=2", ARCH))
+    den = (parts << np.array([0, 7, 14])).sum(axis=1, keepdims=True)
+    unit = ARCH.units.normalizer
+    np.testing.assert_array_equal(m.accumulator[:5], normalize(
+        num << 2, den, unit.out_frac_bits, unit.den_bits, unit.recip_frac_bits))
+    assert not m.accumulator[0].any()
+
+
+def test_the_cycle_model_and_rtl_refuse_unit_commands():
+    from flows.accel_engines import run_program
+
+    program = assemble("unit unit=requant mode=absmax rows=1", ARCH)
+    with pytest.raises(ProgramError, match="no timing for 'unit'"):
+        accel_timing(program, accel_params(ARCH))
+    with pytest.raises(ProgramError, match="does not execute unit commands yet"):
+        run_program(ARCH, program, bytes(64), engine="fast", expected_cycles=10)
+    relu = assemble("mvin dram=0 stride=4 sp=0 rows=1 cols=4 relu=1", ARCH)
+    with pytest.raises(ProgramError, match="mvin relu=1 yet"):
+        run_program(ARCH, relu, bytes(64), engine="fast", expected_cycles=10)
