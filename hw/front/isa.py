@@ -8,7 +8,8 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
     mvin     dram=ADDR stride=BYTES sp=ROW rows=N cols=N [transpose=0|1] [relu=0|1]
              # N rows of N A/B elements from DRAM (row r at ADDR + r*STRIDE) to scratchpad
              # rows ROW.. (the elements of a row are contiguous in DRAM); relu=1 writes
-             # max(x, 0) (an architecture with units: operand_relu)
+             # max(x, 0) (an architecture with units: operand_relu); col=C writes elements
+             # C.. of each row (a KV cache slot inside a row)
     mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N [transpose=0|1]
              # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
              # transpose=1 (either move): memory row r, element c <-> DRAM row c (at
@@ -19,9 +20,10 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
              # results into accumulator rows C.. (added to them with accumulate=1)
     fence    # wait until every earlier instruction has finished
     unit     unit=NAME mode=NAME [src=ROW] [dst=ROW] rows=N [cols=N] [arg=N] [shift=N]
-             [count=N]
+             [count=N] [kv=N]
              # N accumulator rows from SRC through a workload unit of the architecture
-             # (UNIT_MODES: requant absmax|operand|wide|slices, normalizer divide), results
+             # (UNIT_MODES: requant absmax|operand|wide|slices, softmax weights,
+             # normalizer divide, kv_cache reset|advance), results
              # to rows DST.. (semantics: hw.front.isa_units; the generated RTL does not
              # execute them yet, the reference machine does)
 
@@ -62,28 +64,30 @@ DRAM_BITS = 32
 FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "config": (("dataflow", 4),),
     "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12),
-             ("transpose", 1), ("relu", 1)),
+             ("transpose", 1), ("relu", 1), ("col", 12)),
     "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12),
               ("transpose", 1)),
     "compute": (("a", 20), ("b", 20), ("c", 20), ("i", 16), ("j", 16), ("k", 16),
                 ("accumulate", 1)),
     "fence": (),
     "unit": (("unit", 3), ("mode", 4), ("src", 20), ("dst", 20), ("rows", 12), ("cols", 12),
-             ("arg", 32), ("shift", 8), ("count", 4)),
+             ("arg", 32), ("shift", 8), ("count", 4), ("kv", 5)),
 }
 OPCODES = {name: n for n, name in enumerate(FIELDS)}
 #: fields that may be left out (assembly, :class:`Instruction`), with their value then.
 OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0, ("mvin", "relu"): 0,
+            ("mvin", "col"): 0,
             ("unit", "src"): 0, ("unit", "dst"): 0, ("unit", "cols"): 1, ("unit", "arg"): 0,
-            ("unit", "shift"): 0, ("unit", "count"): 1}
+            ("unit", "shift"): 0, ("unit", "count"): 1, ("unit", "kv"): 0}
 #: workload-unit commands: unit -> its modes (the ``unit`` and ``mode`` fields index these;
 #: semantics in :mod:`hw.front.isa_units`). A unit without modes has no commands yet.
 UNIT_MODES: dict[str, tuple[str, ...]] = {
     "requant": ("absmax", "operand", "wide", "slices"),
-    "softmax": (),
+    "softmax": ("weights",),
     "normalizer": ("divide",),
     "dequant": (),
     "quantizer": (),
+    "kv_cache": ("reset", "advance"),
 }
 UNIT_NAMES = tuple(UNIT_MODES)
 #: a unit command's ``shift=255``: the shift is the requantizer's power-of-two register.
@@ -259,8 +263,11 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
                 ("sp", sp_rows, sp_elems, max(a.bits, b.bits)) if ins.op == "mvin"
                 else ("acc", acc_rows, acc_elems, c.bits))
             _range(where, row, ins[row], ins["rows"], rows_total)
-            if not 1 <= ins["cols"] <= elems:
-                raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{elems}")
+            first = ins["col"] if ins.op == "mvin" else 0
+            if not 1 <= ins["cols"] or first + ins["cols"] > elems:
+                start = f" from element col={first}" if first else ""
+                raise ProgramError(f"{where}: cols={ins['cols']}{start}, a row holds "
+                                   f"1..{elems - first}")
             lines, per_line = ((ins["cols"], ins["rows"]) if ins["transpose"]
                                else (ins["rows"], ins["cols"]))
             end = ins["dram"] + (lines - 1) * ins["stride"] + (per_line * width + 7) // 8
@@ -297,6 +304,19 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
     a_bits, c_bits = arch.types[0].bits, arch.types[2].bits
     acc_elems = arch.accumulator.row_bytes * 8 // c_bits
     sp_elems = arch.scratchpad.row_bytes * 8 // a_bits
+    if unit in ("softmax", "kv_cache"):
+        if arch.units.kv_cache is None or ins["kv"] >= arch.units.kv_cache.descriptors:
+            have = arch.units.kv_cache.descriptors if arch.units.kv_cache else 0
+            raise ProgramError(f"{where}: KV descriptor kv={ins['kv']}, the architecture "
+                               f"has {have}")
+    if unit == "kv_cache":
+        return
+    if unit == "softmax":           # key blocks of whole rows, one row per query each
+        blocks = -(-ins["cols"] // acc_elems), -(-ins["cols"] // sp_elems)
+        _range(where, "src", ins["src"], ins["rows"] * blocks[0], acc_rows)
+        _range(where, "dst", ins["dst"], ins["rows"] * blocks[1], sp_rows)
+        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+        return
     to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"))
     _range(where, "src", ins["src"], ins["rows"], acc_rows)
     if mode != "absmax":

@@ -91,6 +91,10 @@ class Machine:
         self.dataflow: str | None = None
         #: the workload units' registers (:mod:`hw.front.isa_units`)
         self.unit_state: dict[str, int] = {"absmax": 0, "pow2": 0}
+        #: the KV cache unit's descriptors: sink, recent (0: linear) and tokens written
+        kv = arch.units.kv_cache.descriptors if arch.units.kv_cache else 0
+        self.kv: list[dict[str, int]] = [{"sink": 0, "recent": 0, "length": 0}
+                                         for _ in range(kv)]
         #: what execution moved and computed (macs, dram_read_bytes, dram_written_bytes,
         #: scratchpad/accumulator_row_reads/writes), counted as it happens
         self.counts: Counter[str] = Counter()
@@ -139,7 +143,8 @@ class Machine:
         block = self._dram_block(ins, self.arch.types[0], where)
         if ins["relu"]:
             block = np.maximum(block, 0)
-        self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], :ins["cols"]] = block
+        cols = slice(ins["col"], ins["col"] + ins["cols"])
+        self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], cols] = block
         self.counts["scratchpad_row_writes"] += block.shape[0]
 
     def _mvout(self, ins: Instruction, where: str) -> None:
@@ -155,7 +160,7 @@ class Machine:
             self.counts["dram_written_bytes"] += len(data)
 
     def _unit(self, ins: Instruction, where: str) -> None:
-        run_unit(self, ins)
+        run_unit(self, ins, where)
 
     def _tile(self, memory: np.ndarray, tensor: str, start: int, tile: tuple[int, ...]):
         """(rows slice, cols, transposed) of ``tensor``'s tile in ``memory``."""

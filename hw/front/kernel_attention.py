@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arch import ArchSpec
-from .isa import SHIFT_FROM_REGISTER, UNIT_MODES, UNIT_NAMES, Instruction, check_program
+from .isa import SHIFT_FROM_REGISTER, Instruction, check_program
 from .isa_machine import Machine, pack, unpack
+from .kernel_chain import blocks, chain_dataflow, unit_command
 from .kernel_runs import ALIGN, KernelRun
 from .spec_model import SpecError
 
@@ -83,33 +84,6 @@ def linear_attention_operands(arch: ArchSpec, n: int, d: int, dv: int
                                    arch.types[2].bits // 8)
 
 
-def _unit(unit: str, mode: str, **fields: int) -> Instruction:
-    return Instruction("unit", (("unit", UNIT_NAMES.index(unit)),
-                                ("mode", UNIT_MODES[unit].index(mode)), *fields.items()))
-
-
-def _dataflow(arch: ArchSpec, dataflow: str | None) -> tuple[int, int]:
-    """(index, array edge) of the dataflow to run: ``dataflow``, or the first one mapping i to
-    time only with j and k on the array (the layouts the kernel assumes)."""
-    names = [f.name for f in arch.dataflows]
-    fitting = [name for name in names
-               if arch.spatial_extents(name)[0] == 0 and min(arch.spatial_extents(name)[1:])]
-    if dataflow is None:
-        if not fitting:
-            raise SpecError(f"architecture {arch.name!r} has no dataflow keeping i in time "
-                            "only (weight-stationary), which the linear-attention kernel needs")
-        dataflow = fitting[0]
-    elif dataflow not in fitting:
-        arch.dataflow(dataflow)                  # unknown names: the architecture's error
-        raise SpecError(f"dataflow {dataflow!r} does not keep i in time only; the linear-"
-                        f"attention kernel runs on {', '.join(fitting) or 'none of them'}")
-    return names.index(dataflow), min(arch.spatial_extents(dataflow)[1:])
-
-
-def _blocks(total: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(size, total - s)) for s in range(0, total, size)]
-
-
 def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
                              dataflow: str | None = None) -> list[Instruction]:
     """The checked program of one head (module docstring); ``SpecError`` when a unit it needs
@@ -120,14 +94,14 @@ def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
         if getattr(arch.units, unit) is None:
             raise SpecError(f"architecture {arch.name!r} has no {unit} unit; the linear-"
                             "attention kernel needs requant and normalizer")
-    index, edge = _dataflow(arch, dataflow)
+    index, edge = chain_dataflow(arch, dataflow, "linear-attention")
     n, d, dv = ops.n, ops.d, ops.dv
     nb = ks_slice_count(n)
-    vt = _blocks(dv, edge)                      # the value tiles; one more for ones / slices
+    vt = blocks(dv, edge)                      # the value tiles; one more for ones / slices
     jt = len(vt) + 1
     sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
     acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
-    nt = _blocks(n, edge)
+    nt = blocks(n, edge)
     a1, b1 = 0, len(nt) * d
     b2 = b1 + len(nt) * jt * edge
     a2 = b2 + jt * d
@@ -154,13 +128,14 @@ def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
                                                 ("c", c1 + j * d), ("i", d), ("j", width),
                                                 ("k", kt), ("accumulate", int(t > 0)))))
     for j, (_, et) in enumerate(vt):
-        prog.append(_unit("requant", "absmax", src=c1 + j * d, rows=d, cols=et, arg=int(j > 0)))
+        prog.append(unit_command("requant", "absmax", src=c1 + j * d, rows=d, cols=et,
+                                 arg=int(j > 0)))
     for j, (_, et) in enumerate(vt):
-        prog.append(_unit("requant", "operand", src=c1 + j * d, dst=b2 + j * d, rows=d, cols=et,
-                          arg=1, shift=SHIFT_FROM_REGISTER))
-    prog.append(_unit("requant", "slices", src=c1 + (jt - 1) * d, dst=b2 + (jt - 1) * d, rows=d,
-                      cols=nb))
-    for q0, qn in _blocks(n, qb):
+        prog.append(unit_command("requant", "operand", src=c1 + j * d, dst=b2 + j * d, rows=d,
+                                 cols=et, arg=1, shift=SHIFT_FROM_REGISTER))
+    prog.append(unit_command("requant", "slices", src=c1 + (jt - 1) * d, dst=b2 + (jt - 1) * d,
+                             rows=d, cols=nb))
+    for q0, qn in blocks(n, qb):
         prog += _query_block(ops, q0, qn, qb, edge, vt, nb, a2, b2, c2)
     check_program(prog, arch)
     return prog
@@ -172,7 +147,7 @@ def _query_block(ops: LinearAttentionOperands, q0: int, qn: int, qb: int, edge: 
     """Stage 2, the normalizer and the output of queries ``q0 .. q0 + qn - 1``."""
     d, dv, jt = ops.d, ops.dv, len(vt) + 1
     prog = []
-    dts = _blocks(d, edge)
+    dts = blocks(d, edge)
     for t, (d0, dn) in enumerate(dts):
         prog.append(Instruction("mvin", (("dram", ops.q + q0 * d + d0), ("stride", d),
                                          ("sp", a2 + t * qb), ("rows", qn), ("cols", dn),
@@ -183,9 +158,9 @@ def _query_block(ops: LinearAttentionOperands, q0: int, qn: int, qb: int, edge: 
                                                 ("c", c2 + j * qb), ("i", qn), ("j", width),
                                                 ("k", dn), ("accumulate", int(t > 0)))))
     for j, (e0, et) in enumerate(vt):
-        prog.append(_unit("normalizer", "divide", src=c2 + j * qb, dst=c2 + j * qb, rows=qn,
-                          cols=et, arg=c2 + (jt - 1) * qb, shift=SHIFT_FROM_REGISTER,
-                          count=nb))
+        prog.append(unit_command("normalizer", "divide", src=c2 + j * qb, dst=c2 + j * qb,
+                                 rows=qn, cols=et, arg=c2 + (jt - 1) * qb,
+                                 shift=SHIFT_FROM_REGISTER, count=nb))
         out = ops.out + (q0 * dv + e0) * ops.out_bytes
         prog.append(Instruction("mvout", (("acc", c2 + j * qb), ("dram", out),
                                           ("stride", dv * ops.out_bytes), ("rows", qn),

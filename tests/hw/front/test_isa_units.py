@@ -36,7 +36,11 @@ def test_assembly_round_trip_with_names():
     ("unit unit=requantt mode=absmax rows=1", "unknown unit 'requantt'.*requant"),
     ("unit mode=absmax unit=requant rows=1", "give unit= before a mode name"),
     ("unit unit=requant mode=divide rows=1", "unknown mode 'divide'"),
-    ("unit unit=softmax mode=0 rows=1", "softmax unit has no mode 0.*none yet"),
+    ("unit unit=dequant mode=0 rows=1", "dequant unit has no mode 0.*none yet"),
+    ("unit unit=softmax mode=weights rows=1 cols=4 kv=2", "descriptor kv=2, the arch.* has 2"),
+    ("unit unit=softmax mode=weights src=61 rows=2 cols=8", "src=61 rows=4 reaches row 64"),
+    ("mvin dram=0 stride=4 sp=0 rows=1 cols=2 col=3", "cols=2 from element col=3, a row holds"
+                                                       " 1..1"),
     ("unit unit=requant mode=operand src=60 rows=5 cols=4", "src=60 rows=5 reaches row 64"),
     ("unit unit=requant mode=operand dst=254 rows=5 cols=4", "dst=254 rows=5 reaches row 258"),
     ("unit unit=requant mode=wide rows=1 cols=5", "cols=5, a row holds 1..4"),

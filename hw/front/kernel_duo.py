@@ -1,0 +1,229 @@
+"""A DuoAttention KV head (streaming or retrieval) on the accelerator: its KV cache kept in the
+scratchpad across programs, one program per chunk of tokens (chunked prefill; one token is a
+decode step), the query heads of its GQA group together. The arithmetic is
+:mod:`golden.attention_fixed`'s; the cache is :mod:`golden.attention_cache_fixed`'s (read in
+slot order, written through the ring address).
+
+Per step of ``C`` tokens at positions ``L .. L + C - 1`` (``R = G C`` query rows), on a
+dataflow keeping A rows over i, B rows over k, C rows over i (weight-stationary)::
+
+    moves     Q rows (per head of the group), the chunk's K^T (transposing moves) and V rows
+    S         Q K^T over the cache's key blocks (K^T kept as D rows of E slots each) then the
+              chunk's; one accumulator tile of R rows per block of E keys
+    requant   logits = saturate(round_shift_right(S * mult, shift), 32)          (wide)
+    softmax   weights (row max over the visible keys, exp2, int8) into the scratchpad as the
+              A operand of P V, row sums into the accumulator        (descriptor kv's mask)
+    P V       over the cache's V rows (one per slot) then the chunk's
+    normalize out = normalize(O, sum w); mvout
+    cache     the chunk's surviving tokens into their slots: K^T by a one-column transposing
+              move at element ``slot mod E``, V by a one-row move; kv_cache advance
+
+Slot addresses are computed when the program is generated (positions are known then): the
+same ``ring_address`` the kv_cache unit's generator (:mod:`hw.ir.units.kv_address`) forms in
+hardware. Everything of a step stays resident: the cache (sink + recent slots, or every token
+for a retrieval head) and one chunk must fit the memories (heads of a few thousand tokens on
+the shipped architecture; a longer retrieval head would stream key blocks twice, not done).
+
+Layer: hw.front, the planning layer (plain Python, no Amaranth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arch import ArchSpec
+from .isa import Instruction, check_program
+from .isa_machine import Machine, pack, unpack
+from .kernel_chain import blocks, chain_dataflow, unit_command
+from .kernel_runs import ALIGN
+from .spec_model import SpecError
+
+__all__ = ["DuoHead"]
+
+
+def _move(**fields: int) -> Instruction:
+    return Instruction("mvin", tuple(fields.items()))
+
+
+def _ring(pos: int, sink: int, recent: int) -> int:
+    return pos if pos < sink else sink + (pos - sink) % recent
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Row bases in the scratchpad (sp) and the accumulator (acc), and the capacities."""
+
+    edge: int
+    slots: int          # cache slots, rounded up to whole rows of edge
+    chunk: int          # largest chunk, rounded up likewise
+    rows: int           # largest R = G * chunk
+    kt: int
+    v: int
+    ktc: int
+    vc: int
+    qa: int
+    p: int
+    s: int
+    den: int
+    o: int
+
+
+class DuoHead:
+    """One KV head and its group of ``G`` query heads over a whole sequence of ``T`` tokens
+    (``q`` (G, T, D), ``k`` (T, D), ``v`` (T, Dv) int8 codes) on the reference machine of
+    ``arch``; ``sink``/``recent`` for a streaming head, neither for a retrieval head.
+    :meth:`step` runs the next ``C`` tokens and returns their outputs (G, C, Dv)."""
+
+    def __init__(self, arch: ArchSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, mult: int,
+                 shift: int, sink: int | None = None, recent: int | None = None,
+                 max_chunk: int = 64, kv: int = 0, dataflow: str | None = None) -> None:
+        for unit in ("requant", "softmax", "normalizer", "kv_cache"):
+            if getattr(arch.units, unit) is None:
+                raise SpecError(f"architecture {arch.name!r} has no {unit} unit; the "
+                                "attention head needs requant, softmax, normalizer, kv_cache")
+        q, k, v = (np.asarray(x) for x in (q, k, v))
+        if q.ndim != 3 or k.ndim != 2 or q.shape[1:] != k.shape or v.ndim != 2 \
+                or v.shape[0] != k.shape[0]:
+            raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: expected (G, T, D), "
+                             "(T, D), (T, Dv)")
+        if (sink is None) != (recent is None) or (recent is not None and recent < 1):
+            raise ValueError(f"give sink >= 0 and recent >= 1 together (streaming) or neither "
+                             f"(retrieval), got sink={sink!r}, recent={recent!r}")
+        self.arch, self.kv, self.mult, self.shift = arch, kv, mult, shift
+        self.window = (sink, recent) if recent is not None else None
+        (self.g, self.t, self.d), self.dv = q.shape, v.shape[1]
+        self.index, edge = chain_dataflow(arch, dataflow, "attention-head")
+        if edge != arch.accumulator.row_bytes * 8 // arch.types[2].bits or \
+                edge != arch.scratchpad.row_bytes * 8 // arch.types[0].bits:
+            raise SpecError(f"architecture {arch.name!r}: the attention kernel needs rows of "
+                            f"the array edge {edge} in both memories")
+        self.max_chunk = max_chunk
+        self.lay = self._layout(edge)
+        out_bytes = arch.types[2].bits // 8
+        sizes = [q.size, k.size, v.size, self.g * self.t * self.dv * out_bytes]
+        self.addr = list(np.cumsum([ALIGN] + [-(-n // ALIGN) * ALIGN for n in sizes]))
+        self.machine = Machine(arch, int(self.addr[-1]))
+        for base, x in zip(self.addr, (q, k, v), strict=False):
+            self.machine.write_dram(int(base), pack(x, arch.types[0]))
+        self.length = 0
+        self.machine.run([unit_command("kv_cache", "reset", src=sink or 0, dst=recent or 0,
+                                       rows=1, kv=kv)])
+
+    def _layout(self, e: int) -> _Layout:
+        cap = self.t if self.window is None else sum(self.window)
+        slots, chunk = -(-cap // e) * e, -(-self.max_chunk // e) * e
+        rows = self.g * self.max_chunk
+        nd, nv = -(-self.d // e), -(-self.dv // e)
+        kt, v = 0, (slots // e) * self.d
+        ktc = v + nv * slots
+        vc = ktc + (chunk // e) * self.d
+        qa = vc + nv * chunk
+        p = qa + nd * rows
+        blocks = (slots + chunk) // e
+        s, den = 0, blocks * rows
+        o = den + rows
+        sp_rows = self.arch.scratchpad.banks * self.arch.scratchpad.rows_per_bank
+        acc_rows = self.arch.accumulator.banks * self.arch.accumulator.rows_per_bank
+        if p + blocks * rows > sp_rows or o + nv * rows > acc_rows or rows > 4095:
+            raise SpecError(f"a head of {cap} cached tokens with chunks of {self.max_chunk} "
+                            f"and {self.g} query heads does not fit {self.arch.name!r}'s "
+                            f"memories (scratchpad rows {sp_rows}, accumulator rows {acc_rows})")
+        return _Layout(e, slots, chunk, rows, kt, v, ktc, vc, qa, p, s, den, o)
+
+    def step(self, c: int) -> np.ndarray:
+        """Run the next ``c`` tokens (one program); their outputs, int64 (G, c, Dv)."""
+        most = min(self.max_chunk, self.t - self.length)
+        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= most:
+            raise ValueError(f"chunk must be an int in 1..{most} (max_chunk {self.max_chunk}, "
+                             f"{self.t - self.length} tokens left), got {c!r}")
+        program = self.program(c)
+        self.machine.run(program)
+        self.last_program = program
+        c_t, ob = self.arch.types[2], self.arch.types[2].bits // 8
+        out = np.empty((self.g, c, self.dv), dtype=np.int64)
+        for g in range(self.g):
+            addr = int(self.addr[3]) + (g * self.t + self.length) * self.dv * ob
+            out[g] = unpack(self.machine.read_dram(addr, c * self.dv * ob), c * self.dv,
+                            c_t).reshape(c, self.dv)
+        self.length += c
+        return out
+
+    def _cached(self) -> int:
+        """Key slots the cache presents now (whole rows)."""
+        e = self.lay.edge
+        slots = self.length if self.window is None else sum(self.window)
+        return -(-slots // e) * e
+
+    def program(self, c: int) -> list[Instruction]:
+        """The checked program of the next ``c`` tokens (module docstring)."""
+        lay, e, d, dv = self.lay, self.lay.edge, self.d, self.dv
+        big, r = self.length, self.g * c
+        cached = self._cached()
+        prog = [Instruction("config", (("dataflow", self.index),))]
+        for g in range(self.g):
+            for t, (d0, dn) in enumerate(blocks(d, e)):
+                prog.append(_move(dram=int(self.addr[0]) + (g * self.t + big) * d + d0,
+                                  stride=d, sp=lay.qa + t * lay.rows + g * c, rows=c, cols=dn))
+        for b, (c0, cn) in enumerate(blocks(c, e)):
+            prog.append(_move(dram=int(self.addr[1]) + (big + c0) * d, stride=d,
+                              sp=lay.ktc + b * d, rows=d, cols=cn, transpose=1))
+        for b, (e0, en) in enumerate(blocks(dv, e)):
+            prog.append(_move(dram=int(self.addr[2]) + big * dv + e0, stride=dv,
+                              sp=lay.vc + b * lay.chunk, rows=c, cols=en))
+        keys = [(lay.kt + b * d, e) for b in range(cached // e)] + \
+               [(lay.ktc + b * d, cn) for b, (_, cn) in enumerate(blocks(c, e))]
+        for kb, (base, width) in enumerate(keys):
+            for t, (d0, dn) in enumerate(blocks(d, e)):
+                prog.append(Instruction("compute", (
+                    ("a", lay.qa + t * lay.rows), ("b", base + d0), ("c", lay.s + kb * r),
+                    ("i", r), ("j", width), ("k", dn), ("accumulate", int(t > 0)))))
+        prog.append(unit_command("requant", "wide", src=lay.s, dst=lay.s, rows=len(keys) * r,
+                                 cols=e, arg=self.mult, shift=self.shift))
+        prog.append(unit_command("softmax", "weights", src=lay.s, dst=lay.p, rows=r,
+                                 cols=cached + c, arg=lay.den, kv=self.kv))
+        prog += self._pv_and_out(c, r, cached, keys)
+        prog += self._cache_writes(c)
+        prog.append(unit_command("kv_cache", "advance", rows=c, kv=self.kv))
+        check_program(prog, self.arch)
+        return prog
+
+    def _pv_and_out(self, c: int, r: int, cached: int, keys: list) -> list[Instruction]:
+        lay, e, dv, ob = self.lay, self.lay.edge, self.dv, self.arch.types[2].bits // 8
+        prog = []
+        for b, (e0, en) in enumerate(blocks(dv, e)):
+            for kb, (_, width) in enumerate(keys):
+                vrow = (lay.v + b * lay.slots + kb * e if kb < cached // e
+                        else lay.vc + b * lay.chunk + (kb - cached // e) * e)
+                prog.append(Instruction("compute", (
+                    ("a", lay.p + kb * r), ("b", vrow), ("c", lay.o + b * r), ("i", r),
+                    ("j", en), ("k", width), ("accumulate", int(kb > 0)))))
+            prog.append(unit_command("normalizer", "divide", src=lay.o + b * r,
+                                     dst=lay.o + b * r, rows=r, cols=en, arg=lay.den, count=1))
+            for g in range(self.g):
+                prog.append(Instruction("mvout", (
+                    ("acc", lay.o + b * r + g * c),
+                    ("dram", int(self.addr[3]) + ((g * self.t + self.length) * dv + e0) * ob),
+                    ("stride", dv * ob), ("rows", c), ("cols", en))))
+        return prog
+
+    def _cache_writes(self, c: int) -> list[Instruction]:
+        """The chunk's tokens that stay in the cache, into their slots."""
+        lay, e, d, dv = self.lay, self.lay.edge, self.d, self.dv
+        prog = []
+        for pos in range(self.length, self.length + c):
+            if self.window is None:
+                slot = pos
+            else:
+                sink, recent = self.window
+                if sink <= pos < self.length + c - recent:
+                    continue                    # overwritten within this chunk
+                slot = _ring(pos, sink, recent)
+            prog.append(_move(dram=int(self.addr[1]) + pos * d, stride=d,
+                              sp=lay.kt + (slot // e) * d, rows=d, cols=1, transpose=1,
+                              col=slot % e))
+            for b, (e0, en) in enumerate(blocks(dv, e)):
+                prog.append(_move(dram=int(self.addr[2]) + pos * dv + e0, stride=dv,
+                                  sp=lay.v + b * lay.slots + slot, rows=1, cols=en))
+        return prog
