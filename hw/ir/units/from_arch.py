@@ -8,7 +8,9 @@ from __future__ import annotations
 from ...front.arch import ArchSpec
 from ..primitive import PrimitiveGraph
 from .dequant import DequantShape, dequant_graph
+from .kv_address import KvAddressShape, kv_address_graph
 from .normalizer import NormalizerShape, normalizer_graph
+from .quantizer import QuantizerShape, quantizer_graph
 from .requant import RequantShape, requant_graph
 from .softmax import SoftmaxShape, softmax_graph
 
@@ -16,9 +18,13 @@ __all__ = ["unit_graphs"]
 
 
 def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
-    """Per present datapath unit of ``arch`` (requant, softmax, normalizer, dequant, in that
-    order), its graph at the declared widths and lanes. The ``quantizer`` and ``kv_cache``
-    units have no graph here (not generated yet: see the README's workload-unit status)."""
+    """Per present datapath unit of ``arch`` (requant, softmax, normalizer, dequant,
+    quantizer, kv_cache, in that order), its graph at the declared widths and lanes. The
+    ``kv_cache`` unit is one address generator holding its ``descriptors`` in the graph (a
+    count / write-slot register pair and step each, ``desc`` selecting), at
+    :class:`~hw.ir.units.kv_address.KvAddressShape`'s default widths; a descriptor's sink,
+    recent and mode are registered outside per command. ``ValueError`` for a quantizer whose
+    ``group`` is not a multiple of its ``lanes``."""
     units, graphs = arch.units, {}
     if units.requant is not None:
         graphs["requant"] = requant_graph(RequantShape(
@@ -33,4 +39,9 @@ def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
     if units.dequant is not None:
         graphs["dequant"] = dequant_graph(DequantShape(units.dequant.lanes,
                                                        units.dequant.golden_spec()))
+    if units.quantizer is not None:
+        graphs["quantizer"] = quantizer_graph(QuantizerShape(units.quantizer.lanes,
+                                                             units.quantizer.group))
+    if units.kv_cache is not None:
+        graphs["kv_cache"] = kv_address_graph(KvAddressShape(units.kv_cache.descriptors))
     return graphs

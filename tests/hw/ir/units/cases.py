@@ -6,11 +6,15 @@ import random
 from hw.ir.primitive import PrimitiveGraph
 from hw.ir.units import (
     DequantShape,
+    KvAddressShape,
     NormalizerShape,
+    QuantizerShape,
     RequantShape,
     SoftmaxShape,
     dequant_graph,
+    kv_address_graph,
     normalizer_graph,
+    quantizer_graph,
     requant_graph,
     softmax_graph,
 )
@@ -21,6 +25,9 @@ UNITS = {
     "softmax": lambda: softmax_graph(SoftmaxShape(lanes=1)),
     "normalizer": lambda: normalizer_graph(NormalizerShape(lanes=1)),
     "dequant": lambda: dequant_graph(DequantShape(lanes=1)),
+    "quantizer": lambda: quantizer_graph(QuantizerShape(lanes=1, group=2)),
+    "kv_address": lambda: kv_address_graph(KvAddressShape(descriptors=3, slot_bits=3,
+                                                          pos_bits=4)),
 }
 
 
