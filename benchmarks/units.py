@@ -41,7 +41,10 @@ def _with_lanes(arch, lanes: int | None):
 
 
 def _lanes(arch, name: str) -> int:
-    """A unit's lanes (the KV address generator has none: 1)."""
+    """A unit's lanes (the KV address generator and the normalizer's per-row reciprocal have
+    none: 1)."""
+    if name == "normalizer.reciprocal":
+        return 1
     return getattr(getattr(arch.units, name), "lanes", 1)
 
 
@@ -56,10 +59,10 @@ def _synth(arch, name: str, budget: float) -> dict:
     stats = []
     for lanes in (1, 2):
         graph = unit_graphs(_with_lanes(arch, lanes))[name]
-        if name == "kv_cache" and lanes == 2:
+        if name in ("kv_cache", "normalizer.reciprocal") and lanes == 2:
             stats.append(stats[0])              # no lanes: one generator
             continue
-        top = f"{name}_unit"
+        top = f"{name.replace('.', '_')}_unit"
         stats.append(synth_stats(to_verilog(GraphUnit(_pipelined(graph, budget)[2]), top), top,
                                  timeout_s=1800))
     per_lane = stats[1].cells - stats[0].cells

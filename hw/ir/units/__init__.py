@@ -26,11 +26,12 @@ Layer: hw.ir, the primitive-graph layer (plain Python, no Amaranth).
 
 from .dequant import DequantShape, dequant_graph
 from .kv_address import KvAddressShape, kv_address_graph
-from .normalizer import NormalizerShape, normalizer_graph
+from .normalizer import NormalizerShape, normalizer_graph, reciprocal_graph, scale_graph
 from .quantizer import QuantizerShape, quantizer_graph
 from .requant import RequantShape, requant_graph
 from .softmax import SoftmaxShape, softmax_graph
 
 __all__ = ["DequantShape", "KvAddressShape", "NormalizerShape", "QuantizerShape",
            "RequantShape", "SoftmaxShape", "dequant_graph", "kv_address_graph",
-           "normalizer_graph", "quantizer_graph", "requant_graph", "softmax_graph"]
+           "normalizer_graph", "quantizer_graph", "reciprocal_graph", "requant_graph",
+           "scale_graph", "softmax_graph"]

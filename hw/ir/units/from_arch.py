@@ -9,7 +9,7 @@ from ...front.arch import ArchSpec
 from ..primitive import PrimitiveGraph
 from .dequant import DequantShape, dequant_graph
 from .kv_address import KvAddressShape, kv_address_graph
-from .normalizer import NormalizerShape, normalizer_graph
+from .normalizer import NormalizerShape, reciprocal_graph, scale_graph
 from .quantizer import QuantizerShape, quantizer_graph
 from .requant import RequantShape, requant_graph
 from .softmax import SoftmaxShape, softmax_graph
@@ -19,7 +19,9 @@ __all__ = ["unit_graphs"]
 
 def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
     """Per present datapath unit of ``arch`` (requant, softmax, normalizer, dequant,
-    quantizer, kv_cache, in that order), its graph at the declared widths and lanes. The
+    quantizer, kv_cache, in that order), its graph at the declared widths and lanes; the
+    normalizer as two, its lanes (``normalizer``) and its per-row reciprocal
+    (``normalizer.reciprocal``), which the unit computes ahead of the row. The
     ``kv_cache`` unit is one address generator holding its ``descriptors`` in the graph (a
     count / write-slot register pair and step each, ``desc`` selecting), at
     :class:`~hw.ir.units.kv_address.KvAddressShape`'s default widths; a descriptor's sink,
@@ -34,8 +36,9 @@ def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
             units.softmax.lanes, units.softmax.golden_config(), units.softmax.weight_bits))
     if units.normalizer is not None:
         n = units.normalizer
-        graphs["normalizer"] = normalizer_graph(NormalizerShape(
-            n.lanes, n.den_bits, n.recip_frac_bits, n.out_frac_bits))
+        shape = NormalizerShape(n.lanes, n.den_bits, n.recip_frac_bits, n.out_frac_bits)
+        graphs["normalizer"] = scale_graph(shape)
+        graphs["normalizer.reciprocal"] = reciprocal_graph(shape)
     if units.dequant is not None:
         graphs["dequant"] = dequant_graph(DequantShape(units.dequant.lanes,
                                                        units.dequant.golden_spec()))

@@ -10,7 +10,10 @@ Per row, with ``R = den_bits``, ``F = recip_frac_bits``, ``Fo = out_frac_bits``:
     per lane:  num_n = round_shift_right(num, sh)
                out   = saturate(round_shift_right(num_n * rcp, F + R - Fo), out_bits)
 
-``den = 0`` gives ``rcp = 0`` and so ``out = 0``, golden's rule. Widths: ``num`` signed
+The unit computes a row's ``sh`` and ``rcp`` (:func:`reciprocal_graph`, a long division once
+lowered: dozens of pipeline stages) ahead of the row's lanes (:func:`scale_graph`), so the
+numerators do not wait for the division; :func:`normalizer_graph` is the same arithmetic in one
+pass. ``den = 0`` gives ``rcp = 0`` and so ``out = 0``, golden's rule. Widths: ``num`` signed
 ``num_bits``, ``den`` unsigned ``den_in_bits``; ``rcp <= 2**(F+R)`` (F+R+1 bits); the product
 keeps every bit (``num_bits + F + R + 1``), so no node wraps for any input.
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from ..primitive import PrimitiveGraph
 from .build import GraphBuilder
 
-__all__ = ["NormalizerShape", "normalizer_graph"]
+__all__ = ["NormalizerShape", "normalizer_graph", "reciprocal_graph", "scale_graph"]
 
 
 @dataclass(frozen=True)
@@ -56,22 +59,56 @@ class NormalizerShape:
         return 8 + self.out_frac_bits
 
 
-def normalizer_graph(shape: NormalizerShape) -> PrimitiveGraph:
-    """Inputs ``den`` (unsigned) and ``num<l>`` (signed) per lane; outputs ``out<l>`` (signed
-    ``8 + out_frac_bits`` bits) per lane and ``shift`` (the leading-one shift ``sh``)."""
-    b = GraphBuilder()
-    r, f, fo = shape.den_bits, shape.recip_frac_bits, shape.out_frac_bits
-    den = b.input("den", shape.den_in_bits)
+def _reciprocal(b: GraphBuilder, den: str, shape: NormalizerShape) -> tuple[str, str]:
+    """``(sh, rcp)`` of a row's denominator (the module docstring's first three lines)."""
+    r, f = shape.den_bits, shape.recip_frac_bits
     length = b.op("lod", shape.den_in_bits.bit_length(), den)
     excess = b.op("sub", shape.den_in_bits.bit_length() + 1, length, b.const(r), signed=True)
     sh = b.op("max", shape.den_in_bits.bit_length(), excess, b.const(0, 1, False))
     den_n = b.round_shift_right_var(den, sh, r + 1, signed=False)
-    rcp = b.op("recip", f + r + 1, den_n, value=f + r)
+    return sh, b.op("recip", f + r + 1, den_n, value=f + r)
+
+
+def _scale(b: GraphBuilder, num: str, sh: str, rcp: str, shape: NormalizerShape) -> str:
+    """One lane's ``out`` from its numerator and the row's ``sh``, ``rcp``."""
+    r, f, fo = shape.den_bits, shape.recip_frac_bits, shape.out_frac_bits
+    num_n = b.round_shift_right_var(num, sh, shape.num_bits, signed=True)
+    prod = b.op("mul", shape.num_bits + f + r + 1, num_n, rcp, signed=True)
+    scaled = b.round_shift_right(prod, f + r - fo, shape.num_bits + fo + 2)
+    return b.saturate(scaled, shape.out_bits)
+
+
+def normalizer_graph(shape: NormalizerShape) -> PrimitiveGraph:
+    """Inputs ``den`` (unsigned) and ``num<l>`` (signed) per lane; outputs ``out<l>`` (signed
+    ``8 + out_frac_bits`` bits) per lane and ``shift`` (the leading-one shift ``sh``): the
+    whole row in one pass (every lane's numerator waits for the reciprocal)."""
+    b = GraphBuilder()
+    sh, rcp = _reciprocal(b, b.input("den", shape.den_in_bits), shape)
     for lane in range(shape.lanes):
         num = b.input(f"num{lane}", shape.num_bits, signed=True)
-        num_n = b.round_shift_right_var(num, sh, shape.num_bits, signed=True)
-        prod = b.op("mul", shape.num_bits + f + r + 1, num_n, rcp, signed=True)
-        scaled = b.round_shift_right(prod, f + r - fo, shape.num_bits + fo + 2)
-        b.output(f"out{lane}", b.saturate(scaled, shape.out_bits))
+        b.output(f"out{lane}", _scale(b, num, sh, rcp, shape))
     b.output("shift", sh)
+    return b.graph
+
+
+def reciprocal_graph(shape: NormalizerShape) -> PrimitiveGraph:
+    """The row part alone: input ``den``, outputs ``shift`` and ``rcp`` (``F + R + 1`` bits),
+    which the unit registers per row while the rows before it are scaled."""
+    b = GraphBuilder()
+    sh, rcp = _reciprocal(b, b.input("den", shape.den_in_bits), shape)
+    b.output("shift", sh)
+    b.output("rcp", rcp)
+    return b.graph
+
+
+def scale_graph(shape: NormalizerShape) -> PrimitiveGraph:
+    """The lanes alone: inputs ``shift``, ``rcp`` (a row's, from :func:`reciprocal_graph`) and
+    ``num<l>``; outputs ``out<l>``. Composed with :func:`reciprocal_graph` it computes
+    :func:`normalizer_graph`'s outputs without the numerators waiting for the division."""
+    b = GraphBuilder()
+    sh = b.input("shift", shape.den_in_bits.bit_length())
+    rcp = b.input("rcp", shape.recip_frac_bits + shape.den_bits + 1)
+    for lane in range(shape.lanes):
+        num = b.input(f"num{lane}", shape.num_bits, signed=True)
+        b.output(f"out{lane}", _scale(b, num, sh, rcp, shape))
     return b.graph

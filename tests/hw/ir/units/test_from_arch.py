@@ -10,8 +10,8 @@ from hw.ir.units.from_arch import unit_graphs
 def test_lego_fused_has_every_unit_graph():
     arch = load_arch(Path(__file__).parents[4] / "examples/arch/lego_fused.yaml")
     graphs = unit_graphs(arch)
-    assert list(graphs) == ["requant", "softmax", "normalizer", "dequant", "quantizer",
-                            "kv_cache"]
+    assert list(graphs) == ["requant", "softmax", "normalizer", "normalizer.reciprocal",
+                            "dequant", "quantizer", "kv_cache"]
     inputs = {name: {n.name for n in g if n.kind == "input"} for name, g in graphs.items()}
     lanes = arch.units.quantizer.lanes
     assert inputs["quantizer"] == {"first", "signed"} | {f"x{l}" for l in range(lanes)}

@@ -5,7 +5,12 @@ import pytest
 
 from golden.linear_attention_fixed import normalize
 from hw.ir.graph_sim import as_signed, simulate_graph
-from hw.ir.units.normalizer import NormalizerShape, normalizer_graph
+from hw.ir.units.normalizer import (
+    NormalizerShape,
+    normalizer_graph,
+    reciprocal_graph,
+    scale_graph,
+)
 
 
 def _rows(rng, lanes, count, num_bits, den_bits):
@@ -15,6 +20,7 @@ def _rows(rng, lanes, count, num_bits, den_bits):
     dens[:4] = [0, 1, (1 << den_bits) - 1, 1 << 15]
     nums[:4, 0] = [0, -(1 << (num_bits - 1)), (1 << (num_bits - 1)) - 1, 1 << 20]
     # attention-like rows: |num| <= 128 den (the range the output is meant for)
+    dens[4:12] %= 1 << (num_bits - 8)
     nums[4:12] = rng.integers(-128, 128, (8, lanes)) * dens[4:12, None]
     return nums, dens
 
@@ -34,3 +40,18 @@ def test_normalizer_bit_exact(params):
     bad = np.argwhere(got != want)
     assert not bad.size, f"row {bad[0][0]}: num {nums[bad[0][0]]}, den {dens[bad[0][0]]}: " \
         f"got {got[bad[0][0]]}, want {want[bad[0][0]]}"
+
+
+def test_reciprocal_then_scale_equals_the_one_pass_normalizer():
+    """The unit's split (the row's reciprocal computed ahead, then the lanes) composes to the
+    same outputs as the one-pass graph, hence to golden."""
+    shape = NormalizerShape(lanes=2)
+    nums, dens = _rows(np.random.default_rng(9), 2, 200, shape.num_bits, shape.den_in_bits)
+    rows = [{"den": int(d), "num0": int(n[0]), "num1": int(n[1])}
+            for n, d in zip(nums, dens, strict=True)]
+    recips = simulate_graph(reciprocal_graph(shape), rows)
+    scaled = simulate_graph(scale_graph(shape), [
+        {"shift": r["shift"], "rcp": r["rcp"], "num0": row["num0"], "num1": row["num1"]}
+        for r, row in zip(recips, rows, strict=True)])
+    whole = simulate_graph(normalizer_graph(shape), rows)
+    assert [{k: w[k] for k in ("out0", "out1")} for w in whole] == scaled
