@@ -119,22 +119,35 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="out", metavar="DIR",
                    help="output directory of 'emit' (default: out)")
 
-    r = sub.add_parser("run", help="run a GEMM or convolution on an architecture against "
-                       "golden; print one JSON object")
+    r = sub.add_parser("run", help="run a GEMM, a convolution or a workload on an "
+                       "architecture against golden; print one JSON object")
     r.add_argument("arch", metavar="ARCH.yaml", help="architecture spec (examples/arch/)")
     layer = r.add_mutually_exclusive_group(required=True)
     layer.add_argument("--gemm", type=_extents(3), metavar="M,N,K", help="C = A B")
     layer.add_argument("--conv", type=_extents(6), metavar="C,H,W,K,R,S",
                        help="valid stride-1 convolution: C channels of H x W, K R x S kernels")
+    layer.add_argument("--workload", choices=("linear-attention", "duo-attention"),
+                       help="a whole head through the architecture's units (reference machine "
+                            "only for now): linear-attention --shape N,D,DV (default "
+                            "256,32,32); duo-attention --shape G,T,D (default 4,96,64), a KV "
+                            "head with G query heads over T tokens")
+    r.add_argument("--shape", type=_ints, metavar="N,..", help="the workload's shape")
+    r.add_argument("--window", type=_ints, metavar="SINK,RECENT",
+                   help="duo-attention: a streaming head (default: a retrieval head)")
+    r.add_argument("--chunk", type=int, default=32, metavar="C",
+                   help="duo-attention: prefill chunk (default 32)")
+    r.add_argument("--decode", type=int, default=4, metavar="N",
+                   help="duo-attention: the last N tokens as decode steps (default 4)")
     r.add_argument("--dataflow", metavar="NAME",
                    help="the architecture's dataflow to use (default: lowest roofline bound)")
     r.add_argument("--transpose-a", action="store_true", help="A stored K x M in DRAM")
     r.add_argument("--transpose-b", action="store_true", help="B stored N x K in DRAM")
-    r.add_argument("--engine", choices=("fast", "cocotb", "ref"), default="fast",
-                   help="fast: the accelerator's RTL in Verilator's C++ harness (default; the "
-                        "first run of an architecture builds it, about a minute); cocotb: the "
-                        "RTL in cocotb (small layers); ref: the instruction set's reference "
-                        "machine only")
+    r.add_argument("--engine", choices=("fast", "cocotb", "ref"), default=None,
+                   help="fast: the accelerator's RTL in Verilator's C++ harness (default for "
+                        "layers; the first run of an architecture builds it, about a minute); "
+                        "cocotb: the RTL in cocotb (small layers); ref: the instruction set's "
+                        "reference machine only (default, and so far the only engine, for "
+                        "workloads)")
     r.add_argument("--seed", type=_seed, default=0, help="operand seed (default 0)")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
@@ -283,6 +296,11 @@ def _cmd_run(args) -> int:
     from .accel import run_conv, run_gemm
 
     arch = load_arch(args.arch)
+    if args.workload:
+        return _run_workload(arch, args)
+    if args.shape or args.window:
+        raise ValueError("--shape and --window go with --workload")
+    args.engine = args.engine or "fast"
     if args.gemm:
         run = run_gemm(arch, *args.gemm, dataflow=args.dataflow, a_transposed=args.transpose_a,
                        b_transposed=args.transpose_b, seed=args.seed, engine=args.engine)
@@ -291,6 +309,20 @@ def _cmd_run(args) -> int:
             raise ValueError("--transpose-a/--transpose-b go with --gemm")
         run = run_conv(arch, *args.conv, dataflow=args.dataflow, seed=args.seed,
                        engine=args.engine)
+    print(json.dumps(run.report()))
+    return 0 if run.bit_exact else 1
+
+
+def _run_workload(arch, args) -> int:
+    from .workloads import run_workload
+
+    if args.engine not in (None, "ref"):
+        raise ValueError(f"--engine {args.engine}: the generated accelerator does not execute "
+                         "the workload units' commands yet; run workloads with --engine ref")
+    if args.dataflow or args.transpose_a or args.transpose_b:
+        raise ValueError("--dataflow and --transpose-a/-b go with --gemm or --conv")
+    run = run_workload(arch, args.workload, args.shape, seed=args.seed, window=args.window,
+                       chunk=args.chunk, decode=args.decode)
     print(json.dumps(run.report()))
     return 0 if run.bit_exact else 1
 

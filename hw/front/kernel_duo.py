@@ -111,6 +111,24 @@ class DuoHead:
         self.machine.run([unit_command("kv_cache", "reset", src=sink or 0, dst=recent or 0,
                                        rows=1, kv=kv)])
 
+    @staticmethod
+    def largest_chunk(arch: ArchSpec, g: int, t: int, d: int, dv: int,
+                      window: tuple[int, int] | None = None, limit: int = 4095) -> int:
+        """The largest ``max_chunk`` (<= ``limit``) with which such a head fits ``arch``'s
+        memories; 0 if none does (a chunk of any size is exact: golden's outputs do not
+        depend on the chunking)."""
+        codes = np.zeros((g, t, d), np.int64), np.zeros((t, d), np.int64), \
+            np.zeros((t, dv), np.int64)
+        for c in range(min(limit, t), 0, -1):
+            try:
+                DuoHead(arch, *codes, 1, 0, *(window or (None, None)), max_chunk=c)
+            except SpecError as exc:
+                if "does not fit" not in str(exc):
+                    raise
+                continue
+            return c
+        return 0
+
     def _layout(self, e: int) -> _Layout:
         cap = self.t if self.window is None else sum(self.window)
         slots, chunk = -(-cap // e) * e, -(-self.max_chunk // e) * e

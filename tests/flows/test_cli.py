@@ -437,3 +437,47 @@ def test_run_on_an_architecture_without_an_accelerator(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["bit_exact"] is True and out["model_cycles"] is None and out["utilization"] is None
+
+
+class TestWorkloadRuns:
+    """``lego run --workload``: whole heads through the units on the reference machine."""
+
+    FUSED = "examples/arch/lego_fused.yaml"
+
+    def test_linear_attention_head(self):
+        r = lego("run", self.FUSED, "--workload", "linear-attention", "--shape", "40,32,16")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True and out["engine"] == "ref" and out["cycles"] is None
+        assert out["layer"] == "linear-attention 40x32x16"
+        assert out["unit_rows"]["normalizer"] == 40 and out["macs"] > 0
+
+    def test_streaming_duo_head_prefill_and_decode(self):
+        r = lego("run", self.FUSED, "--workload", "duo-attention", "--shape", "2,30,32",
+                 "--window", "4,8", "--chunk", "8", "--decode", "3")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True
+        assert out["layer"] == ("duo-attention streaming 4+8 2x30x32 (27 prefill in chunks of "
+                                "8, 3 decode)")
+        assert set(out["unit_rows"]) == {"normalizer", "requant", "softmax"}
+
+    @pytest.mark.parametrize("args, message", [
+        (("--workload", "duo-attention", "--engine", "fast"), "does not execute the workload"),
+        (("--workload", "linear-attention", "--shape", "4,8"), "--shape for linear-attention "
+                                                              "is N,D,DV"),
+        (("--workload", "duo-attention", "--shape", "1,8,8", "--decode", "8"),
+         "--decode 8 must leave a prompt"),
+        (("--gemm", "4,4,4", "--shape", "4,4,4"), "--shape and --window go with --workload"),
+        (("--workload", "linear-attention", "--dataflow", "output_stationary"),
+         "--dataflow and --transpose-a/-b go with --gemm or --conv"),
+    ])
+    def test_errors(self, args, message):
+        r = lego("run", self.FUSED, *args)
+        _one_error_line(r, 1)
+        assert message in r.stderr
+
+    def test_architecture_without_units(self):
+        r = lego("run", "examples/arch/gemmini_like.yaml", "--workload", "linear-attention")
+        _one_error_line(r, 1)
+        assert "has no requant, normalizer unit(s)" in r.stderr
