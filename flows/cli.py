@@ -126,11 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     layer.add_argument("--gemm", type=_extents(3), metavar="M,N,K", help="C = A B")
     layer.add_argument("--conv", type=_extents(6), metavar="C,H,W,K,R,S",
                        help="valid stride-1 convolution: C channels of H x W, K R x S kernels")
-    layer.add_argument("--workload", choices=("linear-attention", "duo-attention"),
-                       help="a whole head through the architecture's units (reference machine "
-                            "only for now): linear-attention --shape N,D,DV (default "
-                            "256,32,32); duo-attention --shape G,T,D (default 4,96,64), a KV "
-                            "head with G query heads over T tokens")
+    layer.add_argument("--workload", choices=("svdquant", "linear-attention", "duo-attention"),
+                       help="a whole layer or head through the architecture's units "
+                            "(reference machine only for now): svdquant --shape M,K,N,R "
+                            "(default 16,256,64,32: W4A4 + a rank-R branch); linear-attention "
+                            "--shape N,D,DV (default 256,32,32); duo-attention --shape G,T,D "
+                            "(default 4,96,64: a KV head, G query heads, T tokens)")
     r.add_argument("--shape", type=_ints, metavar="N,..", help="the workload's shape")
     r.add_argument("--window", type=_ints, metavar="SINK,RECENT",
                    help="duo-attention: a streaming head (default: a retrieval head)")

@@ -1,6 +1,7 @@
-"""``lego run ARCH --workload ...``: a whole workload (a linear-attention head, a DuoAttention
-KV head over a prompt and decode steps) as accelerator programs on seeded random int8 codes,
-checked against golden's fixed-point model.
+"""``lego run ARCH --workload ...``: a whole workload (an SVDQuant linear layer with its
+low-rank branch, a linear-attention head, a DuoAttention KV head over a prompt and decode
+steps) as accelerator programs on seeded random inputs, checked against golden's fixed-point
+model.
 
 The generated RTL does not execute the workload units' commands yet, so these run on the
 instruction set's reference machine (``--engine ref``); ``cycles`` and ``model_cycles`` are
@@ -19,19 +20,24 @@ import numpy as np
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
 from golden.attention_fixed import AttentionFixedConfig, logit_multiplier
 from golden.linear_attention_chain import linear_attention_chain_int
+from golden.svdquant_fixed import SVDQuantFixedSpec, quantize_branch, svdquant_fixed_int
+from golden.svdquant_ops import quantize_int4
 from hw.front.arch import ArchSpec
 from hw.front.kernel_attention import run_linear_attention
 from hw.front.kernel_duo import DuoHead
+from hw.front.kernel_svdquant import run_svdquant_linear
 from hw.front.spec_model import SpecError
 
 __all__ = ["WORKLOADS", "WorkloadRun", "run_workload"]
 
 #: workload -> (the ``--shape`` fields, their defaults)
 WORKLOADS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "svdquant": (("M", "K", "N", "R"), (16, 256, 64, 32)),
     "linear-attention": (("N", "D", "DV"), (256, 32, 32)),
     "duo-attention": (("G", "T", "D"), (4, 96, 64)),
 }
-_UNITS = {"linear-attention": ("requant", "normalizer"),
+_UNITS = {"svdquant": ("requant", "dequant"),
+          "linear-attention": ("requant", "normalizer"),
           "duo-attention": ("requant", "softmax", "normalizer", "kv_cache")}
 _CODE_SCALE = 1 / 64          # the float value of one q / k code (sets the logit multiplier)
 
@@ -87,6 +93,27 @@ def _linear_attention(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRu
                        dict(run.machine.counts))
 
 
+def _svdquant(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRun:
+    """A layer of random float activations and weights (std 1 and 0.1) and a rank-R branch,
+    quantized as SVDQuant does (int4 groups, the int8 branch), then run."""
+    m, k, n, r = shape
+    group = arch.units.dequant.group
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w, down = ((rng.standard_normal(s) * 0.1).astype(np.float32) for s in ((n, k), (r, k)))
+    up = (rng.standard_normal((n, r)) * 0.1).astype(np.float32)
+    qx, sx = quantize_int4(x, group)
+    qw, sw = quantize_int4(w, group)
+    b = quantize_branch(x, down, up, 8)
+    ops = (qx, sx, qw, sw, b.xl, b.sxl, b.l1q, b.l2q, b.sl2)
+    run = run_svdquant_linear(arch, *ops)
+    spec = SVDQuantFixedSpec(group_size=group, branch_bits=8,
+                             dequant=arch.units.dequant.golden_spec())
+    want = np.asarray(svdquant_fixed_int(*ops, spec).y, np.float32)
+    exact = bool(np.array_equal(run.output.view(np.int32), want.view(np.int32)))
+    return WorkloadRun(f"svdquant {m}x{k}x{n} rank {r}", arch.name, exact, len(run.program),
+                       dict(run.machine.counts))
+
+
 def _duo_attention(arch: ArchSpec, shape: tuple[int, ...], rng, window, chunk: int,
                    decode: int) -> WorkloadRun:
     g, t, d = shape
@@ -137,6 +164,8 @@ def run_workload(arch: ArchSpec, workload: str, shape: tuple[int, ...] | None = 
                         f"{workload} needs (units: {', '.join(arch.units.present()) or 'none'})")
     rng = np.random.default_rng(seed)
     shape = _shape(workload, shape)
+    if workload == "svdquant":
+        return _svdquant(arch, shape, rng)
     if workload == "linear-attention":
         return _linear_attention(arch, shape, rng)
     return _duo_attention(arch, shape, rng, window, chunk, decode)

@@ -9,7 +9,8 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
              # N rows of N A/B elements from DRAM (row r at ADDR + r*STRIDE) to scratchpad
              # rows ROW.. (the elements of a row are contiguous in DRAM); relu=1 writes
              # max(x, 0) (an architecture with units: operand_relu); col=C writes elements
-             # C.. of each row (a KV cache slot inside a row)
+             # C.. of each row (a KV cache slot inside a row); acc=1 moves C elements into
+             # accumulator rows SP.. instead (scales, as float32 bit patterns)
     mvout    acc=ROW dram=ADDR stride=BYTES rows=N cols=N [transpose=0|1]
              # N accumulator rows of N C elements to DRAM, row r at ADDR + r*STRIDE
              # transpose=1 (either move): memory row r, element c <-> DRAM row c (at
@@ -22,8 +23,9 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
     unit     unit=NAME mode=NAME [src=ROW] [dst=ROW] rows=N [cols=N] [arg=N] [shift=N]
              [count=N] [kv=N]
              # N accumulator rows from SRC through a workload unit of the architecture
-             # (UNIT_MODES: requant absmax|operand|wide|slices, softmax weights,
-             # normalizer divide, kv_cache reset|advance), results
+             # (UNIT_MODES: requant absmax|operand|wide|slices|rows, softmax weights,
+             # normalizer divide, dequant clear|exponent|term|output,
+             # kv_cache reset|advance), results
              # to rows DST.. (semantics: hw.front.isa_units; the generated RTL does not
              # execute them yet, the reference machine does)
 
@@ -64,7 +66,7 @@ DRAM_BITS = 32
 FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
     "config": (("dataflow", 4),),
     "mvin": (("dram", DRAM_BITS), ("stride", 24), ("sp", 20), ("rows", 12), ("cols", 12),
-             ("transpose", 1), ("relu", 1), ("col", 12)),
+             ("transpose", 1), ("relu", 1), ("col", 12), ("acc", 1)),
     "mvout": (("acc", 20), ("dram", DRAM_BITS), ("stride", 24), ("rows", 12), ("cols", 12),
               ("transpose", 1)),
     "compute": (("a", 20), ("b", 20), ("c", 20), ("i", 16), ("j", 16), ("k", 16),
@@ -76,16 +78,16 @@ FIELDS: dict[str, tuple[tuple[str, int], ...]] = {
 OPCODES = {name: n for n, name in enumerate(FIELDS)}
 #: fields that may be left out (assembly, :class:`Instruction`), with their value then.
 OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0, ("mvin", "relu"): 0,
-            ("mvin", "col"): 0,
+            ("mvin", "col"): 0, ("mvin", "acc"): 0,
             ("unit", "src"): 0, ("unit", "dst"): 0, ("unit", "cols"): 1, ("unit", "arg"): 0,
             ("unit", "shift"): 0, ("unit", "count"): 1, ("unit", "kv"): 0}
 #: workload-unit commands: unit -> its modes (the ``unit`` and ``mode`` fields index these;
 #: semantics in :mod:`hw.front.isa_units`). A unit without modes has no commands yet.
 UNIT_MODES: dict[str, tuple[str, ...]] = {
-    "requant": ("absmax", "operand", "wide", "slices"),
+    "requant": ("absmax", "operand", "wide", "slices", "rows"),
     "softmax": ("weights",),
     "normalizer": ("divide",),
-    "dequant": (),
+    "dequant": ("clear", "exponent", "term", "output"),
     "quantizer": (),
     "kv_cache": ("reset", "advance"),
 }
@@ -259,9 +261,10 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
                                    f"(architecture {arch.name!r} has {len(arch.dataflows)})")
             dataflow = arch.dataflows[ins["dataflow"]].name
         elif ins.op in ("mvin", "mvout"):
+            to_acc = ins.op == "mvout" or ins["acc"]
             row, rows_total, elems, width = (
-                ("sp", sp_rows, sp_elems, max(a.bits, b.bits)) if ins.op == "mvin"
-                else ("acc", acc_rows, acc_elems, c.bits))
+                ("acc" if ins.op == "mvout" else "sp", acc_rows, acc_elems, c.bits) if to_acc
+                else ("sp", sp_rows, sp_elems, max(a.bits, b.bits)))
             _range(where, row, ins[row], ins["rows"], rows_total)
             first = ins["col"] if ins.op == "mvin" else 0
             if not 1 <= ins["cols"] or first + ins["cols"] > elems:
@@ -274,6 +277,8 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
             if end > 1 << DRAM_BITS:
                 raise ProgramError(f"{where}: DRAM range ends at {end:#x}, past the "
                                    f"{DRAM_BITS}-bit address space")
+            if ins.op == "mvin" and ins["relu"] and ins["acc"]:
+                raise ProgramError(f"{where}: relu=1 applies to operands, not to acc=1 moves")
             if ins.op == "mvin" and ins["relu"] and not arch.units.operand_relu:
                 raise ProgramError(f"{where}: relu=1, but architecture {arch.name!r} has no "
                                    "operand ReLU (units: operand_relu)")
@@ -317,14 +322,21 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
         _range(where, "dst", ins["dst"], ins["rows"] * blocks[1], sp_rows)
         _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
         return
-    to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"))
-    _range(where, "src", ins["src"], ins["rows"], acc_rows)
+    if unit == "dequant":
+        _check_dequant(where, ins, mode, acc_rows, acc_elems)
+        return
+    to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"), ("requant", "rows"))
+    tiles = ins["count"] if mode == "rows" else 1
+    _range(where, "src", ins["src"], ins["rows"] * tiles, acc_rows)
     if mode != "absmax":
-        _range(where, "dst", ins["dst"], ins["rows"], sp_rows if to_sp else acc_rows)
-    most = sp_elems if to_sp else acc_elems
+        _range(where, "dst", ins["dst"], ins["rows"] * tiles, sp_rows if to_sp else acc_rows)
+    if mode == "rows":
+        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+    most = min(sp_elems, acc_elems) if to_sp else acc_elems
     if not 1 <= ins["cols"] <= most:
         raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{most}")
-    if unit == "requant" and ins["arg"] >> arch.units.requant.mult_bits and mode != "absmax":
+    if unit == "requant" and ins["arg"] >> arch.units.requant.mult_bits and \
+            mode in ("operand", "wide"):
         raise ProgramError(f"{where}: multiplier arg={ins['arg']} exceeds the requantizer's "
                            f"{arch.units.requant.mult_bits} bits")
     if unit == "normalizer":
@@ -335,6 +347,24 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
             raise ProgramError(f"{where}: count={ins['count']} denominator slices, the "
                                f"normalizer combines 1..{-(-c_bits // (a_bits - 1))}")
         _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+
+
+def _check_dequant(where: str, ins: Instruction, mode: str, acc_rows: int,
+                   acc_elems: int) -> None:
+    """Rows and elements of a dequant command stay in the accumulator."""
+    if not 1 <= ins["cols"] <= acc_elems:
+        raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{acc_elems}")
+    if mode == "clear" and ins["shift"] & 1:
+        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+    elif mode in ("exponent", "term"):
+        _range(where, "src", ins["src"], ins["rows"], acc_rows)
+        _range(where, "dst", ins["dst"], 1, acc_rows)
+        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+        if ins["count"] >= acc_elems:
+            raise ProgramError(f"{where}: count={ins['count']} names element {ins['count']} of "
+                               f"a row scale, a row holds {acc_elems}")
+    elif mode == "output":
+        _range(where, "dst", ins["dst"], ins["rows"], acc_rows)
 
 
 def _range(where: str, name: str, start: int, rows: int, total: int) -> None:

@@ -91,6 +91,8 @@ class Machine:
         self.dataflow: str | None = None
         #: the workload units' registers (:mod:`hw.front.isa_units`)
         self.unit_state: dict[str, int] = {"absmax": 0, "pow2": 0}
+        #: the dequant unit's per-output state between ``clear`` and ``output``
+        self.dequant: dict[str, np.ndarray] | None = None
         #: the KV cache unit's descriptors: sink, recent (0: linear) and tokens written
         kv = arch.units.kv_cache.descriptors if arch.units.kv_cache else 0
         self.kv: list[dict[str, int]] = [{"sink": 0, "recent": 0, "length": 0}
@@ -140,12 +142,14 @@ class Machine:
         return block.T if ins["transpose"] else block
 
     def _mvin(self, ins: Instruction, where: str) -> None:
-        block = self._dram_block(ins, self.arch.types[0], where)
+        memory = self.accumulator if ins["acc"] else self.scratchpad
+        block = self._dram_block(ins, self.arch.types[2 if ins["acc"] else 0], where)
         if ins["relu"]:
             block = np.maximum(block, 0)
         cols = slice(ins["col"], ins["col"] + ins["cols"])
-        self.scratchpad[ins["sp"]:ins["sp"] + ins["rows"], cols] = block
-        self.counts["scratchpad_row_writes"] += block.shape[0]
+        memory[ins["sp"]:ins["sp"] + ins["rows"], cols] = block
+        self.counts["accumulator_row_writes" if ins["acc"] else "scratchpad_row_writes"] += \
+            block.shape[0]
 
     def _mvout(self, ins: Instruction, where: str) -> None:
         dtype = self.arch.types[2]

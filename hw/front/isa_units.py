@@ -15,7 +15,26 @@ when ``shift = 255``, the unit's power-of-two register ``pow2``:
 * ``operand``: scratchpad ``saturate(round_shift_right(x * arg, s), A)``;
 * ``wide``: accumulator ``saturate(round_shift_right(x * arg, s), C)``;
 * ``slices``: scratchpad row ``dst + r``, element ``b < cols``: ``(x0 >> ((A - 1) b)) mod
-  2**(A - 1)`` of the row's first element ``x0``: the ``A - 1``-bit slices of ``x0``.
+  2**(A - 1)`` of the row's first element ``x0``: the ``A - 1``-bit slices of ``x0``;
+* ``rows``: each row its own shift over ``count`` tiles of ``rows`` rows (row ``r`` of tile
+  ``t`` at ``src + t rows + r``): ``s_r = max(bitlen(max |x_r|) - (A - 1), 0)``, scratchpad
+  ``saturate(round_shift_right(x, s_r), A)`` at ``dst + t rows + r``, ``s_r`` into element 0 of
+  accumulator row ``arg + r`` (:func:`golden.svdquant_fixed.requantize_rows`).
+
+``dequant`` (:mod:`hw.ir.units.dequant`; :func:`golden.group_dequant.accumulate_groups` over
+terms given one command each, in two passes), on ``rows x cols`` outputs:
+
+* ``clear``: zero the accumulators, no exponent yet; with ``shift`` bit 0 the per-row exponent
+  offsets are element 0 of accumulator rows ``arg + r`` (else 0);
+* ``exponent`` / ``term`` of one term: dot ``acc[arg + r][c]``, scale product
+  ``float32(acc[src + r][count]) * float32(acc[dst][c])`` (bit patterns of >= 0 scales)
+  encoded as ``(mant, exp)``, ``exp +=`` the row's offset when ``shift`` bit 0 is set; the term
+  is dead when ``mant = 0`` or, with ``shift`` bit 1, when its dot is 0. ``exponent`` raises
+  the output's ``emax`` to a live term's ``exp``; ``term`` adds
+  ``round_shift_right((dot mant) << guard, min(emax - exp, term_bits + 1))`` (every term's
+  exponent pass must come first);
+* ``output``: ``fl32(acc 2**(emax - guard))`` (0 without a live term) as float32 bits into
+  accumulator rows ``dst + r``.
 
 ``kv_cache`` (:mod:`hw.ir.units.kv_address`), descriptor ``kv``: ``reset`` starts an empty
 cache of ``sink = src`` sink slots and ``recent = dst`` ring slots (``recent = 0``: a linear
@@ -62,9 +81,29 @@ def _shift(machine: Machine, ins: Instruction) -> int:
     return machine.unit_state["pow2"] if ins["shift"] == SHIFT_FROM_REGISTER else ins["shift"]
 
 
+def _requant_rows(machine: Machine, ins: Instruction) -> None:
+    from golden.svdquant_fixed import requantize_rows
+
+    a_bits, rows, cols, tiles = machine.arch.types[0].bits, ins["rows"], ins["cols"], \
+        ins["count"]
+    x = np.concatenate([machine.accumulator[ins["src"] + t * rows:ins["src"] + (t + 1) * rows,
+                                            :cols] for t in range(tiles)], axis=1)
+    shift, u = requantize_rows(x, a_bits)
+    for t in range(tiles):
+        start = ins["dst"] + t * rows
+        machine.scratchpad[start:start + rows, :cols] = u[:, t * cols:(t + 1) * cols]
+    machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = shift
+    machine.counts["accumulator_row_reads"] += rows * (tiles - 1)
+    machine.counts["scratchpad_row_writes"] += rows * tiles
+    machine.counts["accumulator_row_writes"] += rows
+
+
 def _requant(machine: Machine, mode: str, ins: Instruction, x: np.ndarray) -> None:
     a_bits, c_bits = machine.arch.types[0].bits, machine.arch.types[2].bits
     state = machine.unit_state
+    if mode == "rows":
+        _requant_rows(machine, ins)
+        return
     if mode == "absmax":
         top = int(np.abs(x).max(initial=0))
         state["absmax"] = max(top, state["absmax"]) if ins["arg"] == 1 else top
@@ -153,6 +192,80 @@ def _kv_cache(machine: Machine, mode: str, ins: Instruction) -> None:
         desc["length"] += ins["rows"]
 
 
+def _floats(bits: np.ndarray) -> np.ndarray:
+    """float64 values of float32 bit patterns held as (signed) int32 elements."""
+    return np.asarray(bits, np.int64).astype(np.int32).view(np.float32).astype(np.float64)
+
+
+def _dequant_term(machine: Machine, ins: Instruction, where: str):
+    """(dot, mant, exp, live) of one term on the cleared outputs (module docstring)."""
+    from golden.group_dequant import encode_products
+
+    state, spec = machine.dequant, machine.arch.units.dequant.golden_spec()
+    rows, cols = ins["rows"], ins["cols"]
+    if state is None or state["acc"].shape != (rows, cols):
+        have = None if state is None else state["acc"].shape
+        raise ProgramError(f"{where}: a {rows}x{cols} dequant term, but the unit was cleared "
+                           f"for {have}")
+    acc = machine.accumulator
+    dot = acc[ins["arg"]:ins["arg"] + rows, :cols]
+    half = 1 << (spec.dot_bits - 1)
+    if dot.size and (dot.min() < -half or dot.max() >= half):
+        raise ProgramError(f"{where}: a dot of {int(np.abs(dot).max())} exceeds the unit's "
+                           f"{spec.dot_bits}-bit dot register")
+    scales = _floats(acc[ins["src"]:ins["src"] + rows, ins["count"]])[:, None] * \
+        _floats(acc[ins["dst"], :cols])[None, :]
+    if np.any(scales < 0) or not np.all(np.isfinite(scales)):
+        raise ProgramError(f"{where}: scales must be finite and >= 0")
+    mant, exp = encode_products(scales, spec)
+    if ins["shift"] & 1:
+        exp = exp + state["offsets"][:, None]
+    live = (mant > 0) & ((dot != 0) if ins["shift"] & 2 else True)
+    machine.counts["accumulator_row_reads"] += 2 * rows + 1
+    return dot, mant, exp, live
+
+
+def _dequant(machine: Machine, mode: str, ins: Instruction, where: str) -> None:
+    from golden.fixed_point import round_shift_right
+
+    spec = machine.arch.units.dequant.golden_spec()
+    rows, cols = ins["rows"], ins["cols"]
+    if mode == "clear":
+        offsets = (machine.accumulator[ins["arg"]:ins["arg"] + rows, 0].copy()
+                   if ins["shift"] & 1 else np.zeros(rows, np.int64))
+        machine.dequant = {"acc": np.zeros((rows, cols), np.int64), "offsets": offsets,
+                           "emax": np.zeros((rows, cols), np.int64),
+                           "live": np.zeros((rows, cols), bool)}
+        return
+    state = machine.dequant
+    if mode == "output":
+        if state is None or state["acc"].shape != (rows, cols):
+            raise ProgramError(f"{where}: output of {rows}x{cols}, but the unit holds "
+                               f"{None if state is None else state['acc'].shape}")
+        y = np.where(state["live"], np.ldexp(state["acc"].astype(np.float64),
+                                              state["emax"] - spec.guard_bits), 0.0)
+        bits = y.astype(np.float32).view(np.int32).astype(np.int64)
+        machine.accumulator[ins["dst"]:ins["dst"] + rows, :cols] = bits
+        machine.counts["accumulator_row_writes"] += rows
+        return
+    dot, mant, exp, live = _dequant_term(machine, ins, where)
+    if mode == "exponent":
+        state["emax"] = np.where(live & (~state["live"] | (exp > state["emax"])), exp,
+                                 state["emax"])
+        state["live"] |= live
+        return
+    if np.any(live & (~state["live"] | (exp > state["emax"]))):
+        raise ProgramError(f"{where}: a dequant term before its exponent pass")
+    shift = np.minimum(np.where(live, state["emax"] - exp, 0), spec.term_bits + 1)
+    prod = (dot * mant) << spec.guard_bits
+    for s in np.unique(shift):
+        sel = live & (shift == s)
+        state["acc"][sel] += round_shift_right(prod[sel], int(s))
+    lim = 1 << (spec.acc_bits - 1)
+    if state["acc"].size and (state["acc"].min() < -lim or state["acc"].max() >= lim):
+        raise ProgramError(f"{where}: the dequant accumulator leaves its {spec.acc_bits} bits")
+
+
 def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
     """Execute the (checked) unit command ``ins`` on ``machine`` (module docstring);
     ``ProgramError`` (naming ``where``) for what only running can tell."""
@@ -163,6 +276,10 @@ def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
         return
     if unit == "softmax":
         _softmax(machine, ins, where)
+        return
+    if unit == "dequant":
+        machine.counts["dequant_rows"] += 0 if mode == "clear" else ins["rows"]
+        _dequant(machine, mode, ins, where)
         return
     x = machine.accumulator[ins["src"]:ins["src"] + ins["rows"], :ins["cols"]].copy()
     machine.counts["accumulator_row_reads"] += ins["rows"]

@@ -452,6 +452,14 @@ class TestWorkloadRuns:
         assert out["layer"] == "linear-attention 40x32x16"
         assert out["unit_rows"]["normalizer"] == 40 and out["macs"] > 0
 
+    def test_svdquant_layer(self):
+        r = lego("run", self.FUSED, "--workload", "svdquant", "--shape", "4,128,20,8")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["bit_exact"] is True and out["layer"] == "svdquant 4x128x20 rank 8"
+        assert out["macs"] == 4 * 128 * 20 + 4 * 128 * 8 + 4 * 8 * 20
+        assert set(out["unit_rows"]) == {"dequant", "requant"}
+
     def test_streaming_duo_head_prefill_and_decode(self):
         r = lego("run", self.FUSED, "--workload", "duo-attention", "--shape", "2,30,32",
                  "--window", "4,8", "--chunk", "8", "--decode", "3")

@@ -45,7 +45,8 @@ def tiny_arch_dict(variant: str = "int8") -> dict:
     elif variant == "units":        # int8 with every workload unit, one accumulator row wide
         d["units"] = {"operand_relu": True, "requant": {"lanes": 4},
                       "softmax": {"lanes": 4}, "normalizer": {"lanes": 4},
-                      "dequant": {"lanes": 4, "group": 16}, "quantizer": {"lanes": 4, "group": 16},
+                      "dequant": {"lanes": 4, "group": 16, "dot_bits": 22},
+                      "quantizer": {"lanes": 4, "group": 16},
                       "kv_cache": {"descriptors": 2}}
     elif variant != "int8":
         raise ValueError(f"unknown variant {variant!r}")

@@ -36,7 +36,9 @@ def test_assembly_round_trip_with_names():
     ("unit unit=requantt mode=absmax rows=1", "unknown unit 'requantt'.*requant"),
     ("unit mode=absmax unit=requant rows=1", "give unit= before a mode name"),
     ("unit unit=requant mode=divide rows=1", "unknown mode 'divide'"),
-    ("unit unit=dequant mode=0 rows=1", "dequant unit has no mode 0.*none yet"),
+    ("unit unit=quantizer mode=0 rows=1", "quantizer unit has no mode 0.*none yet"),
+    ("unit unit=dequant mode=term rows=2 cols=4 count=4", "count=4 names element 4"),
+    ("unit unit=requant mode=rows src=60 rows=3 cols=4 count=2", "src=60 rows=6 reaches row 65"),
     ("unit unit=softmax mode=weights rows=1 cols=4 kv=2", "descriptor kv=2, the arch.* has 2"),
     ("unit unit=softmax mode=weights src=61 rows=2 cols=8", "src=61 rows=4 reaches row 64"),
     ("mvin dram=0 stride=4 sp=0 rows=1 cols=2 col=3", "cols=2 from element col=3, a row holds"
@@ -121,3 +123,62 @@ def test_the_cycle_model_and_rtl_refuse_unit_commands():
     relu = assemble("mvin dram=0 stride=4 sp=0 rows=1 cols=4 relu=1", ARCH)
     with pytest.raises(ProgramError, match="mvin relu=1 yet"):
         run_program(ARCH, relu, bytes(64), engine="fast", expected_cycles=10)
+
+
+def test_requant_rows_follows_golden():
+    from golden.svdquant_fixed import requantize_rows
+
+    rng = np.random.default_rng(3)
+    acc = rng.integers(-(1 << 24), 1 << 24, (6, 4)) >> rng.integers(0, 20, (6, 1))
+    m = _machine(acc)
+    m.run(assemble("unit unit=requant mode=rows src=0 dst=20 rows=3 cols=4 count=2 arg=8",
+                   ARCH))
+    shift, u = requantize_rows(np.concatenate([acc[:3], acc[3:]], axis=1), 8)
+    np.testing.assert_array_equal(m.accumulator[8:11, 0], shift)
+    np.testing.assert_array_equal(m.scratchpad[20:23], u[:, :4])
+    np.testing.assert_array_equal(m.scratchpad[23:26], u[:, 4:])
+
+
+def _f32(*values) -> list[int]:
+    return [int(v) for v in np.asarray(values, np.float32).view(np.int32)]
+
+
+def test_dequant_terms_and_their_order():
+    from golden.group_dequant import accumulate_groups, encode_scale_products
+
+    acc = np.zeros((12, 4), np.int64)
+    acc[0:2, :2] = [[300, -7], [0, 5]]                  # dots of term 0 (2 rows, 2 lanes)
+    acc[2:4, :2] = [[-4, 9], [1000, 2]]                 # dots of term 1
+    acc[4:6, :2] = np.array([_f32(0.5, 3.0), _f32(0.25, 0.0)])   # row scales (terms 0, 1)
+    acc[6, :2] = _f32(0.125, 2.0)                       # lane scales of term 0
+    acc[7, :2] = _f32(1.5, 0.75)                        # lane scales of term 1
+    m = _machine(acc)
+    terms = ("src=4 dst=6 arg=0 count=0", "src=4 dst=7 arg=2 count=1")
+    text = ["unit unit=dequant mode=clear rows=2 cols=2"]
+    text += [f"unit unit=dequant mode=exponent rows=2 cols=2 {t}" for t in terms]
+    text += [f"unit unit=dequant mode=term rows=2 cols=2 {t}" for t in terms]
+    text += ["unit unit=dequant mode=output dst=9 rows=2 cols=2"]
+    m.run(assemble("\n".join(text), ARCH))
+    spec = ARCH.units.dequant.golden_spec()
+    dots = np.stack([acc[0:2, :2], acc[2:4, :2]], axis=-1)
+    sx = np.array([[0.5, 3.0], [0.25, 0.0]], np.float32)
+    sw = np.array([[0.125, 1.5], [2.0, 0.75]], np.float32)
+    total, lsb = accumulate_groups(dots, *encode_scale_products(sx, sw, spec), spec)
+    want = np.ldexp(total.astype(np.float64), lsb).astype(np.float32)
+    assert m.accumulator[9:11, :2].astype(np.int32).view(np.float32).tolist() == want.tolist()
+    bad = _machine(acc)
+    with pytest.raises(ProgramError, match="term before its exponent pass"):
+        bad.run(assemble("\n".join(text[:2] + text[4:5]), ARCH))   # term 1 never scanned
+    with pytest.raises(ProgramError, match="cleared for"):
+        _machine(acc).run(assemble(text[0] + "\n" + text[1].replace("rows=2", "rows=1"), ARCH))
+
+
+def test_moves_into_the_accumulator():
+    m = Machine(ARCH, 64)
+    m.write_dram(0, np.array([1.5, -2.0], np.float32).tobytes())
+    m.run(assemble("mvin dram=0 stride=4 sp=5 rows=2 cols=1 acc=1", ARCH))
+    assert m.accumulator[5:7, 0].astype(np.int32).view(np.float32).tolist() == [1.5, -2.0]
+    with pytest.raises(ProgramError, match="relu=1 applies to operands"):
+        assemble("mvin dram=0 stride=4 sp=5 rows=2 cols=1 acc=1 relu=1", ARCH)
+    with pytest.raises(ProgramError, match="sp=63 rows=2 reaches row 64"):
+        assemble("mvin dram=0 stride=4 sp=63 rows=2 cols=1 acc=1", ARCH)

@@ -1,0 +1,80 @@
+"""A whole SVDQuant layer (W4A4 groups + the low-rank branch, one dequantizer) as one program
+on the reference machine: float32 outputs bit-identical to golden.svdquant_fixed, on random
+layers and extremes, on the fused architecture and a tiny one; clear errors."""
+
+import numpy as np
+import pytest
+
+from golden.group_dequant import group_dequant_gemm
+from golden.svdquant_fixed import SVDQuantFixedSpec, quantize_branch, svdquant_fixed_int
+from golden.svdquant_ops import quantize_int4
+from hw.front.arch import load_arch
+from hw.front.kernel_svdquant import run_svdquant_linear, svdquant_operands, svdquant_program
+from hw.front.spec_model import SpecError
+from tests.hw.accel_cases import tiny_arch
+
+FUSED = load_arch("examples/arch/lego_fused.yaml")
+
+
+def _operands(rng, m, k, n, r, group=64, branch=0.1):
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+    down = (rng.standard_normal((r, k)) * branch).astype(np.float32)
+    up = (rng.standard_normal((n, r)) * branch).astype(np.float32)
+    qx, sx = quantize_int4(x, group)
+    qw, sw = quantize_int4(w, group)
+    b = quantize_branch(x, down, up, 8)
+    return [qx, sx, qw, sw, b.xl, b.sxl, b.l1q, b.l2q, b.sl2]
+
+
+def _check(arch, ops):
+    spec = SVDQuantFixedSpec(group_size=arch.units.dequant.group, branch_bits=8,
+                             dequant=arch.units.dequant.golden_spec())
+    want = np.asarray(svdquant_fixed_int(*ops, spec).y, np.float32)
+    run = run_svdquant_linear(arch, *ops)
+    np.testing.assert_array_equal(run.output.view(np.int32), want.view(np.int32))
+    return run, want
+
+
+@pytest.mark.parametrize("m,k,n,r", [(8, 128, 16, 8), (5, 192, 40, 32), (3, 64, 7, 4),
+                                     (1, 64, 1, 1)])
+def test_random_layers_bit_exact(m, k, n, r):
+    run, want = _check(FUSED, _operands(np.random.default_rng(m + n), m, k, n, r))
+    assert np.abs(want).max() > 0
+    assert run.machine.counts["dequant_rows"] > 0
+
+
+def test_extremes():
+    """int4 -8 everywhere (the largest group dots), a group of all-zero codes, an all-zero
+    input row (dead low-rank term), a zero branch (then exactly group_dequant_gemm), zero and
+    tiny scales."""
+    rng = np.random.default_rng(4)
+    ops = _operands(rng, 4, 128, 16, 8)
+    ops[0][:] = -8
+    ops[2][:] = -8
+    ops[0][1, 64:] = 0                          # a group of zeros in row 1
+    ops[4][2] = 0                               # row 2's branch input is zero
+    ops[1][3, 0] = 0.0                          # a zero scale
+    ops[3][5, 1] = np.float32(1e-40)            # a subnormal weight scale
+    _check(FUSED, ops)
+    zero = _operands(rng, 3, 128, 9, 4)
+    zero[6][:] = 0                              # L1 = 0: u = 0, every low-rank dot 0
+    run, want = _check(FUSED, zero)
+    np.testing.assert_array_equal(want, group_dequant_gemm(zero[0], zero[1], zero[2], zero[3],
+                                                           64, FUSED.units.dequant.golden_spec()))
+
+
+def test_tiny_architecture():
+    arch = tiny_arch("units")                   # group 16, array edge 4, 4 lanes
+    _check(arch, _operands(np.random.default_rng(2), 3, 32, 6, 4, group=16))
+
+
+def test_errors():
+    with pytest.raises(SpecError, match="no requant unit"):
+        svdquant_operands(load_arch("examples/arch/gemmini_like.yaml"), 4, 64, 4, 4)
+    with pytest.raises(ValueError, match="K=100 is not a multiple"):
+        svdquant_operands(FUSED, 4, 100, 4, 4)
+    with pytest.raises(SpecError, match="rank 20 must be at most the array edge"):
+        svdquant_program(FUSED, svdquant_operands(FUSED, 4, 64, 4, 20))
+    with pytest.raises(SpecError, match="does not fit"):
+        svdquant_program(tiny_arch("units"), svdquant_operands(tiny_arch("units"), 64, 256, 8, 4))
