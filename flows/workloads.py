@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
-from golden.attention_fixed import AttentionFixedConfig, logit_multiplier
+from golden.attention_fixed import logit_multiplier
 from golden.linear_attention_chain import linear_attention_chain_int
 from golden.svdquant_fixed import SVDQuantFixedSpec, quantize_branch, svdquant_fixed_int
 from golden.svdquant_ops import quantize_int4
 from hw.front.arch import ArchSpec
 from hw.front.kernel_attention import run_linear_attention
-from hw.front.kernel_duo import DuoHead
+from hw.front.kernel_duo import DuoHead, attention_config
 from hw.front.kernel_svdquant import run_svdquant_linear
 from hw.front.spec_model import SpecError
 
@@ -72,15 +72,6 @@ def _shape(workload: str, shape: tuple[int, ...] | None) -> tuple[int, ...]:
     return shape
 
 
-def _attention_config(arch: ArchSpec) -> AttentionFixedConfig:
-    u = arch.units
-    return AttentionFixedConfig(softmax=u.softmax.golden_config(),
-                                weight_bits=u.softmax.weight_bits, mult_bits=u.requant.mult_bits,
-                                out_frac_bits=u.normalizer.out_frac_bits,
-                                den_bits=u.normalizer.den_bits,
-                                recip_frac_bits=u.normalizer.recip_frac_bits)
-
-
 def _linear_attention(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRun:
     n, d, dv = shape
     q, k, v = (rng.integers(-128, 128, s) for s in ((n, d), (n, d), (n, dv)))
@@ -123,7 +114,7 @@ def _duo_attention(arch: ArchSpec, shape: tuple[int, ...], rng, window, chunk: i
         raise ValueError(f"--window is SINK,RECENT with RECENT >= 1, got {window}")
     q, k, v = rng.integers(-128, 128, (g, t, d)), *(rng.integers(-128, 128, (t, d))
                                                   for _ in range(2))
-    cfg = _attention_config(arch)
+    cfg = attention_config(arch)
     fits = DuoHead.largest_chunk(arch, g, t, d, d, window, limit=chunk)
     if fits < 1:
         raise SpecError(f"a {g}x{t}x{d} head does not fit {arch.name!r}'s memories with any "

@@ -40,7 +40,20 @@ from .kernel_chain import blocks, chain_dataflow, unit_command
 from .kernel_runs import ALIGN
 from .spec_model import SpecError
 
-__all__ = ["DuoHead"]
+__all__ = ["DuoHead", "attention_config"]
+
+
+def attention_config(arch: ArchSpec):
+    """The :class:`golden.attention_fixed.AttentionFixedConfig` of ``arch``'s softmax,
+    requant and normalizer units (what :class:`DuoHead` computes, for golden to check)."""
+    from golden.attention_fixed import AttentionFixedConfig
+
+    u = arch.units
+    return AttentionFixedConfig(softmax=u.softmax.golden_config(),
+                                weight_bits=u.softmax.weight_bits, mult_bits=u.requant.mult_bits,
+                                out_frac_bits=u.normalizer.out_frac_bits,
+                                den_bits=u.normalizer.den_bits,
+                                recip_frac_bits=u.normalizer.recip_frac_bits)
 
 
 def _move(**fields: int) -> Instruction:

@@ -7,26 +7,17 @@ import numpy as np
 import pytest
 
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
-from golden.attention_fixed import AttentionFixedConfig, logit_multiplier
+from golden.attention_fixed import logit_multiplier
 from hw.front.arch import load_arch
-from hw.front.kernel_duo import DuoHead
+from hw.front.kernel_duo import DuoHead, attention_config
 from hw.front.spec_model import SpecError
 from tests.hw.accel_cases import tiny_arch
 
 FUSED = load_arch("examples/arch/lego_fused.yaml")
 
 
-def _config(arch) -> AttentionFixedConfig:
-    u = arch.units
-    return AttentionFixedConfig(softmax=u.softmax.golden_config(),
-                                weight_bits=u.softmax.weight_bits, mult_bits=u.requant.mult_bits,
-                                out_frac_bits=u.normalizer.out_frac_bits,
-                                den_bits=u.normalizer.den_bits,
-                                recip_frac_bits=u.normalizer.recip_frac_bits)
-
-
 def _run(arch, q, k, v, chunks, window=None, scale=0.02, max_chunk=16):
-    cfg = _config(arch)
+    cfg = attention_config(arch)
     d, dv = k.shape[1], v.shape[1]
     mult, shift = logit_multiplier(scale, scale, d, cfg)
     head = DuoHead(arch, q, k, v, mult, shift, *(window or (None, None)), max_chunk=max_chunk)

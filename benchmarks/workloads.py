@@ -1,0 +1,123 @@
+"""The three workloads as accelerator programs on the fused architecture, measured on the
+instruction set's reference machine (every run bit-exact against golden): MACs, DRAM bytes,
+instructions and rows through each unit; the SVDQuant low-rank branch's overhead (measured at
+reduced shapes, next to golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32); a
+DuoAttention decode step of a streaming head (sink 64 + recent 256) against a retrieval head
+as the context grows.
+
+Cycles are not measured yet: the generated accelerator does not execute the units' commands
+and the cycle model has no timing for them (issue 14's remaining work); ``cycles`` is null.
+
+Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from flows.workloads import run_workload
+from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
+from golden.attention_fixed import logit_multiplier
+from golden.svdquant_fixed import branch_overhead
+from hw.front.arch import load_arch
+from hw.front.kernel_duo import DuoHead, attention_config
+
+ARCH = "examples/arch/lego_fused.yaml"
+
+
+def _svdquant(arch, shapes) -> dict:
+    """Measured layers (machine counts) and the branch's share of them."""
+    rows = []
+    for m, k, n, r in shapes:
+        run = run_workload(arch, "svdquant", (m, k, n, r))
+        c = run.report()
+        g = k // arch.units.dequant.group
+        main_bytes = m * k + n * k + 4 * (m + n) * g + 4 * m * n   # int4 codes stored as bytes
+        main_macs = m * k * n
+        rows.append({"shape": [m, k, n, r], "bit_exact": run.bit_exact, "macs": c["macs"],
+                     "dram_bytes": c["dram_bytes"], "instructions": c["instructions"],
+                     "branch_mac_fraction": round((c["macs"] - main_macs) / main_macs, 4),
+                     "branch_byte_fraction": round((c["dram_bytes"] - main_bytes) / main_bytes,
+                                                   4)})
+        print(f"svdquant {m}x{k}x{n} r{r}: {rows[-1]}", flush=True)
+    paper = branch_overhead(4096, 3072, 3072, 32, 64)
+    return {"measured": rows, "flux_4096x3072x3072_r32": {
+        "mac_fraction": round(paper.mac_fraction, 4),
+        "byte_fraction_own_x": round(paper.byte_fraction, 4),
+        "byte_fraction_shared_x": round(paper.byte_fraction_shared_x, 4)}}
+
+
+def _linear_attention(arch, tokens) -> list[dict]:
+    rows = []
+    for n in tokens:
+        c = run_workload(arch, "linear-attention", (n, 32, 32)).report()
+        rows.append({k: c[k] for k in ("layer", "bit_exact", "macs", "dram_bytes",
+                                       "instructions", "unit_rows")})
+        print(f"{c['layer']}: {rows[-1]}", flush=True)
+    return rows
+
+
+def _decode_step(arch, context: int, window, g: int, d: int) -> dict:
+    """Prefill ``context`` tokens, then one decode step: its counts and the cache's slots."""
+    rng = np.random.default_rng(context)
+    t = context + 1
+    q, k, v = rng.integers(-128, 128, (g, t, d)), rng.integers(-128, 128, (t, d)), \
+        rng.integers(-128, 128, (t, d))
+    cfg = attention_config(arch)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, d, cfg)
+    chunk = DuoHead.largest_chunk(arch, g, t, d, d, window, limit=64)
+    head = DuoHead(arch, q, k, v, mult, shift, *(window or (None, None)), max_chunk=chunk)
+    ref = (StreamingCacheFixed(d, *window, mult, shift, cfg) if window
+           else FullCacheFixed(d, mult, shift, cfg))
+
+    def step(c: int) -> None:
+        at = head.length
+        got = head.step(c)
+        if not np.array_equal(got, ref.step(q[:, at:at + c], k[at:at + c], v[at:at + c])):
+            raise AssertionError(f"decode benchmark: step at {at} differs from golden")
+
+    while head.length < context:
+        step(min(chunk, context - head.length))
+    before = dict(head.machine.counts)
+    step(1)
+    after = head.machine.counts
+    delta = {key: after[key] - before.get(key, 0) for key in after}
+    slots = sum(window) if window else context
+    return {"context": context, "macs": delta.get("macs", 0),
+            "dram_bytes": delta.get("dram_read_bytes", 0) + delta.get("dram_written_bytes", 0),
+            "instructions": len(head.last_program), "kv_slots": min(slots, context),
+            "kv_bytes": 2 * d * min(slots, context)}
+
+
+def _duo(arch, contexts) -> dict:
+    out = {}
+    for name, window in (("streaming_64_256", (64, 256)), ("retrieval", None)):
+        out[name] = [_decode_step(arch, c, window, 4, 128) for c in contexts]
+        print(f"duo decode {name}: {out[name]}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
+    args = ap.parse_args()
+    arch = load_arch(ARCH)
+    start = time.perf_counter()
+    svd_shapes = [(16, 256, 64, 32)] if args.quick else [(16, 256, 64, 32), (16, 512, 256, 32),
+                                                         (64, 1024, 128, 32)]
+    tokens = [256] if args.quick else [256, 1024, 2048]
+    contexts = [320, 400] if args.quick else [320, 512, 768]
+    result = {"arch": arch.name, "engine": "ref", "cycles": None,
+              "svdquant": _svdquant(arch, svd_shapes),
+              "linear_attention": _linear_attention(arch, tokens),
+              "duo_decode": _duo(arch, contexts)}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
