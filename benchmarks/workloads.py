@@ -108,7 +108,7 @@ def main() -> None:
     arch = load_arch(ARCH)
     start = time.perf_counter()
     svd_shapes = [(16, 256, 64, 32)] if args.quick else [(16, 256, 64, 32), (16, 512, 256, 32),
-                                                         (64, 1024, 128, 32)]
+                                                         (32, 512, 128, 32)]
     tokens = [256] if args.quick else [256, 1024, 2048]
     contexts = [320, 400] if args.quick else [320, 512, 768]
     result = {"arch": arch.name, "engine": "ref", "cycles": None,

@@ -13,9 +13,12 @@ Per row, with ``R = den_bits``, ``F = recip_frac_bits``, ``Fo = out_frac_bits``:
 The unit computes a row's ``sh`` and ``rcp`` (:func:`reciprocal_graph`, a long division once
 lowered: dozens of pipeline stages) ahead of the row's lanes (:func:`scale_graph`), so the
 numerators do not wait for the division; :func:`normalizer_graph` is the same arithmetic in one
-pass. ``den = 0`` gives ``rcp = 0`` and so ``out = 0``, golden's rule. Widths: ``num`` signed
+pass. ``den = 0`` gives ``rcp = 0`` and so ``out = 0``, golden's rule. As ``rcp >= 2**F`` whenever
+``den > 0``, a numerator with ``|num_n| >= 2**(out_bits - 1 + R - Fo)`` saturates the output
+whatever ``rcp`` is, so ``num_n`` is clamped to ``out_bits + R - Fo + 1`` bits before the
+multiplier (25 x 41 bits at the defaults, not 48 x 41). Widths: ``num`` signed
 ``num_bits``, ``den`` unsigned ``den_in_bits``; ``rcp <= 2**(F+R)`` (F+R+1 bits); the product
-keeps every bit (``num_bits + F + R + 1``), so no node wraps for any input.
+keeps every bit of the clamped numerator times ``rcp``, so no node wraps for any input.
 
 Layer: hw.ir, the primitive-graph layer (plain Python, no Amaranth).
 """
@@ -73,8 +76,12 @@ def _scale(b: GraphBuilder, num: str, sh: str, rcp: str, shape: NormalizerShape)
     """One lane's ``out`` from its numerator and the row's ``sh``, ``rcp``."""
     r, f, fo = shape.den_bits, shape.recip_frac_bits, shape.out_frac_bits
     num_n = b.round_shift_right_var(num, sh, shape.num_bits, signed=True)
-    prod = b.op("mul", shape.num_bits + f + r + 1, num_n, rcp, signed=True)
-    scaled = b.round_shift_right(prod, f + r - fo, shape.num_bits + fo + 2)
+    # rcp >= 2**F whenever den > 0, so |num_n| >= 2**(out_bits - 1 + R - Fo) saturates the
+    # output anyway: clamping num_n there keeps every result and narrows the multiplier.
+    keep = min(shape.out_bits + r - fo + 1, shape.num_bits)
+    num_n = b.saturate(num_n, keep)
+    prod = b.op("mul", keep + f + r + 1, num_n, rcp, signed=True)
+    scaled = b.round_shift_right(prod, f + r - fo, keep + fo + 2)
     return b.saturate(scaled, shape.out_bits)
 
 
