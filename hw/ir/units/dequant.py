@@ -8,6 +8,8 @@ Per lane (one output element ``(m, n)``), streamed once per group ``g`` in two p
   >= 0): the exact integer product of the significands, normalized by a leading-one detect and
   rounded to ``mant_bits`` with ties to even (``mant``, ``exp``; ``mant = 0`` for a zero
   product), :func:`golden.group_dequant.encode_scale_products`;
+* the row's ``offset`` added to ``exp`` (SVDQuant's low-rank term: its shift ``s_m``); with
+  ``zero_dead`` a term whose dot is 0 is dead like one whose product is 0;
 * pass 1: ``emax`` = the largest ``exp`` of a live group (a register, restarted by ``first``;
   pass 2 streams the same groups, so it holds);
 * pass 2: ``term = round_shift_right((dot * mant) << guard, min(emax - exp, term_bits + 1))``,
@@ -32,6 +34,7 @@ __all__ = ["DequantShape", "dequant_graph"]
 
 _EXP_BITS = 12          # signed exponents of scale products: -330 .. 256
 _SIG = 24               # float32 significand with its hidden bit
+_OFFSET_BITS = 8        # a row's exponent offset (a power-of-two requantization shift)
 
 
 @dataclass(frozen=True)
@@ -78,26 +81,41 @@ def _scale_product(b: GraphBuilder, sx: str, sw: str, mb: int) -> tuple[str, str
     return mant, b.op("mux", _EXP_BITS, live, exp, b.const(0, 1, False), signed=True)
 
 
+def _live(b: GraphBuilder, mant: str, dot: str, zero_dead: str) -> str:
+    """A term counts when its scale product is not 0 and, with ``zero_dead``, its dot is not
+    0 either (SVDQuant's low-rank term: a zero branch must not move the shared exponent)."""
+    nonzero = b.op("compare", 1, b.const(0), mant)
+    is_zero = b.op("sub", 1, b.const(1), b.op("add", 2, b.op("compare", 1, dot, b.const(0)),
+                                               b.op("compare", 1, b.const(0), dot)))
+    return b.op("mul", 1, nonzero, b.op("sub", 1, b.const(1), b.op("mul", 1, zero_dead,
+                                                                      is_zero)))
+
+
 def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
-    """Inputs ``first``, ``acc_first``, ``acc_en`` (1 bit each) and per lane ``sx<l>``,
-    ``sw<l>`` (float32 patterns), ``dot<l>`` (signed ``dot_bits``); outputs per lane
-    ``mant<l>``, ``exp<l>``, ``emax<l>``, ``acc<l>`` and ``y<l>`` (float32 bits of
-    ``acc * 2**(emax - guard)``)."""
+    """Inputs ``first``, ``acc_first``, ``acc_en``, ``zero_dead`` (1 bit each), ``offset``
+    (signed, the row's exponent offset: SVDQuant's branch shift ``s_m``, else 0) and per lane
+    ``sx<l>``, ``sw<l>`` (float32 patterns), ``dot<l>`` (signed ``dot_bits``); outputs per
+    lane ``mant<l>``, ``exp<l>`` (offset included), ``emax<l>``, ``acc<l>`` and ``y<l>``
+    (float32 bits of ``acc * 2**(emax - guard)``): the ``dequant`` commands of
+    :mod:`hw.front.isa_units`."""
     s = shape.spec
     b = GraphBuilder()
-    first, acc_first, acc_en = (b.input(n, 1) for n in ("first", "acc_first", "acc_en"))
+    first, acc_first, acc_en, zero_dead = (
+        b.input(n, 1) for n in ("first", "acc_first", "acc_en", "zero_dead"))
+    offset = b.input("offset", _OFFSET_BITS, signed=True)
     least = -(1 << (_EXP_BITS - 1))
     for lane in range(shape.lanes):
         mant, exp = _scale_product(b, b.input(f"sx{lane}", 32), b.input(f"sw{lane}", 32),
                                    s.mant_bits)
-        live = b.op("compare", 1, b.const(0), mant)
+        exp = b.op("add", _EXP_BITS, exp, offset, signed=True)
+        dot = b.input(f"dot{lane}", s.dot_bits, signed=True)
+        live = _live(b, mant, dot, zero_dead)
         cand = b.op("mux", _EXP_BITS, live, exp, b.const(least, _EXP_BITS, True), signed=True)
         emax = b.register(_EXP_BITS, signed=True, init=least)
         base = b.op("mux", _EXP_BITS, first, b.const(least, _EXP_BITS, True), emax, signed=True)
         b.connect(b.op("max", _EXP_BITS, base, cand, signed=True), emax)
         gap = b.op("sub", _EXP_BITS + 1, emax, exp, signed=True)
         cap = b.op("min", 7, gap, b.const(s.term_bits + 1), signed=True)
-        dot = b.input(f"dot{lane}", s.dot_bits, signed=True)
         prod = b.op("mul", s.term_bits, dot, mant, signed=True)
         prod = b.op("shift", s.term_bits, prod, signed=True, value=s.guard_bits)
         term = b.round_shift_right_var(prod, cap, s.term_bits, signed=True)

@@ -13,16 +13,20 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, np.float32).view(np.uint32).astype(np.int64)
 
 
-def _stream(shape: DequantShape, dots, sx, sw):
+def _stream(shape: DequantShape, dots, sx, sw, offsets=None, zero_dead=None):
     """Run every row m through the graph (pass 1, pass 2 over the groups, one cycle to read):
-    per (m, n) the graph's (mant, exp) per group, acc and y."""
+    per (m, n) the graph's (mant, exp) per group, acc and y. ``offsets`` (M, G) and
+    ``zero_dead`` (G,) per term, 0 by default."""
     m_rows, n, g = dots.shape
+    offsets = np.zeros((m_rows, g), np.int64) if offsets is None else offsets
+    zero_dead = np.zeros(g, np.int64) if zero_dead is None else zero_dead
     rows = []
     for m in range(m_rows):
         for p in (1, 2):
             for grp in range(g):
                 row = {"first": int(p == 1 and grp == 0), "acc_first": int(p == 2 and grp == 0),
-                       "acc_en": int(p == 2)}
+                       "acc_en": int(p == 2), "offset": int(offsets[m, grp]),
+                       "zero_dead": int(zero_dead[grp])}
                 for lane in range(n):
                     row |= {f"sx{lane}": int(_bits(sx[m, grp])), f"sw{lane}": int(_bits(sw[lane,
                             grp])), f"dot{lane}": int(dots[m, lane, grp])}
@@ -80,3 +84,31 @@ def test_extremes_bit_exact():
     sx = np.array([[1.0, 2.0**-40, 3.0, 0.0], [sub, 1.5, 2.0**20, 0.75]], np.float32)
     sw = np.array([[0.0, 0.0, 0.0, 0.0], [0.1, 2.0**60, sub, 1.0]], np.float32)
     _check(spec, dots, sx, sw)
+
+
+def test_low_rank_term_with_row_offsets_and_dead_zero_dots():
+    """SVDQuant's extra term as golden.svdquant_fixed adds it: the row's shift s_m added to the
+    scale product's exponent, and a zero low-rank dot dead (it must not move the exponent)."""
+    rng = np.random.default_rng(8)
+    spec = GroupDequantSpec(dot_bits=22)
+    m, n, g = 3, 3, 4
+    dots = rng.integers(-7000, 7000, (m, n, g + 1))
+    dots[..., g] = rng.integers(-(1 << 20), 1 << 20, (m, n))
+    dots[0, 1, g] = 0                                   # a dead low-rank term
+    sx, sw = _scales(rng, (m, g + 1), 0.0), _scales(rng, (n, g + 1), 0.0)
+    sx[:2, g] = 2.0 ** 30                               # the branch would dominate E
+    shifts = np.array([0, 5, 13])
+    offsets = np.zeros((m, g + 1), np.int64)
+    offsets[:, g] = shifts
+    flags = np.array([0] * g + [1])
+    _, out = _stream(DequantShape(lanes=n, spec=spec), dots, sx, sw, offsets, flags)
+    mant, exp = encode_scale_products(sx, sw, spec)
+    live = dots[..., g] != 0
+    mant[..., g] = np.where(live, mant[..., g], 0)
+    exp[..., g] = np.where(live, exp[..., g] + shifts[:, None], 0)
+    acc, lsb = accumulate_groups(dots, mant, exp, spec)
+    want = np.ldexp(acc.astype(np.float64), lsb).astype(np.float32)
+    for row in range(m):
+        done = out[2 * (g + 1) * (row + 1)]
+        assert [done[f"y{lane}"] for lane in range(n)] == [
+            int(v) for v in _bits(want[row])], row
