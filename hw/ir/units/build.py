@@ -82,6 +82,25 @@ class GraphBuilder:
     def connect(self, src: str, dst: str) -> None:
         self.graph.add_edge(src, dst)
 
+    def tree(self, kind: str, items: list[str], width: int, signed: bool = False) -> str:
+        """A balanced tree of two-operand ``kind`` nodes (``add``, ``max``, ...) over
+        ``items``, each ``width`` bits."""
+        while len(items) > 1:
+            items = [self.op(kind, width, *items[i:i + 2], signed=signed)
+                     if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+        return items[0]
+
+    def running(self, kind: str, value: str, restart: str, start: int, width: int,
+                signed: bool = False) -> str:
+        """A register folding ``value`` in with ``kind`` every cycle, from ``start`` again in a
+        cycle where ``restart`` is 1: ``reg <- kind(restart ? start : reg, value)``. Returns
+        the register (its output: the fold of the earlier cycles)."""
+        reg = self.register(width, signed=signed, init=start)
+        base = self.op("mux", width, restart, self.const(start, width, signed), reg,
+                       signed=signed)
+        self.connect(self.op(kind, width, base, value, signed=signed), reg)
+        return reg
+
     # ------------------------------------------------------------------ fixed-point idioms
     def round_shift_right(self, x: str, shift: int, width: int, signed: bool = True) -> str:
         """``golden.fixed_point.round_shift_right(x, shift)`` for a constant ``shift``:

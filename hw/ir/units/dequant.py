@@ -111,9 +111,7 @@ def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
         dot = b.input(f"dot{lane}", s.dot_bits, signed=True)
         live = _live(b, mant, dot, zero_dead)
         cand = b.op("mux", _EXP_BITS, live, exp, b.const(least, _EXP_BITS, True), signed=True)
-        emax = b.register(_EXP_BITS, signed=True, init=least)
-        base = b.op("mux", _EXP_BITS, first, b.const(least, _EXP_BITS, True), emax, signed=True)
-        b.connect(b.op("max", _EXP_BITS, base, cand, signed=True), emax)
+        emax = b.running("max", cand, first, least, _EXP_BITS, signed=True)
         gap = b.op("sub", _EXP_BITS + 1, emax, exp, signed=True)
         cap = b.op("min", 7, gap, b.const(s.term_bits + 1), signed=True)
         prod = b.op("mul", s.term_bits, dot, mant, signed=True)
@@ -121,9 +119,7 @@ def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
         term = b.round_shift_right_var(prod, cap, s.term_bits, signed=True)
         term = b.op("mux", s.term_bits, b.op("mul", 1, live, acc_en), term,
                     b.const(0, 1, False), signed=True)
-        acc = b.register(s.acc_bits, signed=True)
-        acc_base = b.op("mux", s.acc_bits, acc_first, b.const(0, 1, False), acc, signed=True)
-        b.connect(b.op("add", s.acc_bits, acc_base, term, signed=True), acc)
+        acc = b.running("add", term, acc_first, 0, s.acc_bits, signed=True)
         lsb = b.op("sub", _EXP_BITS + 1, emax, b.const(s.guard_bits), signed=True)
         for name, node in (("mant", mant), ("exp", exp), ("emax", emax), ("acc", acc)):
             b.output(f"{name}{lane}", node)

@@ -90,12 +90,7 @@ def quantizer_graph(shape: QuantizerShape) -> PrimitiveGraph:
     first, signed = b.input("first", 1), b.input("signed", 1)
     xs = [b.input(f"x{lane}", 32) for lane in range(shape.lanes)]
     mags = [b.op("buf", 31, x) for x in xs]         # |x|: the sign bit cleared
-    while len(mags) > 1:
-        mags = [b.op("max", 31, *mags[i:i + 2]) if i + 1 < len(mags) else mags[i]
-                for i in range(0, len(mags), 2)]
-    absmax = b.register(31)
-    base = b.op("mux", 31, first, b.const(0, 1, False), absmax)
-    b.connect(b.op("max", 31, base, mags[0]), absmax)
+    absmax = b.running("max", b.tree("max", mags, 31), first, 0, 31)
     qmax = b.op("mux", 32, signed, b.const(_QMAX[True]), b.const(_QMAX[False]))
     s = float32_divide(b, absmax, qmax)
     scale = b.op("mux", 32, b.op("compare", 1, s, b.const(1)), b.const(_ONE), s)

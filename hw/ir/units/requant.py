@@ -66,12 +66,7 @@ def requant_graph(shape: RequantShape) -> PrimitiveGraph:
         low = b.op("shr_var", _X_BITS, x, shift, signed=True)
         b.output(f"slice{lane}", b.op("buf", shape.operand_bits - 1, low))
         mags.append(b.abs(x))
-    while len(mags) > 1:
-        mags = [b.op("max", _X_BITS, *mags[i:i + 2]) if i + 1 < len(mags) else mags[i]
-                for i in range(0, len(mags), 2)]
-    reg = b.register(_X_BITS)
-    base = b.op("mux", _X_BITS, first, b.const(0, 1, False), reg)
-    b.connect(b.op("max", _X_BITS, base, mags[0]), reg)
+    reg = b.running("max", b.tree("max", mags, _X_BITS), first, 0, _X_BITS)
     length = b.op("lod", 6, reg)
     excess = b.op("sub", 7, length, b.const(shape.operand_bits - 1), signed=True)
     b.output("absmax", reg)

@@ -80,25 +80,6 @@ def _weight(b: GraphBuilder, x: str, valid: str, rowmax: str, shape: SoftmaxShap
     return b.op("mux", wb - 1, valid, w, b.const(0, 1, False))
 
 
-def _reduce(b: GraphBuilder, kind: str, items: list[str], width: int, signed: bool) -> str:
-    """A balanced tree of ``kind`` (``add`` or ``max``) nodes over ``items``."""
-    while len(items) > 1:
-        pairs = [items[i:i + 2] for i in range(0, len(items), 2)]
-        items = [b.op(kind, width, *pair, signed=signed) if len(pair) == 2 else pair[0]
-                 for pair in pairs]
-    return items[0]
-
-
-def _running(b: GraphBuilder, kind: str, value: str, first: str, restart: int, width: int,
-             signed: bool) -> str:
-    """A register reducing ``value`` per cycle with ``kind``, restarted (to ``restart``) by
-    ``first``; returns the register (its output is the reduction of the earlier cycles)."""
-    reg = b.register(width, signed=signed, init=restart)
-    base = b.op("mux", width, first, b.const(restart, width, signed), reg, signed=signed)
-    b.connect(b.op(kind, width, base, value, signed=signed), reg)
-    return reg
-
-
 def softmax_graph(shape: SoftmaxShape) -> PrimitiveGraph:
     """Inputs ``rowmax`` (signed 32), ``first`` (1 bit), and per lane ``x<l>`` (signed 32) and
     ``valid<l>``; outputs ``w<l>`` (``weight_bits - 1`` bits, non-negative), ``max`` (signed
@@ -116,8 +97,8 @@ def softmax_graph(shape: SoftmaxShape) -> PrimitiveGraph:
         b.output(f"w{lane}", weights[-1])
         masked.append(b.op("mux", _X_BITS, valid, x, b.const(least, _X_BITS, True),
                            signed=True))
-    top = _reduce(b, "max", masked, _X_BITS, True)
-    total = _reduce(b, "add", weights, shape.sum_bits, False)
-    b.output("max", _running(b, "max", top, first, least, _X_BITS, True))
-    b.output("sum", _running(b, "add", total, first, 0, shape.sum_bits, False))
+    top = b.tree("max", masked, _X_BITS, signed=True)
+    total = b.tree("add", weights, shape.sum_bits)
+    b.output("max", b.running("max", top, first, least, _X_BITS, signed=True))
+    b.output("sum", b.running("add", total, first, 0, shape.sum_bits))
     return b.graph
