@@ -81,6 +81,11 @@ class MemorySpec:
     def rows_per_bank(self) -> int:
         return self.capacity_bytes // (self.banks * self.row_bytes)
 
+    @property
+    def rows(self) -> int:
+        """Rows of the whole memory (every bank)."""
+        return self.capacity_bytes // self.row_bytes
+
 
 @dataclass(frozen=True)
 class DramSpec:

@@ -248,8 +248,8 @@ def _unit_label(ins: Instruction, name: str, value: int) -> str:
 def check_program(program: list[Instruction], arch: ArchSpec) -> None:
     """Raise :class:`ProgramError` at the first instruction ``arch`` cannot run safely."""
     a, b, c = arch.types
-    sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
-    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
+    sp_rows = arch.scratchpad.rows
+    acc_rows = arch.accumulator.rows
     sp_elems = arch.scratchpad.row_bytes * 8 // max(a.bits, b.bits)
     acc_elems = arch.accumulator.row_bytes * 8 // c.bits
     dataflow = None

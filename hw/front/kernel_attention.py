@@ -99,8 +99,8 @@ def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
     nb = ks_slice_count(n)
     vt = blocks(dv, edge)                      # the value tiles; one more for ones / slices
     jt = len(vt) + 1
-    sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
-    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
+    sp_rows = arch.scratchpad.rows
+    acc_rows = arch.accumulator.rows
     nt = blocks(n, edge)
     a1, b1 = 0, len(nt) * d
     b2 = b1 + len(nt) * jt * edge

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from golden.attention_cache_fixed import ring_address
+
 from .arch import ArchSpec
 from .isa import Instruction, check_program
 from .isa_machine import Machine, pack, unpack
@@ -60,10 +62,6 @@ def _move(**fields: int) -> Instruction:
     return Instruction("mvin", tuple(fields.items()))
 
 
-def _ring(pos: int, sink: int, recent: int) -> int:
-    return pos if pos < sink else sink + (pos - sink) % recent
-
-
 @dataclass(frozen=True)
 class _Layout:
     """Row bases in the scratchpad (sp) and the accumulator (acc), and the capacities."""
@@ -81,6 +79,27 @@ class _Layout:
     s: int
     den: int
     o: int
+
+
+def _layout(arch: ArchSpec, e: int, g: int, cap: int, d: int, dv: int,
+            max_chunk: int) -> _Layout | None:
+    """Where a head of ``cap`` cache slots, chunks of up to ``max_chunk`` tokens and ``g``
+    query heads lies in the memories, or ``None`` when it does not fit."""
+    slots, chunk = -(-cap // e) * e, -(-max_chunk // e) * e
+    rows = g * max_chunk
+    nd, nv = -(-d // e), -(-dv // e)
+    kt, v = 0, (slots // e) * d
+    ktc = v + nv * slots
+    vc = ktc + (chunk // e) * d
+    qa = vc + nv * chunk
+    p = qa + nd * rows
+    blocks = (slots + chunk) // e
+    s, den = 0, blocks * rows
+    o = den + rows
+    sp_rows, acc_rows = arch.scratchpad.rows, arch.accumulator.rows
+    if p + blocks * rows > sp_rows or o + nv * rows > acc_rows or rows > 4095:
+        return None
+    return _Layout(e, slots, chunk, rows, kt, v, ktc, vc, qa, p, s, den, o)
 
 
 class DuoHead:
@@ -113,7 +132,14 @@ class DuoHead:
             raise SpecError(f"architecture {arch.name!r}: the attention kernel needs rows of "
                             f"the array edge {edge} in both memories")
         self.max_chunk = max_chunk
-        self.lay = self._layout(edge)
+        cap = self.t if self.window is None else sum(self.window)
+        lay = _layout(arch, edge, self.g, cap, self.d, self.dv, max_chunk)
+        if lay is None:
+            raise SpecError(f"a head of {cap} cached tokens with chunks of {max_chunk} and "
+                            f"{self.g} query heads does not fit {arch.name!r}'s memories "
+                            f"({arch.scratchpad.rows} scratchpad rows, {arch.accumulator.rows} "
+                            "accumulator rows)")
+        self.lay = lay
         out_bytes = arch.types[2].bits // 8
         sizes = [q.size, k.size, v.size, self.g * self.t * self.dv * out_bytes]
         self.addr = list(np.cumsum([ALIGN] + [-(-n // ALIGN) * ALIGN for n in sizes]))
@@ -126,42 +152,15 @@ class DuoHead:
 
     @staticmethod
     def largest_chunk(arch: ArchSpec, g: int, t: int, d: int, dv: int,
-                      window: tuple[int, int] | None = None, limit: int = 4095) -> int:
+                      window: tuple[int, int] | None = None, limit: int = 4095,
+                      dataflow: str | None = None) -> int:
         """The largest ``max_chunk`` (<= ``limit``) with which such a head fits ``arch``'s
         memories; 0 if none does (a chunk of any size is exact: golden's outputs do not
         depend on the chunking)."""
-        codes = np.zeros((g, t, d), np.int64), np.zeros((t, d), np.int64), \
-            np.zeros((t, dv), np.int64)
-        for c in range(min(limit, t), 0, -1):
-            try:
-                DuoHead(arch, *codes, 1, 0, *(window or (None, None)), max_chunk=c)
-            except SpecError as exc:
-                if "does not fit" not in str(exc):
-                    raise
-                continue
-            return c
-        return 0
-
-    def _layout(self, e: int) -> _Layout:
-        cap = self.t if self.window is None else sum(self.window)
-        slots, chunk = -(-cap // e) * e, -(-self.max_chunk // e) * e
-        rows = self.g * self.max_chunk
-        nd, nv = -(-self.d // e), -(-self.dv // e)
-        kt, v = 0, (slots // e) * self.d
-        ktc = v + nv * slots
-        vc = ktc + (chunk // e) * self.d
-        qa = vc + nv * chunk
-        p = qa + nd * rows
-        blocks = (slots + chunk) // e
-        s, den = 0, blocks * rows
-        o = den + rows
-        sp_rows = self.arch.scratchpad.banks * self.arch.scratchpad.rows_per_bank
-        acc_rows = self.arch.accumulator.banks * self.arch.accumulator.rows_per_bank
-        if p + blocks * rows > sp_rows or o + nv * rows > acc_rows or rows > 4095:
-            raise SpecError(f"a head of {cap} cached tokens with chunks of {self.max_chunk} "
-                            f"and {self.g} query heads does not fit {self.arch.name!r}'s "
-                            f"memories (scratchpad rows {sp_rows}, accumulator rows {acc_rows})")
-        return _Layout(e, slots, chunk, rows, kt, v, ktc, vc, qa, p, s, den, o)
+        _, edge = chain_dataflow(arch, dataflow, "attention-head")
+        cap = t if window is None else sum(window)
+        return next((c for c in range(min(limit, t), 0, -1)
+                     if _layout(arch, edge, g, cap, d, dv, c) is not None), 0)
 
     def step(self, c: int) -> np.ndarray:
         """Run the next ``c`` tokens (one program); their outputs, int64 (G, c, Dv)."""
@@ -250,7 +249,7 @@ class DuoHead:
                 sink, recent = self.window
                 if sink <= pos < self.length + c - recent:
                     continue                    # overwritten within this chunk
-                slot = _ring(pos, sink, recent)
+                slot = ring_address(pos, sink, recent)
             prog.append(_move(dram=int(self.addr[1]) + pos * d, stride=d,
                               sp=lay.kt + (slot // e) * d, rows=d, cols=1, transpose=1,
                               col=slot % e))

@@ -110,8 +110,8 @@ def _layout(arch: ArchSpec, ops: SVDQuantOperands, edge: int) -> dict[str, int]:
     acc["SL2"] = acc["SXL"] + m
     acc["Y"] = acc["SL2"] + nt
     acc_end = acc["Y"] + m
-    sp_rows = arch.scratchpad.banks * arch.scratchpad.rows_per_bank
-    acc_rows = arch.accumulator.banks * arch.accumulator.rows_per_bank
+    sp_rows = arch.scratchpad.rows
+    acc_rows = arch.accumulator.rows
     if sp_end > sp_rows or acc_end > acc_rows or max(m, k, r) > 4095:
         raise SpecError(f"an SVDQuant layer M={m} K={k} N={n} rank {r} does not fit "
                         f"{arch.name!r}'s memories (needs {sp_end} of {sp_rows} scratchpad rows, "
