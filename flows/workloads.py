@@ -51,11 +51,11 @@ class WorkloadRun:
     bit_exact: bool
     instructions: int
     counts: dict[str, int]
+    unit_rows: dict[str, int]
 
     def report(self) -> dict:
         c = self.counts
-        units = {k.removesuffix("_rows"): v for k, v in sorted(c.items())
-                 if k.endswith("_rows") and not k.startswith(("scratchpad", "accumulator"))}
+        units = dict(sorted(self.unit_rows.items()))
         return {"layer": self.layer, "arch": self.arch, "dataflow": None, "engine": "ref",
                 "bit_exact": self.bit_exact, "cycles": None, "model_cycles": None,
                 "roofline_cycles": None, "utilization": None, "macs": c.get("macs", 0),
@@ -81,7 +81,7 @@ def _linear_attention(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRu
                                       nrm.recip_frac_bits).out
     return WorkloadRun(f"linear-attention {n}x{d}x{dv}", arch.name,
                        bool(np.array_equal(run.output, want)), len(run.program),
-                       dict(run.machine.counts))
+                       dict(run.machine.counts), dict(run.machine.unit_rows))
 
 
 def _svdquant(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRun:
@@ -102,7 +102,7 @@ def _svdquant(arch: ArchSpec, shape: tuple[int, ...], rng) -> WorkloadRun:
     want = np.asarray(svdquant_fixed_int(*ops, spec).y, np.float32)
     exact = bool(np.array_equal(run.output.view(np.int32), want.view(np.int32)))
     return WorkloadRun(f"svdquant {m}x{k}x{n} rank {r}", arch.name, exact, len(run.program),
-                       dict(run.machine.counts))
+                       dict(run.machine.counts), dict(run.machine.unit_rows))
 
 
 def _duo_attention(arch: ArchSpec, shape: tuple[int, ...], rng, window, chunk: int,
@@ -136,7 +136,7 @@ def _duo_attention(arch: ArchSpec, shape: tuple[int, ...], rng, window, chunk: i
     kind = f"streaming {window[0]}+{window[1]}" if window else "retrieval"
     return WorkloadRun(f"duo-attention {kind} {g}x{t}x{d} ({t - decode} prefill in chunks of "
                        f"{chunk}, {decode} decode)", arch.name, exact, instructions,
-                       dict(head.machine.counts))
+                       dict(head.machine.counts), dict(head.machine.unit_rows))
 
 
 def run_workload(arch: ArchSpec, workload: str, shape: tuple[int, ...] | None = None, *,

@@ -100,6 +100,8 @@ class Machine:
         #: what execution moved and computed (macs, dram_read_bytes, dram_written_bytes,
         #: scratchpad/accumulator_row_reads/writes), counted as it happens
         self.counts: Counter[str] = Counter()
+        #: rows streamed through each workload unit (the unit commands' work)
+        self.unit_rows: Counter[str] = Counter()
 
     def write_dram(self, addr: int, data: bytes) -> None:
         """Host access: ``data`` into DRAM at byte ``addr``."""

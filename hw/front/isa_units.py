@@ -181,7 +181,7 @@ def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
     machine.counts["accumulator_row_reads"] += rows * blocks
     machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
     machine.counts["accumulator_row_writes"] += rows
-    machine.counts["softmax_rows"] += rows * blocks
+    machine.unit_rows["softmax"] += rows * blocks
 
 
 def _kv_cache(machine: Machine, mode: str, ins: Instruction) -> None:
@@ -278,12 +278,12 @@ def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
         _softmax(machine, ins, where)
         return
     if unit == "dequant":
-        machine.counts["dequant_rows"] += 0 if mode == "clear" else ins["rows"]
+        machine.unit_rows["dequant"] += 0 if mode == "clear" else ins["rows"]
         _dequant(machine, mode, ins, where)
         return
     x = machine.accumulator[ins["src"]:ins["src"] + ins["rows"], :ins["cols"]].copy()
     machine.counts["accumulator_row_reads"] += ins["rows"]
-    machine.counts[f"{unit}_rows"] += ins["rows"]
+    machine.unit_rows[unit] += ins["rows"]
     if unit == "requant":
         _requant(machine, mode, ins, x)
     else:

@@ -41,7 +41,7 @@ def _check(arch, ops):
 def test_random_layers_bit_exact(m, k, n, r):
     run, want = _check(FUSED, _operands(np.random.default_rng(m + n), m, k, n, r))
     assert np.abs(want).max() > 0
-    assert run.machine.counts["dequant_rows"] > 0
+    assert run.machine.unit_rows["dequant"] > 0
 
 
 def test_extremes():
