@@ -16,18 +16,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.front.accel_params import RTL_UNIT_MODES
 from hw.front.arch import ArchSpec
-from hw.front.isa import Instruction, ProgramError, check_program, encode
+from hw.front.isa import UNIT_MODES, UNIT_NAMES, Instruction, ProgramError, check_program, encode
 from hw.rtl.emit import write_text_atomic
 from sim.toolchain import cache_dir
 
-__all__ = ["RTL_ENGINES", "RtlRun", "accelerator_source", "emit_accelerator", "run_program"]
+__all__ = ["RTL_ENGINES", "RtlRun", "accelerator_source", "emit_accelerator", "rtl_lacks",
+           "run_program"]
 
 RTL_ENGINES = ("fast", "cocotb")
 #: the generator's sources: a change to any of them is a new accelerator.
 _GENERATOR = ("hw/rtl/accel.py", "hw/rtl/accel_dma.py", "hw/rtl/accel_exec.py",
-              "hw/rtl/accel_ports.py", "hw/rtl/emit.py", "hw/front/accel_params.py",
-              "hw/front/isa.py", "hw/front/arch.py", "hw/front/units.py")
+              "hw/rtl/accel_ports.py", "hw/rtl/accel_units.py", "hw/rtl/emit.py",
+              "hw/rtl/graph_rtl.py", "hw/front/accel_params.py", "hw/front/isa.py",
+              "hw/front/arch.py", "hw/front/units.py", "hw/ir/kinds.py", "hw/ir/primitive.py",
+              "hw/ir/units/build.py", "hw/ir/units/from_arch.py", "hw/ir/units/requant.py",
+              "hw/ir/units/normalizer.py")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -93,14 +98,24 @@ def _progress(expected: int) -> Callable[[int], None]:
     return show
 
 
-def _check_rtl_supports(program: Sequence[Instruction]) -> None:
-    """ProgramError for instructions the generated accelerator does not execute yet (the
-    workload units and the operand ReLU: the reference machine runs them)."""
+def rtl_lacks(program: Sequence[Instruction]) -> str | None:
+    """Why the generated accelerator cannot run ``program`` (its first instruction the RTL
+    does not execute yet: unit commands outside
+    :data:`~hw.front.accel_params.RTL_UNIT_MODES`, mvin into a cache slot or the
+    accumulator; the reference machine runs them), or None."""
     for n, ins in enumerate(program, 1):
-        if ins.op == "unit" or (ins.op == "mvin" and ins["relu"]):
-            what = "unit commands" if ins.op == "unit" else "mvin relu=1"
-            raise ProgramError(f"instruction {n} ({ins.op}): the generated accelerator does not "
-                               f"execute {what} yet; run this program with --engine ref")
+        what = None
+        if ins.op == "unit":
+            unit = UNIT_NAMES[ins["unit"]]
+            mode = UNIT_MODES[unit][ins["mode"]]
+            if mode not in RTL_UNIT_MODES.get(unit, ()):
+                what = f"{unit} {mode} commands"
+        elif ins.op == "mvin" and (ins["col"] or ins["acc"]):
+            what = "mvin col=" if ins["col"] else "mvin acc=1"
+        if what:
+            return (f"instruction {n} ({ins.op}): the generated accelerator does not execute "
+                    f"{what} yet")
+    return None
 
 
 def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, engine: str,
@@ -114,7 +129,8 @@ def run_program(arch: ArchSpec, program: Sequence[Instruction], dram: bytes, *, 
     if engine not in RTL_ENGINES:
         raise ValueError(f"unknown RTL engine {engine!r} (engines: {', '.join(RTL_ENGINES)})")
     check_program(list(program), arch)      # the hardware trusts its programs
-    _check_rtl_supports(program)
+    if reason := rtl_lacks(program):
+        raise ProgramError(f"{reason}; run this program with --engine ref")
     verilog, top = accelerator_source(arch)
     words = [encode(i) for i in program]
     limit = 2 * expected_cycles + 10_000

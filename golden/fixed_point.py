@@ -18,14 +18,18 @@ __all__ = ["reciprocal", "round_shift_right", "saturate", "to_fixed"]
 def round_shift_right(x: ArrayLike | int, shift: int) -> ArrayLike:
     """``round(x / 2**shift)`` with ties toward +inf: ``(x + 2**(shift-1)) >> shift``.
 
-    An arithmetic shift (floor) after adding half an LSB; ``shift == 0`` returns ``x``.
+    An arithmetic shift (floor) after adding half an LSB; ``shift == 0`` returns ``x``. Exact
+    on all of int64 and for any ``shift``: computed as ``(x >> s) + bit s-1 of x`` (no sum to
+    overflow), and 0 from ``s = 64`` on (where int64 shifts would wrap their count).
     """
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
     x = np.asarray(x, dtype=np.int64)
     if shift == 0:
         return x.copy()
-    return (x + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
+    if shift >= 64:
+        return np.zeros_like(x)
+    return (x >> np.int64(shift)) + ((x >> np.int64(shift - 1)) & 1)
 
 
 @array_function("x")

@@ -22,13 +22,19 @@ from dataclasses import dataclass
 from .arch import GEMM_DIMS, ArchSpec
 from .spec_model import SpecError
 
-__all__ = ["CLASSES", "AccelParams", "accel_params"]
+__all__ = ["CLASSES", "RTL_UNIT_MODES", "AccelParams", "accel_params"]
 
 #: the time-only GEMM dim of each class, in the order the RTL numbers them.
 CLASSES = ("k", "i", "j")
 _WIDTHS = (4, 8, 16, 32)
 #: moves the DMA holds at once (dispatched, not finished).
 DMA_QUEUE = 8
+#: the workload-unit commands (unit -> modes) the generated accelerator executes; the
+#: reference machine runs every command of :data:`hw.front.isa.UNIT_MODES`.
+RTL_UNIT_MODES: dict[str, tuple[str, ...]] = {
+    "requant": ("absmax", "operand", "wide", "slices"),
+    "normalizer": ("divide",),
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,11 @@ class AccelParams:
 
     def dataflow_class(self, index: int) -> str:
         return self.classes[index]
+
+    def unit_beats(self, unit: str) -> int:
+        """Cycles a workload unit takes per accumulator row: its elements over the unit's
+        lanes (which divide them: :class:`hw.front.units.UnitsSpec`)."""
+        return self.acc_elems // getattr(self.arch.units, unit).lanes
 
 
 def _class_of(arch: ArchSpec, index: int) -> str:

@@ -14,6 +14,8 @@ c + 1. Instruction n sits in the dispatcher from cycle ``D[n-1] + 1`` (``D[-1] =
              no result write pending (the two cycles after a tile's last streamed row, one
              after an output-stationary drain)
     fence    everything idle
+    unit     everything idle (a workload-unit command runs alone)
+    any      no unit command running
 
 **Execution unit** (one class per configured dataflow, :mod:`hw.front.accel_params`): a tile
 of extents (i, j, k) streams ``n_x`` rows (its time-only extent), one per cycle; classes
@@ -39,8 +41,15 @@ scratchpad a cycle later::
            transposed  per block: rb reads, 1, cols x beats per line
 
 A move leaves the queue in cycle ``P = max(done + 1, P_prev + 1)``; its slot is free from
-``P + 1``. The run ends (``busy`` low) in the first cycle after the last issue in which
-both units are idle: that is :attr:`AccelTiming.cycles`.
+``P + 1``.
+
+**Workload units** (:mod:`hw.rtl.accel_units`): a unit command issued in cycle ``D`` streams
+its ``rows`` accumulator rows, ``B`` cycles each (the row's elements over the unit's lanes),
+and the next instruction issues no earlier than ``D + 3 + rows B``; unit modes the RTL does not
+execute (:data:`~hw.front.accel_params.RTL_UNIT_MODES`) are a :class:`ProgramError`.
+
+The run ends (``busy`` low) in the first cycle after the last issue in which the array, the
+DMA and the units are idle: that is :attr:`AccelTiming.cycles`.
 
 The model is a recurrence over instructions (no per-cycle loop): a mapper's call.
 
@@ -53,8 +62,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .accel_params import AccelParams
-from .isa import Instruction, ProgramError
+from .accel_params import RTL_UNIT_MODES, AccelParams
+from .isa import UNIT_MODES, UNIT_NAMES, Instruction, ProgramError
 
 __all__ = ["AccelTiming", "accel_timing", "compute_rows", "move_cycles", "tile_period"]
 
@@ -68,6 +77,7 @@ class AccelTiming:
     stream_cycles: int          #: cycles the array streams rows (MAC cycles, any fill)
     dma_cycles: int             #: cycles the DMA requests DRAM beats or idles inside a move
     stalls: dict[str, int] = field(default_factory=dict)   #: issue cycles lost, by cause
+    unit_cycles: int = 0        #: cycles the workload units stream rows
 
 
 def compute_rows(cls: str, i: int, j: int, k: int) -> dict[str, int]:
@@ -161,6 +171,8 @@ class _Model:
         self.stalls: dict[str, int] = {}
         self.move_cycles: dict[tuple, tuple[int, int]] = {}
         self.drain_end = 0      #: last transposed block's last line + its rows (request time)
+        self.unit_free = 0      #: first cycle after the running unit command
+        self.units = 0
 
     def state_key(self, d: int) -> tuple:
         """The state relative to cycle ``d``; times so far past that no rule can see them
@@ -172,7 +184,7 @@ class _Model:
                 tuple((t.a, t.b, t.c, rel(t.reads_until), rel(t.free), rel(t.promoted),
                        t.pending) for t in self.tiles),
                 tuple((m.op, m.rows, rel(m.done), rel(m.popped)) for m in self.moves),
-                rel(self.req_end), rel(self.drain_end))
+                rel(self.req_end), rel(self.drain_end), rel(self.unit_free))
 
     def shift(self, delta: int) -> None:
         """Every time of the state ``delta`` cycles later."""
@@ -185,6 +197,7 @@ class _Model:
             m.popped += delta
         self.req_end += delta
         self.drain_end += delta
+        self.unit_free += delta
 
     def _stall(self, cause: str, base: int, at: int) -> int:
         if at > base:
@@ -211,6 +224,7 @@ class _Model:
 
     def issue(self, ins: Instruction, d: int) -> int:
         op = ins.op
+        d = self._stall("waits_unit", d, self.unit_free)
         if op == "config":
             d = self._stall("config", d, self.exec_idle())
             self.cls = self.p.dataflow_class(ins["dataflow"])
@@ -220,9 +234,23 @@ class _Model:
             d = self._compute(ins, d)
         elif op in ("mvin", "mvout"):
             d = self._move(ins, d)
+        elif op == "unit":
+            d = self._unit(ins, d)
         else:
-            raise ProgramError(f"the cycle model has no timing for {op!r} instructions yet "
-                               "(the workload units are not in the generated accelerator)")
+            raise ProgramError(f"the cycle model has no timing for {op!r} instructions")
+        return d
+
+    def _unit(self, ins: Instruction, d: int) -> int:
+        unit = UNIT_NAMES[ins["unit"]]
+        mode = UNIT_MODES[unit][ins["mode"]]
+        if mode not in RTL_UNIT_MODES.get(unit, ()):
+            raise ProgramError(f"the generated accelerator does not execute {unit} {mode} "
+                               "commands yet, so the cycle model has no timing for them "
+                               f"(executed: {_executed()})")
+        d = self._stall("unit_waits", d, max(self.exec_idle(), self.dma_idle()))
+        rows = ins["rows"] * self.p.unit_beats(unit)
+        self.unit_free = d + 3 + rows
+        self.units += rows
         return d
 
     def _compute(self, ins: Instruction, d: int) -> int:
@@ -286,6 +314,10 @@ class _Model:
         return d
 
 
+def _executed() -> str:
+    return "; ".join(f"{u} {', '.join(modes)}" for u, modes in RTL_UNIT_MODES.items())
+
+
 def accel_timing(program: Sequence[Instruction], params: AccelParams, *,
                  skip_periods: bool = True) -> AccelTiming:
     """The cycles of ``program`` (already checked: :func:`hw.front.isa.check_program`) on the
@@ -310,7 +342,7 @@ def accel_timing(program: Sequence[Instruction], params: AccelParams, *,
         if ins.op != "compute" or n == len(program) or budget < 0:
             continue
         key = (model.state_key(d), _timing_sig(program[n]))
-        here = (n, d, model.stream, model.dma, dict(model.stalls))
+        here = (n, d, model.stream, model.dma, dict(model.stalls), model.units)
         before = seen.setdefault(key, here)
         if before is here:
             continue
@@ -319,8 +351,9 @@ def accel_timing(program: Sequence[Instruction], params: AccelParams, *,
         if periods:
             d, n = _skip(model, issue, before, here, periods)
             seen.clear()
-    end = max(d + 1, model.exec_idle(), model.dma_idle()) if program else 0
-    return AccelTiming(tuple(issue), end, model.stream, model.dma, dict(model.stalls))
+    end = max(d + 1, model.exec_idle(), model.dma_idle(), model.unit_free) if program else 0
+    return AccelTiming(tuple(issue), end, model.stream, model.dma, dict(model.stalls),
+                       model.units)
 
 
 def _timing_sig(ins: Instruction) -> tuple:
@@ -349,8 +382,9 @@ def _repeats(program: Sequence[Instruction], start: int, n: int) -> tuple[int, i
 def _skip(model: _Model, issue: list[int], before: tuple, here: tuple, periods: int
           ) -> tuple[int, int]:
     """Advance ``model`` over ``periods`` repetitions of the instructions between the points
-    ``before`` and ``here`` (each ``(n, d, stream, dma, stalls)``); the new (d, n)."""
-    (n1, d1, stream1, dma1, stalls1), (n2, d2, stream2, dma2, stalls2) = before, here
+    ``before`` and ``here`` (each ``(n, d, stream, dma, stalls, units)``); the new (d, n)."""
+    (n1, d1, stream1, dma1, stalls1, units1), (n2, d2, stream2, dma2, stalls2, units2) = \
+        before, here
     delta = d2 - d1
     base = issue[n1:n2]
     for r in range(1, periods + 1):
@@ -358,6 +392,7 @@ def _skip(model: _Model, issue: list[int], before: tuple, here: tuple, periods: 
     model.shift(periods * delta)
     model.stream += periods * (stream2 - stream1)
     model.dma += periods * (dma2 - dma1)
+    model.units += periods * (units2 - units1)
     for cause, value in stalls2.items():
         model.stalls[cause] = value + periods * (value - stalls1.get(cause, 0))
     return d2 + periods * delta, n2 + periods * (n2 - n1)

@@ -26,8 +26,9 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
              # (UNIT_MODES: requant absmax|operand|wide|slices|rows, softmax weights,
              # normalizer divide, dequant clear|exponent|term|output,
              # kv_cache reset|advance), results
-             # to rows DST.. (semantics: hw.front.isa_units; the generated RTL does not
-             # execute them yet, the reference machine does)
+             # to rows DST.. (at or below SRC where they overlap; semantics:
+             # hw.front.isa_units; the generated RTL executes RTL_UNIT_MODES of
+             # hw.front.accel_params, the reference machine all)
 
 How a compute's tile lies in the memories (:func:`tile_layout`): each of A (i, k), B (k, j)
 and C (i, j) takes one memory row per index of its *row dim* and holds the other dim's
@@ -339,6 +340,8 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
             mode in ("operand", "wide"):
         raise ProgramError(f"{where}: multiplier arg={ins['arg']} exceeds the requantizer's "
                            f"{arch.units.requant.mult_bits} bits")
+    if not to_sp and mode not in ("absmax", "rows"):
+        _check_in_place(where, ins, ("src", "arg") if unit == "normalizer" else ("src",))
     if unit == "normalizer":
         if arch.units.requant is None and ins["shift"] == SHIFT_FROM_REGISTER:
             raise ProgramError(f"{where}: shift={SHIFT_FROM_REGISTER} reads the requantizer's "
@@ -347,6 +350,16 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
             raise ProgramError(f"{where}: count={ins['count']} denominator slices, the "
                                f"normalizer combines 1..{-(-c_bits // (a_bits - 1))}")
         _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
+
+
+def _check_in_place(where: str, ins: Instruction, reads: tuple[str, ...]) -> None:
+    """A unit streams rows in order, writing row ``t`` after reading row ``t + 1``: the rows
+    it writes may overlap the rows it reads only at or below them (``dst <= src``)."""
+    for name in reads:
+        if ins["dst"] > ins[name] and ins["dst"] < ins[name] + ins["rows"]:
+            raise ProgramError(f"{where}: dst={ins['dst']} overwrites rows {name}="
+                               f"{ins[name]}..{ins[name] + ins['rows'] - 1} still to be read; "
+                               f"put dst at or below {name}, or past its rows")
 
 
 def _check_dequant(where: str, ins: Instruction, mode: str, acc_rows: int,

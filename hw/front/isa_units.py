@@ -125,7 +125,24 @@ def _requant(machine: Machine, mode: str, ins: Instruction, x: np.ndarray) -> No
         machine.counts["accumulator_row_writes"] += ins["rows"]
 
 
-def _normalizer(machine: Machine, ins: Instruction, x: np.ndarray) -> None:
+def _check_normalizer_inputs(where: str, x: np.ndarray, shift: int, den: np.ndarray,
+                             unit) -> None:
+    """ProgramError unless every numerator ``x << shift`` fits the datapath's signed
+    ``NUM_BITS`` and every denominator its unsigned ``DEN_IN_BITS`` (what a hardware register
+    would truncate)."""
+    if den.size and (den.min() < 0 or den.max() >= 1 << unit.DEN_IN_BITS):
+        bad = int(den.min()) if den.min() < 0 else int(den.max())
+        raise ProgramError(f"{where}: denominator {bad} is outside the normalizer's "
+                           f"0..2**{unit.DEN_IN_BITS} - 1")
+    lim = 1 << (unit.NUM_BITS - 1)
+    lo, hi = -(lim >> shift), ((lim - 1) >> shift) + 1      # lo <= x < hi: x << shift fits
+    if x.size and (x.min() < lo or x.max() >= hi):
+        bad = int(x.min()) if x.min() < lo else int(x.max())
+        raise ProgramError(f"{where}: numerator {bad} << {shift} exceeds the normalizer's "
+                           f"{unit.NUM_BITS}-bit input")
+
+
+def _normalizer(machine: Machine, ins: Instruction, x: np.ndarray, where: str) -> None:
     from golden.linear_attention_fixed import normalize
 
     unit = machine.arch.units.normalizer
@@ -133,7 +150,9 @@ def _normalizer(machine: Machine, ins: Instruction, x: np.ndarray) -> None:
     parts = machine.accumulator[ins["arg"]:ins["arg"] + ins["rows"], :ins["count"]]
     den = (parts << (step * np.arange(ins["count"]))).sum(axis=1, keepdims=True)
     machine.counts["accumulator_row_reads"] += ins["rows"]
-    num = x << _shift(machine, ins)
+    shift = _shift(machine, ins)
+    _check_normalizer_inputs(where, x, shift, den, unit)
+    num = x << min(shift, unit.NUM_BITS)
     out = normalize(num, den, unit.out_frac_bits, unit.den_bits, unit.recip_frac_bits)
     machine.accumulator[ins["dst"]:ins["dst"] + ins["rows"], :ins["cols"]] = out
     machine.counts["accumulator_row_writes"] += ins["rows"]
@@ -287,4 +306,4 @@ def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
     if unit == "requant":
         _requant(machine, mode, ins, x)
     else:
-        _normalizer(machine, ins, x)
+        _normalizer(machine, ins, x, where)

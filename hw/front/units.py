@@ -181,6 +181,9 @@ class NormalizerUnit(_Unit):
     den_bits."""
 
     NAME: ClassVar[str] = "normalizer"
+    #: widths of the datapath's inputs: a numerator (signed), a denominator (unsigned)
+    NUM_BITS: ClassVar[int] = 48
+    DEN_IN_BITS: ClassVar[int] = 48
     lanes: int = 16
     den_bits: int = 16
     recip_frac_bits: int = 24

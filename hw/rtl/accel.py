@@ -4,7 +4,9 @@
 ports for the array, one write port for the DMA), the accumulator (a read-modify-write port
 pair for the array, a read port for the DMA), the execution unit (:mod:`hw.rtl.accel_exec`),
 the DMA (:mod:`hw.rtl.accel_dma`; two scratchpad write ports: rows as they arrive, rows out
-of the transposer) and the dispatcher: a one-instruction head register behind
+of the transposer), the workload units of :mod:`hw.rtl.accel_units` when the architecture
+declares any the RTL executes (two more accumulator read ports, an accumulator and a scratchpad
+write port; a unit command runs alone) and the dispatcher: a one-instruction head register behind
 the command port that issues in program order to the two units, holding an instruction while
 its unit is full or an in-flight instruction of the other unit touches its rows (the rules:
 :mod:`hw.front.accel_timing`). The problem (extents, addresses, strides) arrives in the
@@ -18,16 +20,17 @@ Layer: hw.rtl, the Amaranth layer.
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Module, Mux, Signal, unsigned
+from amaranth.hdl import ClockDomain, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from ..front.accel_params import CLASSES, AccelParams, accel_params
+from ..front.accel_params import CLASSES, RTL_UNIT_MODES, AccelParams, accel_params
 from ..front.arch import ArchSpec
 from ..front.isa import FIELDS, OPCODES
 from .accel_dma import DmaUnit
 from .accel_exec import ExecUnit
 from .accel_ports import accel_signature
+from .accel_units import UnitEngine
 from .emit import strip_memory_init
 
 __all__ = ["Accelerator", "accelerator_verilog", "top_name"]
@@ -73,10 +76,17 @@ class Accelerator(wiring.Component):
         exe, dma = ExecUnit(p), DmaUnit(p)
         exe.elaborate_into(m, sp_x, sp_y, acc_r, acc_w)
         dma.elaborate_into(m, self, sp_w, sp_t, acc_d)
-        self._dispatch(m, exe, dma)
+        units = None
+        if any(getattr(p.arch.units, u) is not None for u in RTL_UNIT_MODES):
+            units = UnitEngine(p)
+            units.elaborate_into(m, acc.read_port(), acc.read_port(),
+                                 acc.write_port(granularity=p.c_bits),
+                                 sp.write_port(granularity=p.a_bits))
+        self._dispatch(m, exe, dma, units)
         return m
 
-    def _dispatch(self, m: Module, exe: ExecUnit, dma: DmaUnit) -> None:
+    def _dispatch(self, m: Module, exe: ExecUnit, dma: DmaUnit,
+                  units: UnitEngine | None) -> None:
         p = self.params
         head_valid = Signal()
         word = Signal(128)
@@ -115,7 +125,8 @@ class Accelerator(wiring.Component):
                      d.stride.eq(Mux(is_out, f("stride", "mvout"), f("stride", "mvin"))),
                      d.cols.eq(Mux(is_out, f("cols", "mvout"), f("cols", "mvin"))),
                      d.transpose.eq(Mux(is_out, f("transpose", "mvout"),
-                                        f("transpose", "mvin")))]
+                                        f("transpose", "mvin"))),
+                     d.relu.eq(~is_out & f("relu", "mvin"))]
         waits_move, waits_mvin = Signal(), Signal()
         for e, flying in zip(dma.entries, dma.in_flight, strict=True):
             with m.If(flying & ~e.mvout & _overlap(e.row, e.rows, row, rows)):
@@ -137,7 +148,8 @@ class Accelerator(wiring.Component):
             & ~(nxt.valid & _overlap(row, rows, nxt.c, nxt.nc)) \
             & ~(cur.valid & _overlap(row, rows, cur.c, cur.nc))
 
-        with m.If(head_valid):
+        unit_busy = units.busy if units is not None else Const(0)
+        with m.If(head_valid & ~unit_busy):
             with m.Switch(op):
                 with m.Case(OPCODES["config"]):
                     with m.If(exe.idle):
@@ -154,9 +166,14 @@ class Accelerator(wiring.Component):
                     m.d.comb += [issue.eq(mvout_ok), dma.push.eq(mvout_ok)]
                 with m.Case(OPCODES["fence"]):
                     m.d.comb += issue.eq(exe.idle & dma.empty)
+                if units is not None:
+                    with m.Case(OPCODES["unit"]):
+                        unit_ok = exe.idle & dma.empty
+                        m.d.comb += [issue.eq(unit_ok), units.issue.eq(unit_ok)]
+                        m.d.comb += [sig.eq(f(name, "unit")) for name, sig in units.inp.items()]
                 with m.Default():
                     m.d.comb += issue.eq(1)
-        m.d.comb += self.busy.eq(head_valid | ~dma.empty | ~exe.idle)
+        m.d.comb += self.busy.eq(head_valid | ~dma.empty | ~exe.idle | unit_busy)
 
 
 def accelerator_verilog(arch: ArchSpec) -> str:

@@ -9,7 +9,8 @@ beat per cycle), and a response side that writes the scratchpad as read data ret
   fewer lines than rows, so the transposer keeps up); ``mvout`` reads accumulator rows and
   sends them as write beats (transposed: a block of rows into a transposer, then its columns
   as lines). Every read request pushes a descriptor (where its data goes) into a FIFO.
-* Response side: each response pops a descriptor; a plain row is written to the scratchpad at
+* Response side: each response pops a descriptor; its elements pass through ``max(x, 0)``
+  for an ``mvin relu=1`` (signed operand types); a plain row is written to the scratchpad at
   once; a transposed line fills one column of a double-buffered transposer, whose rows are
   written (through a second write port) after the block's last line. Moves into overlapping
   rows are never in flight together (the dispatcher holds the later one), so the two ports
@@ -32,6 +33,12 @@ from .accel_exec import elements
 __all__ = ["DmaUnit"]
 
 
+def _relu(word, bits: int, on):
+    """``word``'s signed ``bits``-bit elements, each ``max(x, 0)`` when ``on``."""
+    return Cat(*[Mux(on & word[n + bits - 1], 0, word[n:n + bits])
+                 for n in range(0, len(word), bits)])
+
+
 class _Entry:
     def __init__(self, n: int) -> None:
         self.mvout = Signal(name=f"q{n}_mvout")
@@ -41,11 +48,12 @@ class _Entry:
         self.rows = Signal(12, name=f"q{n}_rows")
         self.cols = Signal(12, name=f"q{n}_cols")
         self.transpose = Signal(name=f"q{n}_transpose")
+        self.relu = Signal(name=f"q{n}_relu")
         self.done = Signal(name=f"q{n}_done")
 
     def fields(self) -> list[Signal]:
         return [self.mvout, self.dram, self.stride, self.row, self.rows, self.cols,
-                self.transpose]
+                self.transpose, self.relu]
 
 
 class DmaUnit:
@@ -65,7 +73,7 @@ class DmaUnit:
         self.desc = data.StructLayout({
             "row": 20, "cols": 12, "transposed": 1, "line": max(p.sp_elems - 1, 1).bit_length(),
             "last_line": 1, "rb": p.edge.bit_length(), "entry_last": 1, "entry": self._bits,
-            "buf": 1})
+            "buf": 1, "relu": 1})
 
     def elaborate_into(self, m: Module, port, sp_w, sp_t, acc_r) -> None:
         """``port``: the accelerator (its mem_* members); ``sp_w``, ``sp_t``: scratchpad
@@ -119,7 +127,8 @@ class DmaUnit:
         last_block = r0 + e_ >= cur.rows
         desc = data.View(self.desc, fifo.w_data)
         finish = Signal()
-        m.d.comb += [desc.entry.eq(rq), desc.cols.eq(cur.cols), desc.buf.eq(tbuf)]
+        m.d.comb += [desc.entry.eq(rq), desc.cols.eq(cur.cols), desc.buf.eq(tbuf),
+                     desc.relu.eq(cur.relu)]
 
         def advance_block():
             m.d.sync += [r0.eq(r0 + e_), c.eq(0), off.eq(0), tbuf.eq(~tbuf), phase.eq(0),
@@ -239,6 +248,8 @@ class DmaUnit:
         d_active, d_buf, d_last = Signal(), Signal(), Signal()
         d_row, d_cols, d_cnt, d_rb = Signal(20), Signal(12), Signal(12), Signal(12)
         d_entry = Signal(self._bits)
+        resp_data = _relu(resp_data, p.a_bits, desc.relu) if p.arch.types[0].signed \
+            else resp_data
         resp = elements(resp_data, min(e_, p.bus_bytes * 8 // p.a_bits), p.a_bits, False)
         col_mask = Cat(*[d_cols > x for x in range(p.sp_elems)])
         with m.If(d_active):

@@ -11,6 +11,14 @@ class TestRoundShiftRight:
             expected = [(int(x) + ((1 << s) >> 1)) >> s for x in xs]
             np.testing.assert_array_equal(round_shift_right(xs, s), expected)
 
+    def test_shifts_past_the_int64_width_are_exact(self):
+        """numpy's int64 shifts wrap their count from 64 on; the rounding must not."""
+        xs = np.array([-(1 << 63), -(1 << 62) - 1, -(1 << 40), -5, -1, 0, 1, 7, 1 << 62,
+                       (1 << 63) - 1])
+        for s in (40, 61, 62, 63, 64, 65, 100, 200, 254):
+            expected = [(int(x) + ((1 << s) >> 1)) >> s for x in xs]
+            np.testing.assert_array_equal(round_shift_right(xs, s), expected)
+
     def test_negative_shift(self):
         with pytest.raises(ValueError, match="shift must be >= 0, got -1"):
             round_shift_right(3, -1)

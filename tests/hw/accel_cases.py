@@ -107,3 +107,111 @@ def random_program(arch: ArchSpec, rnd: random.Random, length: int) -> list[Inst
             program.append(_move(rnd, arch, "mvout"))
     check_program(program, arch)
     return program
+
+
+#: accumulator rows the unit programs keep for normalizer denominators (never overwritten)
+DEN_ROWS = 8
+
+
+def random_unit_program(arch: ArchSpec, rnd: random.Random, length: int
+                        ) -> list[Instruction]:
+    """A checked program for an architecture with the requant and normalizer units: random
+    moves (a third of the mvins with relu=1), tiles, and the unit commands the RTL executes
+    (requant absmax / operand / wide / slices, normalizer divide), often back to back. The
+    last :data:`DEN_ROWS` accumulator rows hold non-negative products of ReLU'd operands,
+    computed first and only read after: the normalizer's denominators; the rows below them start
+as products of signed operands. A normalizer's
+    numerators may still leave its input range (the reference machine then refuses the
+    program: draw another)."""
+    from hw.front.isa import SHIFT_FROM_REGISTER
+
+    sp_rows, acc_rows, sp_elems, acc_elems = _rows(arch)
+    den = acc_rows - DEN_ROWS
+    edge = arch.array[0]
+    flow = 1                                            # ws: A rows over i, C rows over i
+    program = [Instruction("config", (("dataflow", flow),)),
+               Instruction("mvin", (("dram", 0), ("stride", sp_elems), ("sp", 0),
+                                    ("rows", edge), ("cols", sp_elems), ("relu", 1)))]
+    for r in range(0, DEN_ROWS, edge):
+        program.append(Instruction("compute", (("a", 0), ("b", 0), ("c", den + r),
+                                               ("i", min(edge, DEN_ROWS - r)), ("j", edge),
+                                               ("k", edge), ("accumulate", 0))))
+    # every other accumulator row a product of signed operands: the units' sources
+    program.append(Instruction("mvin", (("dram", DRAM_BYTES // 4), ("stride", sp_elems),
+                                        ("sp", edge), ("rows", 2 * edge),
+                                        ("cols", sp_elems))))
+    for r in range(0, den, edge):
+        program.append(Instruction("compute", (("a", edge + r % 5), ("b", edge), ("c", r),
+                                               ("i", min(edge, den - r)), ("j", edge),
+                                               ("k", edge), ("accumulate", 0))))
+    while len(program) < length:
+        r = rnd.random()
+        if r < 0.25:
+            ins = _move(rnd, arch, "mvin")
+            if rnd.random() < 0.33:
+                ins = Instruction("mvin", tuple({**dict(ins.fields), "relu": 1}.items()))
+        elif r < 0.45:
+            ins = _compute(rnd, arch, arch.dataflows[flow].name)
+            if ins["c"] + ins["i"] > den:
+                continue
+        elif r < 0.55:
+            ins = _move(rnd, arch, "mvout")
+        else:
+            ins = _unit(rnd, arch, den, SHIFT_FROM_REGISTER)
+            program.append(ins)
+            if rnd.random() < 0.8:
+                program += _observe(rnd, arch, ins, den)
+            continue
+        program.append(ins)
+    check_program(program, arch)
+    return program
+
+
+def _mvout(rnd: random.Random, row: int, rows: int, cols: int, c_bytes: int) -> Instruction:
+    stride = cols * c_bytes
+    dram = DRAM_BYTES // 2 + rnd.randrange(DRAM_BYTES // 2 - rows * stride)
+    return Instruction("mvout", (("acc", row), ("dram", dram), ("stride", stride),
+                                 ("rows", rows), ("cols", cols)))
+
+
+def _observe(rnd: random.Random, arch: ArchSpec, ins: Instruction, den: int
+             ) -> list[Instruction]:
+    """Instructions that carry a unit command's result to DRAM: its accumulator rows moved
+    out, or its scratchpad rows multiplied (as A, rows over i) by the ReLU'd rows 0.. and the
+    product moved out."""
+    c_bytes = arch.types[2].bits // 8
+    rows, cols, dst = ins["rows"], ins["cols"], ins["dst"]
+    if (ins["unit"], ins["mode"]) in ((0, 2), (2, 0)):          # requant wide, normalizer
+        return [_mvout(rnd, dst, rows, cols, c_bytes)]
+    if (ins["unit"], ins["mode"]) not in ((0, 1), (0, 3)):      # absmax: seen by operand
+        return []
+    edge = arch.array[0]
+    i, k = min(rows, edge), min(cols, edge)
+    c = rnd.randrange(den - i)
+    return [Instruction("compute", (("a", dst), ("b", 0), ("c", c), ("i", i), ("j", edge),
+                                    ("k", k), ("accumulate", 0))),
+            _mvout(rnd, c, i, edge, c_bytes)]
+
+
+def _unit(rnd: random.Random, arch: ArchSpec, den: int, from_register: int) -> Instruction:
+    sp_rows, acc_rows, sp_elems, acc_elems = _rows(arch)
+    rows = rnd.randint(1, 6)
+    mode = rnd.choice(["absmax", "operand", "wide", "slices", "divide"])
+    shift = from_register if rnd.random() < 0.3 else rnd.choice([0, 1, 5, 13, 40, 70, 200])
+    fields = {"src": rnd.randrange(acc_rows - rows), "rows": rows}
+    if mode == "divide":
+        fields.update(unit=2, mode=0, dst=rnd.randrange(den - rows), cols=
+                      rnd.randint(1, acc_elems), arg=den + rnd.randrange(DEN_ROWS - rows + 1),
+                      shift=rnd.choice([from_register, 0, 3, 9]), count=rnd.randint(1, 3))
+    else:
+        to_sp = mode in ("operand", "slices")
+        fields.update(unit=0, mode=["absmax", "operand", "wide", "slices"].index(mode),
+                      dst=rnd.randrange((sp_rows if to_sp else den) - rows),
+                      cols=rnd.randint(1, min(sp_elems, acc_elems) if to_sp else acc_elems),
+                      arg=rnd.choice([0, 1, 3, 255, 40000, 65535]) if mode != "absmax"
+                      else rnd.randint(0, 1), shift=shift)
+    if mode in ("wide", "divide"):          # written rows overlap read rows only below
+        for name in ("src", "arg") if mode == "divide" else ("src",):
+            if fields[name] < fields["dst"] < fields[name] + rows:
+                fields["dst"] = fields[name]
+    return Instruction("unit", tuple(fields.items()))

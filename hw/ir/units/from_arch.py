@@ -14,7 +14,45 @@ from .quantizer import QuantizerShape, quantizer_graph
 from .requant import RequantShape, requant_graph
 from .softmax import SoftmaxShape, softmax_graph
 
-__all__ = ["unit_graphs"]
+__all__ = ["normalizer_shape", "unit_graph", "unit_graphs"]
+
+#: the graphs of each unit, in the order :func:`unit_graphs` lists them.
+_GRAPHS = {"requant": ("requant",), "softmax": ("softmax",),
+           "normalizer": ("normalizer", "normalizer.reciprocal"), "dequant": ("dequant",),
+           "quantizer": ("quantizer",), "kv_cache": ("kv_cache",)}
+
+
+def unit_graph(arch: ArchSpec, name: str) -> PrimitiveGraph:
+    """The graph ``name`` (a key of :func:`unit_graphs`) of ``arch``'s unit; ``ValueError``
+    for an unknown name or a unit ``arch`` does not have."""
+    unit = name.split(".")[0]
+    if unit not in _GRAPHS or name not in _GRAPHS[unit]:
+        known = ", ".join(g for names in _GRAPHS.values() for g in names)
+        raise ValueError(f"no unit graph {name!r} (graphs: {known})")
+    spec = getattr(arch.units, unit)
+    if spec is None:
+        raise ValueError(f"architecture {arch.name!r} has no {unit} unit")
+    if unit == "requant":
+        return requant_graph(RequantShape(spec.lanes, spec.mult_bits, arch.types[0].bits))
+    if unit == "softmax":
+        return softmax_graph(SoftmaxShape(spec.lanes, spec.golden_config(), spec.weight_bits))
+    if unit == "normalizer":
+        shape = normalizer_shape(arch)
+        return reciprocal_graph(shape) if name.endswith(".reciprocal") else scale_graph(shape)
+    if unit == "dequant":
+        return dequant_graph(DequantShape(spec.lanes, spec.golden_spec()))
+    if unit == "quantizer":
+        return quantizer_graph(QuantizerShape(spec.lanes, spec.group))
+    return kv_address_graph(KvAddressShape(spec.descriptors))
+
+
+def normalizer_shape(arch: ArchSpec) -> NormalizerShape:
+    """The normalizer datapath of ``arch``'s declared unit (``ValueError`` if it has none)."""
+    n = arch.units.normalizer
+    if n is None:
+        raise ValueError(f"architecture {arch.name!r} has no normalizer unit")
+    return NormalizerShape(n.lanes, n.den_bits, n.recip_frac_bits, n.out_frac_bits,
+                           n.NUM_BITS, n.DEN_IN_BITS)
 
 
 def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
@@ -27,24 +65,5 @@ def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
     :class:`~hw.ir.units.kv_address.KvAddressShape`'s default widths; a descriptor's sink,
     recent and mode are registered outside per command. ``ValueError`` for a quantizer whose
     ``group`` is not a multiple of its ``lanes``."""
-    units, graphs = arch.units, {}
-    if units.requant is not None:
-        graphs["requant"] = requant_graph(RequantShape(
-            units.requant.lanes, units.requant.mult_bits, arch.types[0].bits))
-    if units.softmax is not None:
-        graphs["softmax"] = softmax_graph(SoftmaxShape(
-            units.softmax.lanes, units.softmax.golden_config(), units.softmax.weight_bits))
-    if units.normalizer is not None:
-        n = units.normalizer
-        shape = NormalizerShape(n.lanes, n.den_bits, n.recip_frac_bits, n.out_frac_bits)
-        graphs["normalizer"] = scale_graph(shape)
-        graphs["normalizer.reciprocal"] = reciprocal_graph(shape)
-    if units.dequant is not None:
-        graphs["dequant"] = dequant_graph(DequantShape(units.dequant.lanes,
-                                                       units.dequant.golden_spec()))
-    if units.quantizer is not None:
-        graphs["quantizer"] = quantizer_graph(QuantizerShape(units.quantizer.lanes,
-                                                             units.quantizer.group))
-    if units.kv_cache is not None:
-        graphs["kv_cache"] = kv_address_graph(KvAddressShape(units.kv_cache.descriptors))
-    return graphs
+    return {name: unit_graph(arch, name) for unit, names in _GRAPHS.items()
+            if getattr(arch.units, unit) is not None for name in names}

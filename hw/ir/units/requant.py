@@ -8,7 +8,9 @@ Per lane, for a command's ``mult`` (unsigned) and ``shift``::
     y_wide = saturate(v, 32)                                     an accumulator element
     slice  = (x >> shift) mod 2**(operand_bits - 1)              an exact 7-bit slice of x >= 0
 
-and a reduction over the lanes and the cycles since ``first``: ``absmax`` (of ``|x|``) and
+and a reduction over the lanes and the cycles since ``first`` in which ``fold`` is 1 (a cycle
+with ``fold = 0`` leaves it; the unit streams other commands' rows meanwhile): ``absmax`` (of
+``|x|``) and
 ``pow2 = max(lod(absmax) - (operand_bits - 1), 0)``, the power-of-two shift that brings the
 largest magnitude into the operand range. Capping the shift at ``V + 1`` is exact: at that
 shift every value of ``V`` bits already rounds to 0. These are the steps
@@ -48,13 +50,14 @@ class RequantShape:
 
 
 def requant_graph(shape: RequantShape) -> PrimitiveGraph:
-    """Inputs ``mult``, ``shift`` (6 bits), ``first`` and per lane ``x<l>`` (signed 32);
+    """Inputs ``mult``, ``shift`` (6 bits), ``first``, ``fold`` and per lane ``x<l>`` (signed 32);
     outputs per lane ``op<l>`` (signed ``operand_bits``), ``wide<l>`` (signed 32),
     ``slice<l>`` (``operand_bits - 1`` bits), and ``absmax``, ``pow2``."""
     b = GraphBuilder()
     mult = b.input("mult", shape.mult_bits)
     shift = b.input("shift", _SHIFT_BITS)
     first = b.input("first", 1)
+    fold = b.input("fold", 1)
     vw = _X_BITS + shape.mult_bits + 1
     capped = b.op("min", _SHIFT_BITS, shift, b.const(vw + 1))
     mags = []
@@ -66,7 +69,8 @@ def requant_graph(shape: RequantShape) -> PrimitiveGraph:
         low = b.op("shr_var", _X_BITS, x, shift, signed=True)
         b.output(f"slice{lane}", b.op("buf", shape.operand_bits - 1, low))
         mags.append(b.abs(x))
-    reg = b.running("max", b.tree("max", mags, _X_BITS), first, 0, _X_BITS)
+    folded = b.op("mux", _X_BITS, fold, b.tree("max", mags, _X_BITS), b.const(0, _X_BITS, False))
+    reg = b.running("max", folded, first, 0, _X_BITS)
     length = b.op("lod", 6, reg)
     excess = b.op("sub", 7, length, b.const(shape.operand_bits - 1), signed=True)
     b.output("absmax", reg)

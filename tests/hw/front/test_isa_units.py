@@ -112,17 +112,24 @@ def test_normalizer_divides_by_the_combined_slices():
     assert not m.accumulator[0].any()
 
 
-def test_the_cycle_model_and_rtl_refuse_unit_commands():
+def test_the_cycle_model_and_rtl_refuse_what_the_rtl_lacks():
+    """Unit modes outside RTL_UNIT_MODES and mvin col=/acc=1 run on the reference machine
+    only: the model and the RTL engines say so (before building anything)."""
     from flows.accel_engines import run_program
 
-    program = assemble("unit unit=requant mode=absmax rows=1", ARCH)
-    with pytest.raises(ProgramError, match="no timing for 'unit'"):
+    program = assemble("unit unit=requant mode=rows src=0 dst=20 rows=3 cols=4 count=2 "
+                       "arg=8", ARCH)
+    with pytest.raises(ProgramError, match="does not execute requant rows commands yet"):
         accel_timing(program, accel_params(ARCH))
-    with pytest.raises(ProgramError, match="does not execute unit commands yet"):
+    with pytest.raises(ProgramError, match="does not execute requant rows commands yet"):
         run_program(ARCH, program, bytes(64), engine="fast", expected_cycles=10)
-    relu = assemble("mvin dram=0 stride=4 sp=0 rows=1 cols=4 relu=1", ARCH)
-    with pytest.raises(ProgramError, match="mvin relu=1 yet"):
-        run_program(ARCH, relu, bytes(64), engine="fast", expected_cycles=10)
+    for move, what in (("col=1", "mvin col="), ("acc=1", "mvin acc=1")):
+        ins = assemble(f"mvin dram=0 stride=4 sp=0 rows=1 cols=2 {move}", ARCH)
+        with pytest.raises(ProgramError, match=f"{what}.* yet"):
+            run_program(ARCH, ins, bytes(64), engine="fast", expected_cycles=10)
+    absmax = assemble("unit unit=requant mode=absmax rows=1", ARCH)
+    assert accel_timing(absmax, accel_params(ARCH)).cycles == 1 + 3 + 1 * \
+        accel_params(ARCH).unit_beats("requant")
 
 
 def test_requant_rows_follows_golden():

@@ -8,10 +8,11 @@ from hw.ir.graph_sim import as_signed, simulate_graph
 from hw.ir.units.requant import RequantShape, requant_graph
 
 
-def _rows(xs, mult, shift, first_every):
+def _rows(xs, mult, shift, first_every, fold=None):
     lanes = xs.shape[1]
+    fold = np.ones(xs.shape[0], int) if fold is None else fold
     return [{"mult": mult, "shift": shift, "first": int(t % first_every == 0),
-             **{f"x{lane}": int(xs[t, lane]) for lane in range(lanes)}}
+             "fold": int(fold[t]), **{f"x{lane}": int(xs[t, lane]) for lane in range(lanes)}}
             for t in range(xs.shape[0])]
 
 
@@ -41,9 +42,13 @@ def test_absmax_reduction_and_power_of_two_shift():
     lanes, cycles = 3, 30
     xs = rng.integers(-(1 << 20), 1 << 20, (cycles, lanes)) >> rng.integers(0, 20, (cycles, 1))
     xs[12] = [-(1 << 31), 5, 0]
-    out = simulate_graph(requant_graph(RequantShape(lanes=lanes)), _rows(xs, 1, 0, 5))
+    xs[17] = [1 << 30, 0, 0]                  # not folded: the register keeps its maximum
+    fold = np.ones(cycles, int)
+    fold[[3, 8, 9, 17]] = 0
+    out = simulate_graph(requant_graph(RequantShape(lanes=lanes)), _rows(xs, 1, 0, 5, fold))
     for t in range(1, cycles):
         start = (t - 1) // 5 * 5
-        want = int(np.abs(xs[start:t]).max())
+        seen = [s for s in range(start, t) if fold[s]]
+        want = int(np.abs(xs[seen]).max()) if seen else 0
         assert out[t]["absmax"] == want, t
         assert out[t]["pow2"] == max(want.bit_length() - 7, 0)
