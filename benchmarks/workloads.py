@@ -1,12 +1,12 @@
-"""The three workloads as accelerator programs on the fused architecture, measured on the
-instruction set's reference machine (every run bit-exact against golden): MACs, DRAM bytes,
-instructions and rows through each unit; the SVDQuant low-rank branch's overhead (measured at
-reduced shapes, next to golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32); a
-DuoAttention decode step of a streaming head (sink 64 + recent 256) against a retrieval head
-as the context grows.
-
-Cycles are not measured yet: the generated accelerator does not execute the units' commands
-and the cycle model has no timing for them (issue 14's remaining work); ``cycles`` is null.
+"""The three workloads as accelerator programs on the fused architecture (every run
+bit-exact against golden): MACs, DRAM bytes, instructions, rows through each unit and the
+cycle model's cycles and utilization, with the RTL (Verilator, fast engine) measured at
+reduced shapes next to the model. The SVDQuant low-rank branch's overhead in cycles (the
+layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes, next to
+golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32 (the resident kernel does not
+take that shape: its cycles are not measured). A DuoAttention decode step of a streaming
+head (sink 64 + recent 256) against a retrieval head as the context grows: its cycles (the
+model, the step's program alone), MACs and KV slots.
 
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
 """
@@ -23,8 +23,11 @@ from flows.workloads import run_workload
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
 from golden.attention_fixed import logit_multiplier
 from golden.svdquant_fixed import branch_overhead
+from hw.front.accel_params import accel_params
+from hw.front.accel_timing import accel_timing
 from hw.front.arch import load_arch
 from hw.front.kernel_duo import DuoHead, attention_config
+from hw.front.kernel_svdquant import svdquant_operands, svdquant_program
 
 ARCH = "examples/arch/lego_fused.yaml"
 
@@ -38,7 +41,11 @@ def _svdquant(arch, shapes) -> dict:
         g = k // arch.units.dequant.group
         main_bytes = m * k + n * k + 4 * (m + n) * g + 4 * m * n   # int4 codes stored as bytes
         main_macs = m * k * n
+        plain = accel_timing(svdquant_program(arch, svdquant_operands(arch, m, k, n, 0)),
+                             accel_params(arch)).cycles
         rows.append({"shape": [m, k, n, r], "bit_exact": run.bit_exact, "macs": c["macs"],
+                     "cycles": c["model_cycles"], "cycles_without_branch": plain,
+                     "branch_cycle_fraction": round(c["model_cycles"] / plain - 1, 4),
                      "dram_bytes": c["dram_bytes"], "instructions": c["instructions"],
                      "branch_mac_fraction": round((c["macs"] - main_macs) / main_macs, 4),
                      "branch_byte_fraction": round((c["dram_bytes"] - main_bytes) / main_bytes,
@@ -55,9 +62,20 @@ def _linear_attention(arch, tokens) -> list[dict]:
     rows = []
     for n in tokens:
         c = run_workload(arch, "linear-attention", (n, 32, 32)).report()
-        rows.append({k: c[k] for k in ("layer", "bit_exact", "macs", "dram_bytes",
-                                       "instructions", "unit_rows")})
+        rows.append({k: c[k] for k in ("layer", "bit_exact", "model_cycles", "utilization",
+                                       "macs", "dram_bytes", "instructions", "unit_rows")})
         print(f"{c['layer']}: {rows[-1]}", flush=True)
+    return rows
+
+
+def _on_rtl(arch, runs) -> list[dict]:
+    """Workloads run on the RTL (fast engine): measured cycles next to the model's."""
+    rows = []
+    for workload, shape, extra in runs:
+        c = run_workload(arch, workload, shape, engine="fast", **extra).report()
+        rows.append({k: c[k] for k in ("layer", "bit_exact", "cycles", "model_cycles",
+                                       "utilization", "cycles_per_s")})
+        print(f"rtl {c['layer']}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -87,7 +105,8 @@ def _decode_step(arch, context: int, window, g: int, d: int) -> dict:
     after = head.machine.counts
     delta = {key: after[key] - before.get(key, 0) for key in after}
     slots = sum(window) if window else context
-    return {"context": context, "macs": delta.get("macs", 0),
+    cycles = accel_timing(head.last_program, accel_params(arch)).cycles
+    return {"context": context, "cycles": cycles, "macs": delta.get("macs", 0),
             "dram_bytes": delta.get("dram_read_bytes", 0) + delta.get("dram_written_bytes", 0),
             "instructions": len(head.last_program), "kv_slots": min(slots, context),
             "kv_bytes": 2 * d * min(slots, context)}
@@ -111,10 +130,14 @@ def main() -> None:
                                                          (32, 512, 128, 32)]
     tokens = [256] if args.quick else [256, 1024, 2048]
     contexts = [320, 400] if args.quick else [320, 512, 768]
-    result = {"arch": arch.name, "engine": "ref", "cycles": None,
-              "svdquant": _svdquant(arch, svd_shapes),
+    rtl = [("svdquant", (16, 256, 64, 32), {}),
+           ("linear-attention", (64 if args.quick else 256, 32, 32), {}),
+           ("duo-attention", (4, 48 if args.quick else 96, 64), {"window": (16, 32),
+                                                                  "chunk": 32, "decode": 4}),
+           ("duo-attention", (4, 48 if args.quick else 96, 64), {"chunk": 32, "decode": 4})]
+    result = {"arch": arch.name, "svdquant": _svdquant(arch, svd_shapes),
               "linear_attention": _linear_attention(arch, tokens),
-              "duo_decode": _duo(arch, contexts)}
+              "duo_decode": _duo(arch, contexts), "rtl": _on_rtl(arch, rtl)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result))
 

@@ -101,20 +101,16 @@ def _progress(expected: int) -> Callable[[int], None]:
 def rtl_lacks(program: Sequence[Instruction]) -> str | None:
     """Why the generated accelerator cannot run ``program`` (its first instruction the RTL
     does not execute yet: unit commands outside
-    :data:`~hw.front.accel_params.RTL_UNIT_MODES`, mvin into a cache slot or the
-    accumulator; the reference machine runs them), or None."""
+    :data:`~hw.front.accel_params.RTL_UNIT_MODES`; the reference machine runs them), or
+    None. Every move executes (``mvin col=`` and ``acc=1`` too, plain and transposed)."""
     for n, ins in enumerate(program, 1):
-        what = None
-        if ins.op == "unit":
-            unit = UNIT_NAMES[ins["unit"]]
-            mode = UNIT_MODES[unit][ins["mode"]]
-            if mode not in RTL_UNIT_MODES.get(unit, ()):
-                what = f"{unit} {mode} commands"
-        elif ins.op == "mvin" and (ins["col"] or ins["acc"]):
-            what = "mvin col=" if ins["col"] else "mvin acc=1"
-        if what:
+        if ins.op != "unit":
+            continue
+        unit = UNIT_NAMES[ins["unit"]]
+        mode = UNIT_MODES[unit][ins["mode"]]
+        if mode not in RTL_UNIT_MODES.get(unit, ()):
             return (f"instruction {n} ({ins.op}): the generated accelerator does not execute "
-                    f"{what} yet")
+                    f"{unit} {mode} commands yet")
     return None
 
 

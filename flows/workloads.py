@@ -5,8 +5,10 @@ model.
 
 Engines: ``ref`` (the instruction set's reference machine, the default) runs every workload;
 ``fast`` and ``cocotb`` run the program on the generated accelerator's RTL when it executes
-every command in it (:data:`hw.front.accel_params.RTL_UNIT_MODES`: the linear-attention head
-today) and then require its final DRAM to equal the reference machine's. ``model_cycles`` is
+every command in it (:data:`hw.front.accel_params.RTL_UNIT_MODES`) and then require its final
+DRAM to equal the reference machine's; a workload of several programs (a DuoAttention head's
+reset and steps) runs them as one, the state they share persisting as it does on the
+reference machine. ``model_cycles`` is
 the cycle model's (``null`` for programs with commands the RTL does not execute), ``cycles``
 the RTL's. The JSON line has the GEMM runs' fields otherwise (MACs, DRAM bytes,
 instructions; ``unit_rows``: rows through each unit).
@@ -158,8 +160,8 @@ def _duo_attention(arch: ArchSpec, shape: tuple[int, ...], rng, window, chunk: i
     ref = (StreamingCacheFixed(d, *window, mult, shift, cfg) if window
            else FullCacheFixed(d, mult, shift, cfg))
     steps = [min(chunk, t - decode - s) for s in range(0, t - decode, chunk)] + [1] * decode
-    exact, programs, start = True, [], 0
-    dram_in = head.machine.dram.tobytes()
+    exact, programs, start = True, [tuple(head.reset_program)], 0
+    dram_in = head.machine.dram.tobytes()       # the reset changed no memory
     for c in steps:
         got = head.step(c)
         programs.append(tuple(head.last_program))
@@ -199,8 +201,10 @@ def run_workload(arch: ArchSpec, workload: str, shape: tuple[int, ...] | None = 
     else:
         ran = _duo_attention(arch, shape, rng, window, chunk, decode)
     lacks = next((r for p in ran.programs if (r := rtl_lacks(p))), None)
-    model = None if lacks else sum(accel_timing(p, accel_params(arch)).cycles
-                                   for p in ran.programs)
+    # the steps' programs one after the other: the state they share (the KV cache in the
+    # scratchpad, the descriptors) persists, and no host step touches DRAM between them
+    program = [ins for p in ran.programs for ins in p]
+    model = None if lacks else accel_timing(program, accel_params(arch)).cycles
     m = ran.machine
     run = WorkloadRun(ran.layer, arch.name, arch.array[0] * arch.array[1], ran.exact,
                       sum(map(len, ran.programs)), dict(m.counts), dict(m.unit_rows), engine,
@@ -208,24 +212,20 @@ def run_workload(arch: ArchSpec, workload: str, shape: tuple[int, ...] | None = 
     if engine in RTL_ENGINES:
         if lacks:
             raise ProgramError(f"--engine {engine}: {lacks}; run {workload} with --engine ref")
-        return _on_rtl(arch, ran, run, engine, model)
+        return _on_rtl(arch, ran, run, engine)
     return run
 
 
-def _on_rtl(arch: ArchSpec, ran: _Ran, run: WorkloadRun, engine: str, model: int
-            ) -> WorkloadRun:
+def _on_rtl(arch: ArchSpec, ran: _Ran, run: WorkloadRun, engine: str) -> WorkloadRun:
     """``run`` with its program run on the RTL: cycles measured, bit-exact also requiring the
     RTL's final DRAM to be the reference machine's."""
     from dataclasses import replace
 
     from .accel_engines import run_program
 
-    if len(ran.programs) > 1:
-        raise ValueError(f"--engine {engine}: {ran.layer} runs one program per step with its "
-                         "KV cache kept in the scratchpad; the RTL engines start every program "
-                         "from empty memories (use --engine ref)")
-    rtl = run_program(arch, ran.programs[0], ran.dram_in, engine=engine,
-                      expected_cycles=model)
+    program = [ins for p in ran.programs for ins in p]
+    rtl = run_program(arch, program, ran.dram_in, engine=engine,
+                      expected_cycles=run.model_cycles)
     same = rtl.dram == ran.machine.dram.tobytes()
     return replace(run, bit_exact=run.bit_exact and same, cycles=rtl.cycles,
                    cycles_per_s=rtl.cycles_per_s)

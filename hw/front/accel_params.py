@@ -32,8 +32,11 @@ DMA_QUEUE = 8
 #: the workload-unit commands (unit -> modes) the generated accelerator executes; the
 #: reference machine runs every command of :data:`hw.front.isa.UNIT_MODES`.
 RTL_UNIT_MODES: dict[str, tuple[str, ...]] = {
-    "requant": ("absmax", "operand", "wide", "slices"),
+    "requant": ("absmax", "operand", "wide", "slices", "rows"),
     "normalizer": ("divide",),
+    "softmax": ("weights",),
+    "dequant": ("clear", "exponent", "term", "output"),
+    "kv_cache": ("reset", "advance"),
 }
 
 
@@ -70,8 +73,20 @@ class AccelParams:
 
     def unit_beats(self, unit: str) -> int:
         """Cycles a workload unit takes per accumulator row: its elements over the unit's
-        lanes (which divide them: :class:`hw.front.units.UnitsSpec`)."""
-        return self.acc_elems // getattr(self.arch.units, unit).lanes
+        lanes (which divide them: :class:`hw.front.units.UnitsSpec`); 1 for ``kv_cache``."""
+        spec = getattr(self.arch.units, unit)
+        return self.acc_elems // spec.lanes if hasattr(spec, "lanes") else 1
+
+    def unit_steps(self, unit: str, mode: str, rows: int, cols: int, count: int = 1) -> int:
+        """Steps (cycles) of a unit command the RTL executes (:mod:`hw.rtl.accel_units`):
+        ``rows`` x beats, the softmax's two passes over ``ceil(cols / Ea)`` key blocks a
+        row, ``requant rows``' two over its ``count`` tiles, one a token for ``kv_cache
+        advance``, one for ``reset``."""
+        if unit == "kv_cache":
+            return 1 if mode == "reset" else rows
+        blocks = 2 * -(-cols // self.acc_elems) if unit == "softmax" else \
+            2 * count if (unit, mode) == ("requant", "rows") else 1
+        return rows * blocks * self.unit_beats(unit)
 
 
 def _class_of(arch: ArchSpec, index: int) -> str:

@@ -7,12 +7,15 @@ c + 1. Instruction n sits in the dispatcher from cycle ``D[n-1] + 1`` (``D[-1] =
 *issues* in the first cycle ``D[n]`` its unit can take it and no hazard holds it::
 
     config   execution unit idle (no queued or computing tile, no result write pending)
-    compute  no queued tile; no unfinished move writing its A or B rows or reading its C rows
+    compute  no queued tile; no unfinished move writing its A or B rows (mvin) or its C
+             rows (mvin acc=1), or reading its C rows (mvout)
     mvin     a free DMA slot; no queued or streaming tile reading its scratchpad rows, no
-             unfinished mvin writing them
-    mvout    a free DMA slot; no queued or computing tile writing its accumulator rows, and
-             no result write pending (the two cycles after a tile's last streamed row, one
-             after an output-stationary drain)
+             unfinished scratchpad mvin writing them
+    mvin     acc=1: the mvout rule without its mvin wait (the DMA writes accumulator rows in
+             order, through one port, after every earlier move's reads)
+    mvout    a free DMA slot; no queued or computing tile writing its accumulator rows, no
+             result write pending (the two cycles after a tile's last streamed row, one
+             after an output-stationary drain), no unfinished mvin acc=1 writing its rows
     fence    everything idle
     unit     everything idle (a workload-unit command runs alone)
     any      no unit command running
@@ -29,7 +32,7 @@ A streamed row reaches the accumulator two cycles after its read.
 **DMA** (moves in order, :data:`~hw.front.accel_params.DMA_QUEUE` in flight): a move queued
 in cycle ``D + 1`` starts requesting at ``R = max(D + 1, R_end of the previous move)``; one
 DRAM beat per cycle, read data ``L`` cycles after its request, registered, written to the
-scratchpad a cycle later::
+scratchpad (acc=1: the accumulator) a cycle later::
 
     mvin   plain       rows beats                              done R + rows + L
            transposed  per block of up to E memory rows (rb): cols beats, then idle up to
@@ -37,16 +40,19 @@ scratchpad a cycle later::
                        is registered (done: the last block's last row); a move starts no
                        earlier than its first block's last line follows the previous
                        transposed block's by that block's rb (one drain at a time)
+           acc=1       n = rows x ceil(cols C bytes / W) beats done R + n + L
+                       (transposed: n = rows x cols, one element a beat); col=C: no change
     mvout  plain       1 + rows x beats per row                done at its last beat
            transposed  per block: rb reads, 1, cols x beats per line
 
 A move leaves the queue in cycle ``P = max(done + 1, P_prev + 1)``; its slot is free from
 ``P + 1``.
 
-**Workload units** (:mod:`hw.rtl.accel_units`): a unit command issued in cycle ``D`` streams
-its ``rows`` accumulator rows, ``B`` cycles each (the row's elements over the unit's lanes),
-and the next instruction issues no earlier than ``D + 3 + rows B``; unit modes the RTL does not
-execute (:data:`~hw.front.accel_params.RTL_UNIT_MODES`) are a :class:`ProgramError`.
+**Workload units** (:mod:`hw.rtl.accel_units`): a unit command issued in cycle ``D`` takes
+:meth:`~hw.front.accel_params.AccelParams.unit_steps` steps (``rows`` accumulator rows, ``B``
+cycles each: the row's elements over the unit's lanes; the softmax twice over a row's key
+blocks), and the next instruction issues no earlier than ``D + 3 + steps``; unit modes the RTL
+does not execute (:data:`~hw.front.accel_params.RTL_UNIT_MODES`) are a :class:`ProgramError`.
 
 The run ends (``busy`` low) in the first cycle after the last issue in which the array, the
 DMA and the units are idle: that is :attr:`AccelTiming.cycles`.
@@ -109,15 +115,19 @@ def move_cycles(p: AccelParams, ins: Instruction) -> tuple[int, int]:
     """(request cycles, done offset) of a move starting to request in cycle R: it occupies
     the request side for the first figure of cycles and is done in cycle R + the second."""
     f = dict(ins.fields)
-    return _move_cycles(p, ins.op, f["rows"], f["cols"], f["transpose"])
+    return _move_cycles(p, ins.op, f["rows"], f["cols"], f["transpose"],
+                        ins.op == "mvin" and bool(f["acc"]))
 
 
-def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int
-                 ) -> tuple[int, int]:
+def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int,
+                 to_acc: bool = False) -> tuple[int, int]:
     e = p.edge
     full = (rows - 1) // e                  # blocks of E rows before the last
     last = rows - full * e
     back = p.latency + 1                # read data is registered on arrival
+    if op == "mvin" and to_acc:         # rows in their beats, or one element a beat
+        beats = rows * (cols if transpose else _ceil(_ceil(cols * p.c_bits, 8), p.bus_bytes))
+        return beats, beats - 1 + back
     if op == "mvin":
         if not transpose:
             return rows, rows - 1 + back
@@ -134,6 +144,10 @@ def _move_cycles(p: AccelParams, op: str, rows: int, cols: int, transpose: int
 
 #: relative times at or below this are alike to every rule of the model
 _PAST = -4
+#: the model's name of an ``mvin acc=1`` (a move on accumulator rows), and the unfinished
+#: moves on its rows each kind of move waits for
+_ACC = "mvin_acc"
+_WAITS_FOR = {"mvin": "mvin", "mvout": _ACC}
 
 
 def _overlap(s1: int, n1: int, s2: int, n2: int) -> bool:
@@ -248,9 +262,9 @@ class _Model:
                                "commands yet, so the cycle model has no timing for them "
                                f"(executed: {_executed()})")
         d = self._stall("unit_waits", d, max(self.exec_idle(), self.dma_idle()))
-        rows = ins["rows"] * self.p.unit_beats(unit)
-        self.unit_free = d + 3 + rows
-        self.units += rows
+        steps = self.p.unit_steps(unit, mode, ins["rows"], ins["cols"], ins["count"])
+        self.unit_free = d + 3 + steps
+        self.units += steps
         return d
 
     def _compute(self, ins: Instruction, d: int) -> int:
@@ -264,7 +278,7 @@ class _Model:
             if m.done < d:
                 continue                    # finished: no hazard
             hit = (m.op == "mvin" and (_overlap(*m.rows, *a) or _overlap(*m.rows, *b))) or \
-                  (m.op == "mvout" and _overlap(*m.rows, *c))
+                  (m.op in ("mvout", _ACC) and _overlap(*m.rows, *c))
             if hit:
                 d = self._stall("compute_waits_move", d, m.done + 1)
         queued = d + 1
@@ -283,26 +297,26 @@ class _Model:
     def _move(self, ins: Instruction, d: int) -> int:
         d = self._slot(d)
         f = dict(ins.fields)
-        if ins.op == "mvin":
-            rows = (f["sp"], f["rows"])
-            for m in self.moves:            # moves into the same rows stay in order
-                if m.op == "mvin" and m.done >= d and _overlap(*rows, *m.rows):
-                    d = self._stall("mvin_waits_mvin", d, m.done + 1)
+        op = _ACC if ins.op == "mvin" and f["acc"] else ins.op
+        rows = (f["acc"] if op == "mvout" else f["sp"], f["rows"])
+        for m in self.moves:    # scratchpad rows written in order; an mvout reads written rows
+            if m.op == _WAITS_FOR.get(op) and m.done >= d and _overlap(*rows, *m.rows):
+                d = self._stall(f"{ins.op}_waits_mvin", d, m.done + 1)
+        if op == "mvin":
             for t in self.tiles:
                 if t.reads_until > d and (_overlap(*rows, *t.a) or _overlap(*rows, *t.b)):
                     d = self._stall("mvin_waits_compute", d, t.reads_until)
-        else:
-            rows = (f["acc"], f["rows"])
+        else:                               # accumulator rows: mvout, mvin acc=1
             for t in self.tiles:
                 if t.free + t.pending >= d and _overlap(*rows, *t.c):
-                    d = self._stall("mvout_waits_compute", d, t.free + t.pending + 1)
-            d = self._stall("mvout_waits_write", d, self._pending_window(d))
+                    d = self._stall(f"{ins.op}_waits_compute", d, t.free + t.pending + 1)
+            d = self._stall(f"{ins.op}_waits_write", d, self._pending_window(d))
         start = max(d + 1, self.req_end)
-        key = (ins.op, f["rows"], f["cols"], f["transpose"])
+        key = (ins.op, f["rows"], f["cols"], f["transpose"], op == _ACC)
         if key not in self.move_cycles:
             self.move_cycles[key] = _move_cycles(self.p, *key)
         dur, done = self.move_cycles[key]
-        if ins.op == "mvin" and f["transpose"]:
+        if op == "mvin" and f["transpose"]:
             # the transposer drains one block at a time: the first block's last line comes
             # no earlier than the previous transposed block's drain has ended
             start = max(start, self.drain_end - f["cols"] + 1)
@@ -310,7 +324,7 @@ class _Model:
         self.req_end = start + dur
         self.dma += dur
         popped = max(start + done + 1, self.moves[-1].popped + 1 if self.moves else 0)
-        self.moves.append(_Move(ins.op, rows, start + done, popped))
+        self.moves.append(_Move(op, rows, start + done, popped))
         return d
 
 

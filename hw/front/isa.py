@@ -324,6 +324,9 @@ def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
         _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
         return
     if unit == "dequant":
+        if ins["rows"] > arch.units.dequant.rows:
+            raise ProgramError(f"{where}: rows={ins['rows']}, the dequantizer holds "
+                               f"{arch.units.dequant.rows} (units.dequant.rows)")
         _check_dequant(where, ins, mode, acc_rows, acc_elems)
         return
     to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"), ("requant", "rows"))

@@ -19,7 +19,8 @@ when ``shift = 255``, the unit's power-of-two register ``pow2``:
 * ``rows``: each row its own shift over ``count`` tiles of ``rows`` rows (row ``r`` of tile
   ``t`` at ``src + t rows + r``): ``s_r = max(bitlen(max |x_r|) - (A - 1), 0)``, scratchpad
   ``saturate(round_shift_right(x, s_r), A)`` at ``dst + t rows + r``, ``s_r`` into element 0 of
-  accumulator row ``arg + r`` (:func:`golden.svdquant_fixed.requantize_rows`).
+  accumulator row ``arg + r`` (:func:`golden.svdquant_fixed.requantize_rows`); ``absmax`` and
+  ``pow2`` are left at the last row's.
 
 ``dequant`` (:mod:`hw.ir.units.dequant`; :func:`golden.group_dequant.accumulate_groups` over
 terms given one command each, in two passes), on ``rows x cols`` outputs:
@@ -93,6 +94,9 @@ def _requant_rows(machine: Machine, ins: Instruction) -> None:
         start = ins["dst"] + t * rows
         machine.scratchpad[start:start + rows, :cols] = u[:, t * cols:(t + 1) * cols]
     machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = shift
+    top = int(np.abs(x[-1]).max(initial=0))         # the register keeps the last row's max
+    machine.unit_state["absmax"] = top
+    machine.unit_state["pow2"] = max(top.bit_length() - (a_bits - 1), 0)
     machine.counts["accumulator_row_reads"] += rows * (tiles - 1)
     machine.counts["scratchpad_row_writes"] += rows * tiles
     machine.counts["accumulator_row_writes"] += rows

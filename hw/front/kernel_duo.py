@@ -147,8 +147,10 @@ class DuoHead:
         for base, x in zip(self.addr, (q, k, v), strict=False):
             self.machine.write_dram(int(base), pack(x, arch.types[0]))
         self.length = 0
-        self.machine.run([unit_command("kv_cache", "reset", src=sink or 0, dst=recent or 0,
-                                       rows=1, kv=kv)])
+        #: the cache's reset, run on construction (the steps' programs follow it)
+        self.reset_program = [unit_command("kv_cache", "reset", src=sink or 0, dst=recent or 0,
+                                           rows=1, kv=kv)]
+        self.machine.run(self.reset_program)
 
     @staticmethod
     def largest_chunk(arch: ArchSpec, g: int, t: int, d: int, dv: int,

@@ -18,7 +18,8 @@ B rows over k, C rows over i)::
 
 Everything stays resident (layers whose operands fit the memories: small and tiny layers; a
 FLUX.1-sized layer needs the blocked loop nest of the GEMM kernels, not done). The rank must
-be at most the array edge or a multiple of it.
+be at most the array edge or a multiple of it; rank 0 is the plain W4A4 layer (no branch: what
+the branch's cost is measured against).
 
 Layer: hw.front, the planning layer (plain Python, no Amaranth).
 """
@@ -77,8 +78,8 @@ def svdquant_operands(arch: ArchSpec, m: int, k: int, n: int, r: int) -> SVDQuan
                         f"architecture {arch.name!r} has {arch.types[0]} and {arch.types[2]}")
     group = arch.units.dequant.group
     for name, v in (("M", m), ("K", k), ("N", n), ("rank", r)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "rank" else 1):
+            raise ValueError(f"{name} must be a positive int (rank: >= 0), got {v!r}")
     if k % group:
         raise ValueError(f"K={k} is not a multiple of the dequantizer's group {group}")
     sizes = (m * k, n * k, m * (k // group) * 4, n * (k // group) * 4, m * k, m * 4, k * r,
@@ -129,20 +130,24 @@ def _moves(ops: SVDQuantOperands, lay: dict[str, int], edge: int) -> list[Instru
 
     for t, (k0, kn) in enumerate(blocks(k, edge)):
         move(dram=ops.at("qx") + k0, stride=k, sp=lay["QX"] + t * m, rows=m, cols=kn)
-        move(dram=ops.at("xl") + k0, stride=k, sp=lay["XL"] + t * m, rows=m, cols=kn)
+        if r:
+            move(dram=ops.at("xl") + k0, stride=k, sp=lay["XL"] + t * m, rows=m, cols=kn)
     for t, (r0, rn) in enumerate(blocks(r, edge)):
         move(dram=ops.at("l1q") + r0, stride=r, sp=lay["L1"] + t * k, rows=k, cols=rn)
     for t, (n0, nn) in enumerate(blocks(n, edge)):
         move(dram=ops.at("qw") + n0 * k, stride=k, sp=lay["QWT"] + t * k, rows=k, cols=nn,
              transpose=1)
-        move(dram=ops.at("l2q") + n0, stride=n, sp=lay["L2"] + t * r, rows=r, cols=nn)
         move(dram=ops.at("sw") + n0 * g * 4, stride=g * 4, sp=lay["SW"] + t * g, rows=g,
              cols=nn, transpose=1, acc=1)
-        move(dram=ops.at("sl2") + n0 * 4, stride=4, sp=lay["SL2"] + t, rows=1, cols=nn, acc=1)
+        if r:
+            move(dram=ops.at("l2q") + n0, stride=n, sp=lay["L2"] + t * r, rows=r, cols=nn)
+            move(dram=ops.at("sl2") + n0 * 4, stride=4, sp=lay["SL2"] + t, rows=1, cols=nn,
+                 acc=1)
     for t, (g0, gn) in enumerate(blocks(g, edge)):
         move(dram=ops.at("sx") + g0 * 4, stride=g * 4, sp=lay["SX"] + t * m, rows=m, cols=gn,
              acc=1)
-    move(dram=ops.at("sxl"), stride=4, sp=lay["SXL"], rows=m, cols=1, acc=1)
+    if r:
+        move(dram=ops.at("sxl"), stride=4, sp=lay["SXL"], rows=m, cols=1, acc=1)
     return mv
 
 
@@ -152,8 +157,9 @@ def _compute(a: int, b: int, c: int, i: int, j: int, k: int, acc: bool) -> Instr
 
 
 def _output_tile(ops: SVDQuantOperands, lay: dict[str, int], edge: int, t: int, n0: int,
-                 nn: int) -> list[Instruction]:
-    """Dots, dequantization and the output of the n-tile ``t`` (outputs ``n0 .. n0+nn-1``)."""
+                 nn: int, dequant_rows: int) -> list[Instruction]:
+    """Dots, dequantization (in blocks of the ``dequant_rows`` the unit holds) and the output
+    of the n-tile ``t`` (outputs ``n0 .. n0+nn-1``)."""
     m, k, r, g, gs = ops.m, ops.k, ops.r, ops.groups, ops.group
     prog = []
     for grp in range(g):
@@ -164,13 +170,18 @@ def _output_tile(ops: SVDQuantOperands, lay: dict[str, int], edge: int, t: int, 
     for j, (r0, rn) in enumerate(blocks(r, edge)):
         prog.append(_compute(lay["U"] + j * m, lay["L2"] + t * r + r0, lay["LR"], m, nn, rn,
                              j > 0))
-    prog.append(unit_command("dequant", "clear", rows=m, cols=nn, arg=lay["S"], shift=1))
-    terms = [dict(src=lay["SX"] + (grp // edge) * m, count=grp % edge,
-                  dst=lay["SW"] + t * g + grp, arg=lay["D"] + grp * m) for grp in range(g)]
-    terms.append(dict(src=lay["SXL"], count=0, dst=lay["SL2"] + t, arg=lay["LR"], shift=3))
-    for mode in ("exponent", "term"):
-        prog += [unit_command("dequant", mode, rows=m, cols=nn, **f) for f in terms]
-    prog.append(unit_command("dequant", "output", dst=lay["Y"], rows=m, cols=nn))
+    for m0, mb in blocks(m, dequant_rows):      # the rows the dequantizer holds at once
+        prog.append(unit_command("dequant", "clear", rows=mb, cols=nn, arg=lay["S"] + m0,
+                                 shift=int(r > 0)))
+        terms = [dict(src=lay["SX"] + (grp // edge) * m + m0, count=grp % edge,
+                      dst=lay["SW"] + t * g + grp, arg=lay["D"] + grp * m + m0)
+                 for grp in range(g)]
+        if r:
+            terms.append(dict(src=lay["SXL"] + m0, count=0, dst=lay["SL2"] + t,
+                              arg=lay["LR"] + m0, shift=3))
+        for mode in ("exponent", "term"):
+            prog += [unit_command("dequant", mode, rows=mb, cols=nn, **f) for f in terms]
+        prog.append(unit_command("dequant", "output", dst=lay["Y"] + m0, rows=mb, cols=nn))
     prog.append(Instruction("mvout", (("acc", lay["Y"]), ("dram", ops.at("y") + n0 * 4),
                                       ("stride", ops.n * 4), ("rows", m), ("cols", nn))))
     return prog
@@ -192,10 +203,11 @@ def svdquant_program(arch: ArchSpec, ops: SVDQuantOperands,
         for t, (k0, kn) in enumerate(blocks(ops.k, edge)):
             prog.append(_compute(lay["XL"] + t * ops.m, lay["L1"] + j * ops.k + k0,
                                  lay["U32"] + j * ops.m, ops.m, rn, kn, t > 0))
-    prog.append(unit_command("requant", "rows", src=lay["U32"], dst=lay["U"], rows=ops.m,
-                             cols=rblocks[0][1], count=len(rblocks), arg=lay["S"]))
+    if rblocks:
+        prog.append(unit_command("requant", "rows", src=lay["U32"], dst=lay["U"], rows=ops.m,
+                                 cols=rblocks[0][1], count=len(rblocks), arg=lay["S"]))
     for t, (n0, nn) in enumerate(blocks(ops.n, edge)):
-        prog += _output_tile(ops, lay, edge, t, n0, nn)
+        prog += _output_tile(ops, lay, edge, t, n0, nn, arch.units.dequant.rows)
     check_program(prog, arch)
     return prog
 

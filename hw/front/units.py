@@ -69,6 +69,8 @@ MAX_LANES = 1024
 MAX_GROUP = 8192
 #: the most KV-cache address descriptors.
 MAX_DESCRIPTORS = 256
+#: the most output rows a dequantizer holds (a unit command's rows field is 12 bits)
+MAX_DEQUANT_ROWS = 4095
 #: the widest requant multiplier.
 MAX_MULT_BITS = 32
 
@@ -222,11 +224,14 @@ class DequantUnit(_Unit):
     ``dot_bits`` defaults to (and must be at least) :func:`dequant_dot_bits` of ``group``; give
     more when the low-rank term (``lowrank``: SVDQuant's L1 L2 branch adds into the same
     accumulator) goes through the dot register too. ``dataclasses.replace`` keeps ``dot_bits``:
-    pass ``dot_bits=None`` with a new ``group`` to derive it again."""
+    pass ``dot_bits=None`` with a new ``group`` to derive it again. ``rows``: the output rows
+    the unit holds between a ``clear`` and its ``output`` (the depth of its state memory: per
+    row and element, the accumulator and the largest exponent)."""
 
     NAME: ClassVar[str] = "dequant"
     lanes: int = 16
     group: int = 64
+    rows: int = 64
     mant_bits: int = 16
     guard_bits: int = 2
     acc_bits: int = 48
@@ -235,7 +240,8 @@ class DequantUnit(_Unit):
 
     def __post_init__(self) -> None:
         self._ints(("lanes", 1, MAX_LANES), ("group", 1, MAX_GROUP), ("mant_bits", None, None),
-                   ("guard_bits", None, None), ("acc_bits", None, None))
+                   ("guard_bits", None, None), ("acc_bits", None, None),
+                   ("rows", 1, MAX_DEQUANT_ROWS))
         self._bools("lowrank")
         least = dequant_dot_bits(self.group)
         if self.dot_bits is None:

@@ -2,7 +2,8 @@
 
 :class:`Accelerator` holds the scratchpad (one :class:`~amaranth.lib.memory.Memory`, two read
 ports for the array, one write port for the DMA), the accumulator (a read-modify-write port
-pair for the array, a read port for the DMA), the execution unit (:mod:`hw.rtl.accel_exec`),
+pair for the array, a read port and a write port for the DMA: ``mvout``, ``mvin acc=1``), the
+execution unit (:mod:`hw.rtl.accel_exec`),
 the DMA (:mod:`hw.rtl.accel_dma`; two scratchpad write ports: rows as they arrive, rows out
 of the transposer), the workload units of :mod:`hw.rtl.accel_units` when the architecture
 declares any the RTL executes (two more accumulator read ports, an accumulator and a scratchpad
@@ -73,13 +74,15 @@ class Accelerator(wiring.Component):
         acc_w = acc.write_port(granularity=p.c_bits)
         acc_r = acc.read_port(transparent_for=(acc_w,))
         acc_d = acc.read_port()
+        acc_m = acc.write_port(granularity=p.c_bits)    # DMA: mvin acc=1
         exe, dma = ExecUnit(p), DmaUnit(p)
         exe.elaborate_into(m, sp_x, sp_y, acc_r, acc_w)
-        dma.elaborate_into(m, self, sp_w, sp_t, acc_d)
+        dma.elaborate_into(m, self, sp_w, sp_t, acc_d, acc_m)
         units = None
         if any(getattr(p.arch.units, u) is not None for u in RTL_UNIT_MODES):
             units = UnitEngine(p)
             units.elaborate_into(m, acc.read_port(), acc.read_port(),
+                                 acc.read_port() if p.arch.units.dequant else None,
                                  acc.write_port(granularity=p.c_bits),
                                  sp.write_port(granularity=p.a_bits))
         self._dispatch(m, exe, dma, units)
@@ -115,38 +118,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [inp.a.eq(f("a", "compute")), inp.b.eq(f("b", "compute")),
                      inp.c.eq(f("c", "compute")), inp.i.eq(i), inp.j.eq(j), inp.k.eq(k),
                      inp.acc.eq(f("accumulate", "compute"))]
-        # moves
-        is_out = op == OPCODES["mvout"]
-        row = Mux(is_out, f("acc", "mvout"), f("sp", "mvin"))
-        rows = Mux(is_out, f("rows", "mvout"), f("rows", "mvin"))
-        d = dma.inp
-        m.d.comb += [d.mvout.eq(is_out), d.row.eq(row), d.rows.eq(rows),
-                     d.dram.eq(Mux(is_out, f("dram", "mvout"), f("dram", "mvin"))),
-                     d.stride.eq(Mux(is_out, f("stride", "mvout"), f("stride", "mvin"))),
-                     d.cols.eq(Mux(is_out, f("cols", "mvout"), f("cols", "mvin"))),
-                     d.transpose.eq(Mux(is_out, f("transpose", "mvout"),
-                                        f("transpose", "mvin"))),
-                     d.relu.eq(~is_out & f("relu", "mvin"))]
-        waits_move, waits_mvin = Signal(), Signal()
-        for e, flying in zip(dma.entries, dma.in_flight, strict=True):
-            with m.If(flying & ~e.mvout & _overlap(e.row, e.rows, row, rows)):
-                m.d.comb += waits_mvin.eq(1)          # rows written in order
-            hit = Mux(e.mvout, _overlap(e.row, e.rows, inp.c, inp.nc),
-                      _overlap(e.row, e.rows, inp.a, inp.na)
-                      | _overlap(e.row, e.rows, inp.b, inp.nb))
-            with m.If(flying & hit):
-                m.d.comb += waits_move.eq(1)
-        compute_ok = ~exe.nxt.valid & ~waits_move
-
-        nxt, cur = exe.nxt, exe.cur
-        mvin_ok = ~dma.full & ~waits_mvin \
-            & ~(nxt.valid & (_overlap(row, rows, nxt.a, nxt.na)
-                             | _overlap(row, rows, nxt.b, nxt.nb))) \
-            & ~(exe.streaming & (_overlap(row, rows, cur.a, cur.na)
-                                 | _overlap(row, rows, cur.b, cur.nb)))
-        mvout_ok = ~dma.full & (exe.pending == 0) \
-            & ~(nxt.valid & _overlap(row, rows, nxt.c, nxt.nc)) \
-            & ~(cur.valid & _overlap(row, rows, cur.c, cur.nc))
+        compute_ok, mvin_ok, mvout_ok = self._moves(m, f, op, exe, dma)
 
         unit_busy = units.busy if units is not None else Const(0)
         with m.If(head_valid & ~unit_busy):
@@ -174,6 +146,54 @@ class Accelerator(wiring.Component):
                 with m.Default():
                     m.d.comb += issue.eq(1)
         m.d.comb += self.busy.eq(head_valid | ~dma.empty | ~exe.idle | unit_busy)
+
+    @staticmethod
+    def _moves(m: Module, f, op, exe: ExecUnit, dma: DmaUnit) -> tuple:
+        """The head instruction's move fields into ``dma.inp``, and the hazards that hold
+        (compute_ok, mvin_ok, mvout_ok): a tile against unfinished moves on its rows; an
+        mvin against tiles reading its scratchpad rows and unfinished scratchpad mvins
+        writing them; a move on accumulator rows (mvout, mvin acc=1) against tiles writing
+        them (queued, computing, results pending); an mvout against unfinished acc=1 mvins
+        writing its rows (:mod:`hw.front.accel_timing` has the rules)."""
+        inp = exe.inp
+        is_out = op == OPCODES["mvout"]
+        to_acc = ~is_out & f("acc", "mvin")
+        row = Mux(is_out, f("acc", "mvout"), f("sp", "mvin"))
+        rows = Mux(is_out, f("rows", "mvout"), f("rows", "mvin"))
+        d = dma.inp
+        m.d.comb += [d.mvout.eq(is_out), d.row.eq(row), d.rows.eq(rows),
+                     d.dram.eq(Mux(is_out, f("dram", "mvout"), f("dram", "mvin"))),
+                     d.stride.eq(Mux(is_out, f("stride", "mvout"), f("stride", "mvin"))),
+                     d.cols.eq(Mux(is_out, f("cols", "mvout"), f("cols", "mvin"))),
+                     d.transpose.eq(Mux(is_out, f("transpose", "mvout"),
+                                        f("transpose", "mvin"))),
+                     d.relu.eq(~is_out & f("relu", "mvin")),
+                     d.col.eq(Mux(is_out, 0, f("col", "mvin"))), d.acc.eq(to_acc)]
+        waits_move, waits_mvin, waits_acc = Signal(), Signal(), Signal()
+        for e, flying in zip(dma.entries, dma.in_flight, strict=True):
+            here = flying & _overlap(e.row, e.rows, row, rows)
+            with m.If(here & ~e.mvout & ~e.acc):
+                m.d.comb += waits_mvin.eq(1)          # scratchpad rows written in order
+            with m.If(here & e.acc):
+                m.d.comb += waits_acc.eq(1)           # accumulator rows written, then read
+            hit = Mux(e.mvout | e.acc, _overlap(e.row, e.rows, inp.c, inp.nc),
+                      _overlap(e.row, e.rows, inp.a, inp.na)
+                      | _overlap(e.row, e.rows, inp.b, inp.nb))
+            with m.If(flying & hit):
+                m.d.comb += waits_move.eq(1)
+
+        nxt, cur = exe.nxt, exe.cur
+        mvin_ok = ~dma.full & ~waits_mvin \
+            & ~(nxt.valid & (_overlap(row, rows, nxt.a, nxt.na)
+                             | _overlap(row, rows, nxt.b, nxt.nb))) \
+            & ~(exe.streaming & (_overlap(row, rows, cur.a, cur.na)
+                                 | _overlap(row, rows, cur.b, cur.nb)))
+        acc_ok = ~dma.full & (exe.pending == 0) \
+            & ~(nxt.valid & _overlap(row, rows, nxt.c, nxt.nc)) \
+            & ~(cur.valid & _overlap(row, rows, cur.c, cur.nc))
+        mvin_ok = Mux(to_acc, acc_ok, mvin_ok)
+        mvout_ok = acc_ok & ~waits_acc
+        return ~exe.nxt.valid & ~waits_move, mvin_ok, mvout_ok
 
 
 def accelerator_verilog(arch: ArchSpec) -> str:

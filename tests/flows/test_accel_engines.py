@@ -60,3 +60,25 @@ def test_convolutions(name):
                                    weights)
         np.testing.assert_array_equal(run.output, conv2d(image, weights, 32))
         _check(arch, run)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_slot_and_accumulator_moves(name):
+    """``mvin col=`` and ``acc=1`` (plain, transposed) among the other instructions, what they
+    moved observed: the reference DRAM in the model's cycles (Verilator agrees with
+    Amaranth's simulator, :mod:`tests.sim.test_accel_moves_pysim`)."""
+    from hw.front.isa_machine import Machine
+    from tests.hw.accel_cases import DRAM_BYTES, random_move_program
+
+    arch = load_arch(f"examples/arch/{name}.yaml")
+    for seed in range(3):
+        rnd = random.Random(seed)
+        program = random_move_program(arch, rnd, 80)
+        dram = bytes(rnd.randrange(256) for _ in range(DRAM_BYTES))
+        machine = Machine(arch, len(dram))
+        machine.write_dram(0, dram)
+        machine.run(program)
+        model = accel_timing(program, accel_params(arch)).cycles
+        rtl = run_program(arch, program, dram, engine="fast", expected_cycles=model)
+        assert rtl.dram == machine.dram.tobytes()
+        assert rtl.cycles == model

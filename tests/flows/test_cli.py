@@ -453,17 +453,22 @@ class TestWorkloadRuns:
         assert out["unit_rows"]["normalizer"] == 40 and out["macs"] > 0
         assert out["model_cycles"] > 0 and 0 < out["utilization"] < 1
 
-    def test_linear_attention_head_on_the_rtl(self, tmp_path):
-        """The head runs on the generated accelerator (fast engine): the same DRAM as the
-        reference machine, golden's outputs, the cycles the model predicts."""
+    @pytest.mark.parametrize("args", [
+        ("--workload", "linear-attention", "--shape", "21,6,5"),
+        ("--workload", "svdquant", "--shape", "6,32,5,4"),
+        ("--workload", "duo-attention", "--shape", "2,14,4", "--window", "2,3", "--chunk", "4",
+         "--decode", "3"),
+    ])
+    def test_workloads_on_the_rtl(self, tmp_path, args):
+        """Each workload runs on the generated accelerator (fast engine): the same DRAM as
+        the reference machine, golden's outputs, the cycles the model predicts."""
         import yaml
 
         from tests.hw.accel_cases import tiny_arch_dict
 
         p = tmp_path / "tiny_units.yaml"
         p.write_text(yaml.safe_dump(tiny_arch_dict("units")))
-        r = lego("run", str(p), "--workload", "linear-attention", "--shape", "21,6,5",
-                 "--engine", "fast")
+        r = lego("run", str(p), *args, "--engine", "fast")
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["bit_exact"] is True and out["engine"] == "fast"
@@ -476,7 +481,7 @@ class TestWorkloadRuns:
         assert out["bit_exact"] is True and out["layer"] == "svdquant 4x128x20 rank 8"
         assert out["macs"] == 4 * 128 * 20 + 4 * 128 * 8 + 4 * 8 * 20
         assert set(out["unit_rows"]) == {"dequant", "requant"}
-        assert out["model_cycles"] is None          # dequant commands: not in the RTL yet
+        assert out["model_cycles"] > 0 and out["cycles"] is None
 
     def test_streaming_duo_head_prefill_and_decode(self):
         r = lego("run", self.FUSED, "--workload", "duo-attention", "--shape", "2,30,32",
@@ -489,9 +494,8 @@ class TestWorkloadRuns:
         assert set(out["unit_rows"]) == {"normalizer", "requant", "softmax"}
 
     @pytest.mark.parametrize("args, message", [
-        (("--workload", "duo-attention", "--engine", "fast"),
-         "the generated accelerator does not execute softmax weights commands yet; run "
-         "duo-attention with --engine ref"),
+        (("--workload", "duo-attention", "--window", "4,0"),
+         "--window is SINK,RECENT with RECENT >= 1"),
         (("--workload", "linear-attention", "--shape", "4,8"), "--shape for linear-attention "
                                                               "is N,D,DV"),
         (("--workload", "duo-attention", "--shape", "1,8,8", "--decode", "8"),

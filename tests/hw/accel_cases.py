@@ -45,7 +45,7 @@ def tiny_arch_dict(variant: str = "int8") -> dict:
     elif variant == "units":        # int8 with every workload unit, one accumulator row wide
         d["units"] = {"operand_relu": True, "requant": {"lanes": 4},
                       "softmax": {"lanes": 4}, "normalizer": {"lanes": 4},
-                      "dequant": {"lanes": 4, "group": 16, "dot_bits": 22},
+                      "dequant": {"lanes": 4, "group": 16, "dot_bits": 22, "rows": 4},
                       "quantizer": {"lanes": 4, "group": 16},
                       "kv_cache": {"descriptors": 2}}
     elif variant != "int8":
@@ -215,3 +215,76 @@ def _unit(rnd: random.Random, arch: ArchSpec, den: int, from_register: int) -> I
             if fields[name] < fields["dst"] < fields[name] + rows:
                 fields["dst"] = fields[name]
     return Instruction("unit", tuple(fields.items()))
+
+
+def _slot_mvin(rnd: random.Random, arch: ArchSpec, to_acc: bool) -> Instruction:
+    """A random ``mvin`` into elements ``col .. col+cols-1`` of scratchpad rows or (``to_acc``)
+    accumulator rows, a third of them transposed, from the lower half of DRAM."""
+    sp_rows, acc_rows, sp_elems, acc_elems = _rows(arch)
+    total, elems, bits = ((acc_rows, acc_elems, arch.types[2].bits) if to_acc
+                          else (sp_rows, sp_elems, arch.types[0].bits))
+    rows = rnd.randint(1, 9)
+    col = rnd.randrange(elems) if rnd.random() < 0.8 else 0
+    cols = rnd.randint(1, elems - col)
+    transpose = int(rnd.random() < 0.35)
+    lines, per_line = (cols, rows) if transpose else (rows, cols)
+    nbytes = (per_line * bits + 7) // 8
+    stride = rnd.randint(nbytes, nbytes + 6)
+    dram = rnd.randrange(DRAM_BYTES // 2 - (lines - 1) * stride - nbytes)
+    return Instruction("mvin", (("dram", dram), ("stride", stride),
+                                ("sp", rnd.randrange(total - rows + 1)), ("rows", rows),
+                                ("cols", cols), ("transpose", transpose), ("col", col),
+                                ("acc", int(to_acc))))
+
+
+def _whole_rows_out(rnd: random.Random, arch: ArchSpec, row: int, rows: int) -> Instruction:
+    """Accumulator rows ``row .. row+rows-1``, whole, to the upper half of DRAM."""
+    acc_elems = _rows(arch)[3]
+    stride = acc_elems * arch.types[2].bits // 8
+    dram = DRAM_BYTES // 2 + rnd.randrange(DRAM_BYTES // 2 - rows * stride)
+    return Instruction("mvout", (("acc", row), ("dram", dram), ("stride", stride),
+                                 ("rows", rows), ("cols", acc_elems)))
+
+
+def _observe_move(rnd: random.Random, arch: ArchSpec, flow: str, ins: Instruction
+                  ) -> list[Instruction]:
+    """Instructions that carry what the mvin ``ins`` moved to DRAM: its accumulator rows
+    moved out, or a tile reading its scratchpad rows as A whose C rows are moved out."""
+    if ins["acc"]:
+        return [_whole_rows_out(rnd, arch, ins["sp"], ins["rows"])]
+    tile = _compute(rnd, arch, flow)
+    extent = [tile["i"], tile["j"], tile["k"]]
+    a_rows, c_rows = (extent[tile_layout(arch, flow, t)[0]] for t in ("A", "C"))
+    a = min(ins["sp"], _rows(arch)[0] - a_rows)
+    tile = Instruction("compute", tuple((n, a if n == "a" else v) for n, v in tile.fields))
+    return [tile, _whole_rows_out(rnd, arch, tile["c"], c_rows)]
+
+
+def random_move_program(arch: ArchSpec, rnd: random.Random, length: int
+                        ) -> list[Instruction]:
+    """A checked program of about ``length`` instructions after a config: ``mvin col=``
+    (scratchpad or accumulator slots) and ``mvin acc=1`` moves, plain and transposed, most
+    followed by instructions observing them, among plain moves, tiles, configs and fences."""
+    names = [d.name for d in arch.dataflows]
+    flow = rnd.randrange(len(names))
+    program = [Instruction("config", (("dataflow", flow),))]
+    while len(program) <= length:
+        r = rnd.random()
+        if r < 0.04:
+            flow = rnd.randrange(len(names))
+            program.append(Instruction("config", (("dataflow", flow),)))
+        elif r < 0.07:
+            program.append(Instruction("fence"))
+        elif r < 0.42:
+            ins = _slot_mvin(rnd, arch, to_acc=rnd.random() < 0.5)
+            program.append(ins)
+            if rnd.random() < 0.7:
+                program += _observe_move(rnd, arch, names[flow], ins)
+        elif r < 0.57:
+            program.append(_move(rnd, arch, "mvin"))
+        elif r < 0.85:
+            program.append(_compute(rnd, arch, names[flow]))
+        else:
+            program.append(_move(rnd, arch, "mvout"))
+    check_program(program, arch)
+    return program

@@ -1,7 +1,8 @@
 """The generated accelerator's workload units in Amaranth's simulator: programs with the unit
-commands the RTL executes (requant absmax / operand / wide / slices, normalizer divide) and
-ReLU'd moves compute what the reference machine computes (bit-exact DRAM) in the cycles the
-model predicts; whole linear-attention heads equal golden's chain, extremes included."""
+commands (requant absmax / operand / wide / slices, normalizer divide) and ReLU'd moves
+compute what the reference machine computes (bit-exact DRAM) in the cycles the model predicts;
+whole linear-attention heads, SVDQuant layers and DuoAttention heads (streaming and retrieval,
+prefill and decode) equal the reference machine's and golden's outputs, extremes included."""
 
 import random
 
@@ -91,3 +92,77 @@ def test_linear_attention_extremes_on_the_rtl():
     out = _head(np.full((n, d), 127), k, np.where(rng.random((n, dv)) < 0.5, 127, -128))
     assert np.any(out != 0)
     _head(q, k, v)
+
+
+def _svdquant(m, k, n, r, rng, extremes=False):
+    """Operands of an SVDQuant layer on the tiny architecture (group 16): int4 codes, float32
+    scales, the int8 branch; with ``extremes`` codes at -8, a group of zero scales, an output
+    whose low-rank dots are all 0 (dead) and a row of zero branch codes."""
+    from golden.svdquant_fixed import SVDQuantFixedSpec, svdquant_fixed_int
+
+    g = k // 16
+    qx, qw = rng.integers(-8, 8, (m, k)), rng.integers(-8, 8, (n, k))
+    sx, sw = (rng.uniform(0.01, 0.2, s).astype(np.float32) for s in ((m, g), (n, g)))
+    xl, l1q, l2q = (rng.integers(-128, 128, s) for s in ((m, k), (k, r), (r, n)))
+    sxl, sl2 = (rng.uniform(1e-3, 1e-2, s).astype(np.float32) for s in (m, n))
+    if extremes:
+        qx[0], qw[:, :16] = -8, -8
+        sx[:, g - 1] = 0.0
+        l2q[:, 1] = 0
+        xl[1] = 0
+    ops = (qx, sx, qw, sw, xl, sxl, l1q, l2q, sl2)
+    spec = SVDQuantFixedSpec(group_size=16, branch_bits=8,
+                             dequant=ARCH.units.dequant.golden_spec())
+    return ops, np.asarray(svdquant_fixed_int(*ops, spec).y, np.float32)
+
+
+@pytest.mark.parametrize("m,k,n,r,extremes", [(6, 32, 5, 4, False), (7, 32, 4, 4, True),
+                                               (3, 16, 9, 2, False)])
+def test_svdquant_layers_on_the_rtl(m, k, n, r, extremes):
+    """The whole layer (requant rows, the dequantizer's passes, scales moved in with acc=1)
+    on the RTL: the reference machine's DRAM, golden's float32 bits; more rows than the
+    dequantizer holds (4) in blocks."""
+    from hw.front.kernel_svdquant import run_svdquant_linear
+
+    ops, want = _svdquant(m, k, n, r, np.random.default_rng(m + k), extremes)
+    run = run_svdquant_linear(ARCH, *ops)
+    np.testing.assert_array_equal(run.output.view(np.int32), want.view(np.int32))
+    rtl = run_accel_pysim(ARCH, [encode(i) for i in run.program], run.dram_in,
+                          max_cycles=200_000)
+    assert rtl.dram == run.machine.dram.tobytes()
+    assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles
+
+
+@pytest.mark.parametrize("window,t,chunk,decode", [
+    ((2, 3), 14, 4, 3),         # the ring wraps during the prefill and the decode
+    ((2, 3), 5, 2, 1),          # the sequence ends exactly at sink + recent
+    ((3, 6), 7, 3, 2),          # shorter than sink + recent: the ring never wraps
+    (None, 11, 4, 2),           # retrieval: a linear cache
+])
+def test_duo_heads_on_the_rtl(window, t, chunk, decode):
+    """A DuoAttention KV head with two query heads (GQA): reset, chunked prefill and decode
+    steps as one program on the RTL, the KV cache kept in the scratchpad between steps; the
+    reference machine's DRAM (its outputs golden's) in the modelled cycles."""
+    from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
+    from golden.attention_fixed import logit_multiplier
+    from hw.front.kernel_duo import DuoHead, attention_config
+
+    rng = np.random.default_rng(t)
+    g, d = 2, 4
+    q, k, v = rng.integers(-128, 128, (g, t, d)), *(rng.integers(-128, 128, (t, d))
+                                                  for _ in range(2))
+    cfg = attention_config(ARCH)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, d, cfg)
+    head = DuoHead(ARCH, q, k, v, mult, shift, *(window or (None, None)), max_chunk=chunk)
+    ref = (StreamingCacheFixed(d, *window, mult, shift, cfg) if window
+           else FullCacheFixed(d, mult, shift, cfg))
+    dram_in, program = head.machine.dram.tobytes(), list(head.reset_program)
+    steps = [min(chunk, t - decode - s) for s in range(0, t - decode, chunk)] + [1] * decode
+    for c in steps:
+        at = head.length
+        np.testing.assert_array_equal(head.step(c), ref.step(q[:, at:at + c], k[at:at + c],
+                                                             v[at:at + c]))
+        program += head.last_program
+    rtl = run_accel_pysim(ARCH, [encode(i) for i in program], dram_in, max_cycles=400_000)
+    assert rtl.dram == head.machine.dram.tobytes()
+    assert rtl.cycles == accel_timing(program, accel_params(ARCH)).cycles

@@ -17,6 +17,12 @@ Per lane (one output element ``(m, n)``), streamed once per group ``g`` in two p
 * ``y = fl32(acc * 2**(emax - guard))``: :func:`float32_graph` (round to nearest even,
   subnormals, overflow to infinity) as IEEE-754 bits.
 
+With ``external_state`` the two running registers are ports instead: ``emax_in<l>`` and
+``acc_in<l>`` give an output's state (what the register would hold), ``emax_next<l> =
+max(emax_in, exp of a live term)`` and ``acc_next<l> = acc_in + term`` the state after the
+term; the accelerator's unit keeps the state of many output rows in a memory and streams the
+rows term by term (:mod:`hw.rtl.accel_dequant`).
+
 Layer: hw.ir, the primitive-graph layer (plain Python, no Amaranth).
 """
 
@@ -43,6 +49,7 @@ class DequantShape:
 
     lanes: int = 16
     spec: GroupDequantSpec = field(default_factory=GroupDequantSpec)
+    external_state: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or \
@@ -100,8 +107,11 @@ def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
     :mod:`hw.front.isa_units`."""
     s = shape.spec
     b = GraphBuilder()
-    first, acc_first, acc_en, zero_dead = (
-        b.input(n, 1) for n in ("first", "acc_first", "acc_en", "zero_dead"))
+    external = shape.external_state
+    controls = ("acc_en", "zero_dead") if external else \
+        ("first", "acc_first", "acc_en", "zero_dead")
+    inputs = dict(zip(controls, (b.input(n, 1) for n in controls), strict=True))
+    acc_en, zero_dead = inputs["acc_en"], inputs["zero_dead"]
     offset = b.input("offset", _OFFSET_BITS, signed=True)
     least = -(1 << (_EXP_BITS - 1))
     for lane in range(shape.lanes):
@@ -111,7 +121,11 @@ def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
         dot = b.input(f"dot{lane}", s.dot_bits, signed=True)
         live = _live(b, mant, dot, zero_dead)
         cand = b.op("mux", _EXP_BITS, live, exp, b.const(least, _EXP_BITS, True), signed=True)
-        emax = b.running("max", cand, first, least, _EXP_BITS, signed=True)
+        if external:
+            emax = b.input(f"emax_in{lane}", _EXP_BITS, signed=True)
+            b.output(f"emax_next{lane}", b.op("max", _EXP_BITS, emax, cand, signed=True))
+        else:
+            emax = b.running("max", cand, inputs["first"], least, _EXP_BITS, signed=True)
         gap = b.op("sub", _EXP_BITS + 1, emax, exp, signed=True)
         cap = b.op("min", 7, gap, b.const(s.term_bits + 1), signed=True)
         prod = b.op("mul", s.term_bits, dot, mant, signed=True)
@@ -119,7 +133,11 @@ def dequant_graph(shape: DequantShape) -> PrimitiveGraph:
         term = b.round_shift_right_var(prod, cap, s.term_bits, signed=True)
         term = b.op("mux", s.term_bits, b.op("mul", 1, live, acc_en), term,
                     b.const(0, 1, False), signed=True)
-        acc = b.running("add", term, acc_first, 0, s.acc_bits, signed=True)
+        if external:
+            acc = b.input(f"acc_in{lane}", s.acc_bits, signed=True)
+            b.output(f"acc_next{lane}", b.op("add", s.acc_bits, acc, term, signed=True))
+        else:
+            acc = b.running("add", term, inputs["acc_first"], 0, s.acc_bits, signed=True)
         lsb = b.op("sub", _EXP_BITS + 1, emax, b.const(s.guard_bits), signed=True)
         for name, node in (("mant", mant), ("exp", exp), ("emax", emax), ("acc", acc)):
             b.output(f"{name}{lane}", node)

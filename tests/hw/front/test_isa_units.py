@@ -9,7 +9,7 @@ from golden.linear_attention_fixed import normalize
 from hw.front.accel_params import accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import arch_from_dict, load_arch
-from hw.front.isa import ProgramError, assemble, decode, disassemble, encode
+from hw.front.isa import UNIT_MODES, ProgramError, assemble, decode, disassemble, encode
 from hw.front.isa_machine import Machine
 from tests.hw.accel_cases import tiny_arch, tiny_arch_dict
 
@@ -112,24 +112,31 @@ def test_normalizer_divides_by_the_combined_slices():
     assert not m.accumulator[0].any()
 
 
-def test_the_cycle_model_and_rtl_refuse_what_the_rtl_lacks():
-    """Unit modes outside RTL_UNIT_MODES and mvin col=/acc=1 run on the reference machine
-    only: the model and the RTL engines say so (before building anything)."""
-    from flows.accel_engines import run_program
+def test_every_unit_command_runs_on_the_rtl():
+    """Every mode of every unit with commands is in RTL_UNIT_MODES (the quantizer has none
+    yet), so the RTL engines refuse no checked program; a unit command's cycles are the
+    engine's 3 + rows x beats."""
+    from flows.accel_engines import rtl_lacks
+    from hw.front.accel_params import RTL_UNIT_MODES
 
+    assert RTL_UNIT_MODES == {u: modes for u, modes in UNIT_MODES.items() if modes}
     program = assemble("unit unit=requant mode=rows src=0 dst=20 rows=3 cols=4 count=2 "
                        "arg=8", ARCH)
-    with pytest.raises(ProgramError, match="does not execute requant rows commands yet"):
-        accel_timing(program, accel_params(ARCH))
-    with pytest.raises(ProgramError, match="does not execute requant rows commands yet"):
-        run_program(ARCH, program, bytes(64), engine="fast", expected_cycles=10)
-    for move, what in (("col=1", "mvin col="), ("acc=1", "mvin acc=1")):
-        ins = assemble(f"mvin dram=0 stride=4 sp=0 rows=1 cols=2 {move}", ARCH)
-        with pytest.raises(ProgramError, match=f"{what}.* yet"):
-            run_program(ARCH, ins, bytes(64), engine="fast", expected_cycles=10)
+    assert rtl_lacks(program) is None
     absmax = assemble("unit unit=requant mode=absmax rows=1", ARCH)
     assert accel_timing(absmax, accel_params(ARCH)).cycles == 1 + 3 + 1 * \
         accel_params(ARCH).unit_beats("requant")
+
+
+def test_every_move_runs_on_the_rtl():
+    """mvin col= and acc=1 (plain and transposed) are no longer refused: the RTL executes
+    them (tests/sim/test_accel_moves_pysim.py) and the cycle model has their cycles."""
+    from flows.accel_engines import rtl_lacks
+
+    for move in ("col=1", "acc=1", "col=2 acc=1 transpose=1", "col=1 transpose=1"):
+        ins = assemble(f"mvin dram=0 stride=8 sp=0 rows=1 cols=2 {move}", ARCH)
+        assert rtl_lacks(ins) is None
+        assert accel_timing(ins, accel_params(ARCH)).cycles > 0
 
 
 def test_requant_rows_follows_golden():

@@ -78,3 +78,23 @@ def test_errors():
         svdquant_program(FUSED, svdquant_operands(FUSED, 4, 64, 4, 20))
     with pytest.raises(SpecError, match="does not fit"):
         svdquant_program(tiny_arch("units"), svdquant_operands(tiny_arch("units"), 64, 256, 8, 4))
+
+
+def test_rank_zero_is_the_plain_w4a4_layer():
+    """Rank 0 builds the layer without the branch (what its cost is measured against): the
+    same float32 outputs as a rank-1 branch whose low-rank dots are all 0 (dead terms), and
+    fewer instructions, MACs and DRAM bytes."""
+    rng = np.random.default_rng(4)
+    ops = _operands(rng, 6, 128, 20, 1)
+    ops[7] = np.zeros_like(ops[7])                      # l2q: every low-rank dot is 0
+    with_branch, want = _check(FUSED, ops)
+    plain = list(ops)
+    plain[4], plain[6], plain[7], plain[8] = (np.zeros((6, 128), np.int64),
+                                              np.zeros((128, 0), np.int64),
+                                              np.zeros((0, 20), np.int64),
+                                              np.zeros(20, np.float32))
+    run = run_svdquant_linear(FUSED, *plain)
+    np.testing.assert_array_equal(run.output.view(np.int32), want.view(np.int32))
+    assert len(run.program) < len(with_branch.program)
+    for key in ("macs", "dram_read_bytes"):
+        assert run.machine.counts[key] < with_branch.machine.counts[key]

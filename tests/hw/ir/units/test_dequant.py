@@ -112,3 +112,51 @@ def test_low_rank_term_with_row_offsets_and_dead_zero_dots():
         done = out[2 * (g + 1) * (row + 1)]
         assert [done[f"y{lane}"] for lane in range(n)] == [
             int(v) for v in _bits(want[row])], row
+
+
+def _external(shape: DequantShape, rows: list[dict], g: int) -> list[dict]:
+    """The register graph's stream (``_stream``'s rows) through the external-state graph,
+    its state carried here as the unit's memory carries it: restarted per output row,
+    ``emax`` from the exponent pass, ``acc`` from the term pass."""
+    graph = dequant_graph(DequantShape(shape.lanes, shape.spec, external_state=True))
+    least, lanes = -(1 << 11), shape.lanes
+    state = {}
+    outs = []
+    for n, row in enumerate(rows):
+        if n % (2 * g) == 0:
+            state = {f"emax_in{lane}": least for lane in range(lanes)} | \
+                {f"acc_in{lane}": 0 for lane in range(lanes)}
+        feed = {k: v for k, v in row.items() if k not in ("first", "acc_first")} | state
+        out = simulate_graph(graph, [feed])[0]
+        outs.append(out)
+        for lane in range(lanes):
+            key = "emax" if not row["acc_en"] else "acc"
+            mask = (1 << (shape.spec.acc_bits if key == "acc" else 12)) - 1
+            value = out[f"{key}_next{lane}"] & mask
+            top = shape.spec.acc_bits if key == "acc" else 12
+            state[f"{key}_in{lane}"] = value - ((value >> (top - 1)) << top)
+    return outs
+
+
+def test_external_state_graph_equals_the_registers():
+    """The same terms through the external-state graph (state carried outside, as the
+    accelerator's state memory carries it) give every output the register graph gives."""
+    rng = np.random.default_rng(21)
+    spec = GroupDequantSpec(dot_bits=22)
+    m, n, g = 2, 3, 4
+    dots = rng.integers(-7000, 7000, (m, n, g))
+    dots[0, 1] = 0                                      # an output without a live term
+    sx, sw = _scales(rng, (m, g)), _scales(rng, (n, g))
+    shape = DequantShape(lanes=n, spec=spec)
+    flags = np.array([0, 1, 0, 1])
+    offsets = rng.integers(0, 9, (m, g))
+    rows, regs = _stream(shape, dots, sx, sw, offsets, flags)
+    ext = _external(shape, rows[:-1], g)
+    for row in range(m):
+        last = 2 * g * (row + 1) - 1            # the row's last term pass
+        done = regs[last + 1]                   # registers: the state after it
+        for lane in range(n):
+            assert ext[last][f"mant{lane}"] == regs[last][f"mant{lane}"]
+            assert ext[last][f"acc_next{lane}"] % (1 << spec.acc_bits) == \
+                done[f"acc{lane}"] % (1 << spec.acc_bits), (row, lane)
+            assert ext[last][f"emax_next{lane}"] % 4096 == done[f"emax{lane}"] % 4096
