@@ -5,8 +5,8 @@ reduced shapes next to the model. The SVDQuant low-rank branch's overhead in cyc
 layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes, next to
 golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32 (the resident kernel does not
 take that shape: its cycles are not measured). A DuoAttention decode step of a streaming
-head (sink 64 + recent 256) against a retrieval head as the context grows: its cycles (the
-model, the step's program alone), MACs and KV slots.
+head (sink 64 + recent 256, up to Llama-3-8B's 32k context) against a retrieval head as the
+context grows: its cycles (the model, the step's program alone), MACs and KV slots.
 
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
 """
@@ -112,10 +112,14 @@ def _decode_step(arch, context: int, window, g: int, d: int) -> dict:
             "kv_bytes": 2 * d * min(slots, context)}
 
 
-def _duo(arch, contexts) -> dict:
+def _duo(arch, contexts, long_context: int | None) -> dict:
+    """Decode steps of a Llama-3-8B KV head (4 query heads, d 128): streaming (sink 64 +
+    recent 256) at ``contexts`` and ``long_context``, retrieval at ``contexts`` (its cache
+    of one slot a token outgrows the scratchpad long before 32k: 128 B a token, 256 KiB)."""
     out = {}
     for name, window in (("streaming_64_256", (64, 256)), ("retrieval", None)):
-        out[name] = [_decode_step(arch, c, window, 4, 128) for c in contexts]
+        more = [long_context] if window and long_context else []
+        out[name] = [_decode_step(arch, c, window, 4, 128) for c in [*contexts, *more]]
         print(f"duo decode {name}: {out[name]}", flush=True)
     return out
 
@@ -128,7 +132,7 @@ def main() -> None:
     start = time.perf_counter()
     svd_shapes = [(16, 256, 64, 32)] if args.quick else [(16, 256, 64, 32), (16, 512, 256, 32),
                                                          (32, 512, 128, 32)]
-    tokens = [256] if args.quick else [256, 1024, 2048]
+    tokens = [256] if args.quick else [256, 1024, 4096]        # 4096: Sana-1.6B's head
     contexts = [320, 400] if args.quick else [320, 512, 768]
     rtl = [("svdquant", (16, 256, 64, 32), {}),
            ("linear-attention", (64 if args.quick else 256, 32, 32), {}),
@@ -137,7 +141,8 @@ def main() -> None:
            ("duo-attention", (4, 48 if args.quick else 96, 64), {"chunk": 32, "decode": 4})]
     result = {"arch": arch.name, "svdquant": _svdquant(arch, svd_shapes),
               "linear_attention": _linear_attention(arch, tokens),
-              "duo_decode": _duo(arch, contexts), "rtl": _on_rtl(arch, rtl)}
+              "duo_decode": _duo(arch, contexts, None if args.quick else 32768),
+              "rtl": _on_rtl(arch, rtl)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result))
 

@@ -58,7 +58,8 @@ from .spec_model import SpecError, close_hint
 
 __all__ = ["FIELDS", "OPCODES", "OPTIONAL", "SHIFT_FROM_REGISTER", "TENSOR_DIMS", "UNIT_MODES",
            "UNIT_NAMES", "Instruction", "ProgramError",
-           "assemble", "check_program", "decode", "disassemble", "encode", "tile_layout"]
+           "assemble", "check_program", "decode", "disassemble", "encode", "range_check",
+           "tile_layout"]
 
 WORD_BITS = 128
 DRAM_BITS = 32
@@ -266,7 +267,7 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
             row, rows_total, elems, width = (
                 ("acc" if ins.op == "mvout" else "sp", acc_rows, acc_elems, c.bits) if to_acc
                 else ("sp", sp_rows, sp_elems, max(a.bits, b.bits)))
-            _range(where, row, ins[row], ins["rows"], rows_total)
+            range_check(where, row, ins[row], ins["rows"], rows_total)
             first = ins["col"] if ins.op == "mvin" else 0
             if not 1 <= ins["cols"] or first + ins["cols"] > elems:
                 start = f" from element col={first}" if first else ""
@@ -288,102 +289,14 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
                 raise ProgramError(f"{where}: compute before any config (no dataflow chosen)")
             _check_tile(where, ins, arch, dataflow, sp_rows, acc_rows)
         elif ins.op == "unit":
-            _check_unit(where, ins, arch, sp_rows, acc_rows)
+            from .isa_unit_checks import check_unit
+
+            check_unit(where, ins, arch, sp_rows, acc_rows)
 
 
-def _check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
-                acc_rows: int) -> None:
-    """A unit command names a present unit and one of its modes, and stays in the memories
-    (:mod:`hw.front.isa_units` has the semantics each check protects)."""
-    if ins["unit"] >= len(UNIT_NAMES):
-        raise ProgramError(f"{where}: unit {ins['unit']} does not exist (units: "
-                           f"{', '.join(UNIT_NAMES)})")
-    unit = UNIT_NAMES[ins["unit"]]
-    if getattr(arch.units, unit) is None:
-        raise ProgramError(f"{where}: architecture {arch.name!r} has no {unit} unit "
-                           f"(present: {', '.join(arch.units.present()) or 'none'})")
-    modes = UNIT_MODES[unit]
-    if ins["mode"] >= len(modes):
-        raise ProgramError(f"{where}: the {unit} unit has no mode {ins['mode']} (modes: "
-                           f"{', '.join(modes) or 'none yet'})")
-    mode = modes[ins["mode"]]
-    a_bits, c_bits = arch.types[0].bits, arch.types[2].bits
-    acc_elems = arch.accumulator.row_bytes * 8 // c_bits
-    sp_elems = arch.scratchpad.row_bytes * 8 // a_bits
-    if unit in ("softmax", "kv_cache"):
-        if arch.units.kv_cache is None or ins["kv"] >= arch.units.kv_cache.descriptors:
-            have = arch.units.kv_cache.descriptors if arch.units.kv_cache else 0
-            raise ProgramError(f"{where}: KV descriptor kv={ins['kv']}, the architecture "
-                               f"has {have}")
-    if unit == "kv_cache":
-        return
-    if unit == "softmax":           # key blocks of whole rows, one row per query each
-        blocks = -(-ins["cols"] // acc_elems), -(-ins["cols"] // sp_elems)
-        _range(where, "src", ins["src"], ins["rows"] * blocks[0], acc_rows)
-        _range(where, "dst", ins["dst"], ins["rows"] * blocks[1], sp_rows)
-        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
-        return
-    if unit == "dequant":
-        if ins["rows"] > arch.units.dequant.rows:
-            raise ProgramError(f"{where}: rows={ins['rows']}, the dequantizer holds "
-                               f"{arch.units.dequant.rows} (units.dequant.rows)")
-        _check_dequant(where, ins, mode, acc_rows, acc_elems)
-        return
-    to_sp = (unit, mode) in (("requant", "operand"), ("requant", "slices"), ("requant", "rows"))
-    tiles = ins["count"] if mode == "rows" else 1
-    _range(where, "src", ins["src"], ins["rows"] * tiles, acc_rows)
-    if mode != "absmax":
-        _range(where, "dst", ins["dst"], ins["rows"] * tiles, sp_rows if to_sp else acc_rows)
-    if mode == "rows":
-        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
-    most = min(sp_elems, acc_elems) if to_sp else acc_elems
-    if not 1 <= ins["cols"] <= most:
-        raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{most}")
-    if unit == "requant" and ins["arg"] >> arch.units.requant.mult_bits and \
-            mode in ("operand", "wide"):
-        raise ProgramError(f"{where}: multiplier arg={ins['arg']} exceeds the requantizer's "
-                           f"{arch.units.requant.mult_bits} bits")
-    if not to_sp and mode not in ("absmax", "rows"):
-        _check_in_place(where, ins, ("src", "arg") if unit == "normalizer" else ("src",))
-    if unit == "normalizer":
-        if arch.units.requant is None and ins["shift"] == SHIFT_FROM_REGISTER:
-            raise ProgramError(f"{where}: shift={SHIFT_FROM_REGISTER} reads the requantizer's "
-                               "register, but the architecture has no requant unit")
-        if not 1 <= ins["count"] <= -(-c_bits // (a_bits - 1)):
-            raise ProgramError(f"{where}: count={ins['count']} denominator slices, the "
-                               f"normalizer combines 1..{-(-c_bits // (a_bits - 1))}")
-        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
-
-
-def _check_in_place(where: str, ins: Instruction, reads: tuple[str, ...]) -> None:
-    """A unit streams rows in order, writing row ``t`` after reading row ``t + 1``: the rows
-    it writes may overlap the rows it reads only at or below them (``dst <= src``)."""
-    for name in reads:
-        if ins["dst"] > ins[name] and ins["dst"] < ins[name] + ins["rows"]:
-            raise ProgramError(f"{where}: dst={ins['dst']} overwrites rows {name}="
-                               f"{ins[name]}..{ins[name] + ins['rows'] - 1} still to be read; "
-                               f"put dst at or below {name}, or past its rows")
-
-
-def _check_dequant(where: str, ins: Instruction, mode: str, acc_rows: int,
-                   acc_elems: int) -> None:
-    """Rows and elements of a dequant command stay in the accumulator."""
-    if not 1 <= ins["cols"] <= acc_elems:
-        raise ProgramError(f"{where}: cols={ins['cols']}, a row holds 1..{acc_elems}")
-    if mode == "clear" and ins["shift"] & 1:
-        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
-    elif mode in ("exponent", "term"):
-        _range(where, "src", ins["src"], ins["rows"], acc_rows)
-        _range(where, "dst", ins["dst"], 1, acc_rows)
-        _range(where, "arg", ins["arg"], ins["rows"], acc_rows)
-        if ins["count"] >= acc_elems:
-            raise ProgramError(f"{where}: count={ins['count']} names element {ins['count']} of "
-                               f"a row scale, a row holds {acc_elems}")
-    elif mode == "output":
-        _range(where, "dst", ins["dst"], ins["rows"], acc_rows)
-
-
-def _range(where: str, name: str, start: int, rows: int, total: int) -> None:
+def range_check(where: str, name: str, start: int, rows: int, total: int) -> None:
+    """ProgramError unless rows ``start .. start + rows - 1`` (``rows >= 1``) lie in a memory
+    of ``total`` rows; the message names the field ``name``."""
     if rows < 1 or start + rows > total:
         raise ProgramError(f"{where}: {name}={start} rows={rows} reaches row "
                            f"{start + rows - 1}, past the memory's {total} rows")

@@ -13,9 +13,10 @@ rows over i, B rows over k and C rows over i (weight-stationary; a spatial reduc
     stage 2   per block of queries: C2 = relu(Q) B2  (num8 and the den partials)
               normalizer: out = normalize(num8 << s, sum_b part_b << 7b)   then mvout
 
-Everything stays resident (the kernel is for heads whose K^T, V, B2 and a block of queries fit
-the scratchpad and accumulator: D, Dv multiples of nothing in particular, N up to a few
-thousand tokens on the shipped architecture); the output is int32 codes of the normalizer's
+Stage 1 streams the tokens' K^T and V tiles through two buffers (the next tile's moves wait
+only for the computes reading the buffer they overwrite), stage 2 the queries in blocks, so N
+is bounded by nothing but the DRAM (and the exactness of KS's slices); B2, a block of
+queries and its results must fit the memories. The output is int32 codes of the normalizer's
 ``8 + out_frac_bits`` bits. :func:`run_linear_attention` runs it on the reference machine.
 
 Layer: hw.front, the planning layer (plain Python, no Amaranth).
@@ -102,8 +103,8 @@ def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
     sp_rows = arch.scratchpad.rows
     acc_rows = arch.accumulator.rows
     nt = blocks(n, edge)
-    a1, b1 = 0, len(nt) * d
-    b2 = b1 + len(nt) * jt * edge
+    a1, b1 = 0, 2 * d                          # stage 1's tiles, double-buffered
+    b2 = b1 + 2 * jt * edge
     a2 = b2 + jt * d
     qb = min(n, (acc_rows - jt * d) // jt, 4095, (sp_rows - a2) // max(-(-d // edge), 1))
     if qb < 1:
@@ -113,18 +114,20 @@ def linear_attention_program(arch: ArchSpec, ops: LinearAttentionOperands,
     c1, c2 = 0, jt * d
     prog = [Instruction("config", (("dataflow", index),))]
     for t, (n0, kt) in enumerate(nt):
+        buf = t % 2                            # the next tile loads while this one computes
         prog.append(Instruction("mvin", (("dram", ops.k + n0 * d), ("stride", d),
-                                         ("sp", a1 + t * d), ("rows", d), ("cols", kt),
+                                         ("sp", a1 + buf * d), ("rows", d), ("cols", kt),
                                          ("transpose", 1), ("relu", 1))))
         for j, (e0, et) in enumerate(vt):
             prog.append(Instruction("mvin", (("dram", ops.v + n0 * dv + e0), ("stride", dv),
-                                             ("sp", b1 + (t * jt + j) * edge), ("rows", kt),
+                                             ("sp", b1 + (buf * jt + j) * edge), ("rows", kt),
                                              ("cols", et))))
         prog.append(Instruction("mvin", (("dram", ops.ones), ("stride", 0),
-                                         ("sp", b1 + (t * jt + jt - 1) * edge), ("rows", kt),
-                                         ("cols", 1))))
+                                         ("sp", b1 + (buf * jt + jt - 1) * edge),
+                                         ("rows", kt), ("cols", 1))))
         for j, width in enumerate([et for _, et in vt] + [1]):
-            prog.append(Instruction("compute", (("a", a1 + t * d), ("b", b1 + (t * jt + j) * edge),
+            prog.append(Instruction("compute", (("a", a1 + buf * d),
+                                                ("b", b1 + (buf * jt + j) * edge),
                                                 ("c", c1 + j * d), ("i", d), ("j", width),
                                                 ("k", kt), ("accumulate", int(t > 0)))))
     for j, (_, et) in enumerate(vt):
