@@ -166,3 +166,29 @@ def test_duo_heads_on_the_rtl(window, t, chunk, decode):
     rtl = run_accel_pysim(ARCH, [encode(i) for i in program], dram_in, max_cycles=400_000)
     assert rtl.dram == head.machine.dram.tobytes()
     assert rtl.cycles == accel_timing(program, accel_params(ARCH)).cycles
+
+
+def test_nvfp4_gemm_on_the_rtl():
+    """NVFP4 (E2M1 codes, E4M3 scales per 16 elements) on the same dequantizer: the plain
+    (rank 0) SVDQuant kernel with golden's NVFP4 operands (codes x2 as int8, group 16) gives
+    golden.group_dequant.nvfp4_dequant_gemm's float32 bits, on the RTL too."""
+    from golden.group_dequant import nvfp4_dequant_gemm, nvfp4_group_operands
+    from golden.nvfp4 import quantize_nvfp4
+    from hw.front.kernel_svdquant import run_svdquant_linear
+
+    rng = np.random.default_rng(16)
+    m, k, n = 5, 48, 6
+    a = quantize_nvfp4(rng.standard_normal((m, k)).astype(np.float32))
+    b = quantize_nvfp4((rng.standard_normal((n, k)) * 0.1).astype(np.float32))
+    qa, sa, qb, sb = nvfp4_group_operands(a, b)
+    no_branch = (np.zeros((m, k), np.int64), np.zeros(m, np.float32),
+                 np.zeros((k, 0), np.int64), np.zeros((0, n), np.int64),
+                 np.zeros(n, np.float32))            # xl, sxl, l1q, l2q, sl2 of rank 0
+    run = run_svdquant_linear(ARCH, qa.astype(np.int64), sa, qb.astype(np.int64), sb,
+                              *no_branch)
+    want = nvfp4_dequant_gemm(a, b, ARCH.units.dequant.golden_spec())
+    np.testing.assert_array_equal(run.output.view(np.int32), want.view(np.int32))
+    rtl = run_accel_pysim(ARCH, [encode(i) for i in run.program], run.dram_in,
+                          max_cycles=200_000)
+    assert rtl.dram == run.machine.dram.tobytes()
+    assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles
