@@ -6,7 +6,8 @@ layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes, 
 golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32 (the resident kernel does not
 take that shape: its cycles are not measured). A DuoAttention decode step of a streaming
 head (sink 64 + recent 256, up to Llama-3-8B's 32k context) against a retrieval head as the
-context grows: its cycles (the model, the step's program alone), MACs and KV slots.
+context grows: its cycles (the model, the step's program alone), MACs and KV slots; a 4k-token
+prefill of the streaming head (in the largest chunks that fit the memories).
 
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
 """
@@ -112,6 +113,31 @@ def _decode_step(arch, context: int, window, g: int, d: int) -> dict:
             "kv_bytes": 2 * d * min(slots, context)}
 
 
+def _prefill(arch, tokens: int, window, g: int, d: int) -> dict:
+    """A prompt of ``tokens`` into an empty streaming head, in the largest chunks that fit
+    (each checked against golden): the cycles of its programs run as one."""
+    rng = np.random.default_rng(tokens)
+    q, k, v = rng.integers(-128, 128, (g, tokens, d)), *(rng.integers(-128, 128, (tokens, d))
+                                                       for _ in range(2))
+    cfg = attention_config(arch)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, d, cfg)
+    chunk = DuoHead.largest_chunk(arch, g, tokens, d, d, window)
+    head = DuoHead(arch, q, k, v, mult, shift, *window, max_chunk=chunk)
+    ref = StreamingCacheFixed(d, *window, mult, shift, cfg)
+    program = list(head.reset_program)
+    while head.length < tokens:
+        at, c = head.length, min(chunk, tokens - head.length)
+        if not np.array_equal(head.step(c), ref.step(q[:, at:at + c], k[at:at + c],
+                                                     v[at:at + c])):
+            raise AssertionError(f"prefill benchmark: chunk at {at} differs from golden")
+        program += head.last_program
+    cycles = accel_timing(program, accel_params(arch)).cycles
+    return {"tokens": tokens, "chunk": chunk, "cycles": cycles,
+            "cycles_per_token": round(cycles / tokens, 1),
+            "utilization": round(head.machine.counts["macs"] / (arch.array[0] * arch.array[1]
+                                                                 * cycles), 4)}
+
+
 def _duo(arch, contexts, long_context: int | None) -> dict:
     """Decode steps of a Llama-3-8B KV head (4 query heads, d 128): streaming (sink 64 +
     recent 256) at ``contexts`` and ``long_context``, retrieval at ``contexts`` (its cache
@@ -142,6 +168,8 @@ def main() -> None:
     result = {"arch": arch.name, "svdquant": _svdquant(arch, svd_shapes),
               "linear_attention": _linear_attention(arch, tokens),
               "duo_decode": _duo(arch, contexts, None if args.quick else 32768),
+              "duo_prefill_streaming_64_256": _prefill(arch, 512 if args.quick else 4096,
+                                                       (64, 256), 4, 128),
               "rtl": _on_rtl(arch, rtl)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result))
