@@ -6,7 +6,8 @@ layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes, 
 golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32 (the resident kernel does not
 take that shape: its cycles are not measured). A DuoAttention decode step of a streaming
 head (sink 64 + recent 256, up to Llama-3-8B's 32k context) against a retrieval head as the
-context grows: its cycles (the model, the step's program alone), MACs and KV slots; a 4k-token
+context grows (its cache in the scratchpad, and streamed from DRAM up to 32k): its cycles (the
+model, the step's program alone), MACs and KV slots; a 4k-token
 prefill of the streaming head (in the largest chunks that fit the memories).
 
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
@@ -22,12 +23,13 @@ import numpy as np
 
 from flows.workloads import run_workload
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
-from golden.attention_fixed import logit_multiplier
+from golden.attention_fixed import attention_head_int, logit_multiplier
 from golden.svdquant_fixed import branch_overhead
 from hw.front.accel_params import accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import load_arch
 from hw.front.kernel_duo import DuoHead, attention_config
+from hw.front.kernel_duo_long import run_long_decode
 from hw.front.kernel_svdquant import svdquant_operands, svdquant_program
 
 ARCH = "examples/arch/lego_fused.yaml"
@@ -138,15 +140,37 @@ def _prefill(arch, tokens: int, window, g: int, d: int) -> dict:
                                                                  * cycles), 4)}
 
 
+def _long_decode(arch, context: int, g: int, d: int) -> dict:
+    """A retrieval head's decode step with its keys and values streamed from DRAM in blocks
+    (:mod:`hw.front.kernel_duo_long`), checked against golden: its cycles and traffic."""
+    rng = np.random.default_rng(context)
+    q, k, v = rng.integers(-128, 128, (g, d)), *(rng.integers(-128, 128, (context + 1, d))
+                                                for _ in range(2))
+    cfg = attention_config(arch)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, d, cfg)
+    run = run_long_decode(arch, q, k, v, mult, shift)
+    if not np.array_equal(run.output, attention_head_int(q, k, v, mult, shift, None, cfg)):
+        raise AssertionError(f"long-context decode at {context} differs from golden")
+    c = run.machine.counts
+    return {"context": context, "cycles": accel_timing(run.program, accel_params(arch)).cycles,
+            "macs": c["macs"], "dram_bytes": c["dram_read_bytes"] + c["dram_written_bytes"],
+            "instructions": len(run.program)}
+
+
 def _duo(arch, contexts, long_context: int | None) -> dict:
     """Decode steps of a Llama-3-8B KV head (4 query heads, d 128): streaming (sink 64 +
-    recent 256) at ``contexts`` and ``long_context``, retrieval at ``contexts`` (its cache
-    of one slot a token outgrows the scratchpad long before 32k: 128 B a token, 256 KiB)."""
+    recent 256) at ``contexts`` and ``long_context``, retrieval at ``contexts`` with its cache
+    in the scratchpad (one slot a token: 128 B, 256 KiB hold 2k at most) and, up to
+    ``long_context``, with its keys and values streamed from DRAM."""
     out = {}
     for name, window in (("streaming_64_256", (64, 256)), ("retrieval", None)):
         more = [long_context] if window and long_context else []
         out[name] = [_decode_step(arch, c, window, 4, 128) for c in [*contexts, *more]]
         print(f"duo decode {name}: {out[name]}", flush=True)
+    longest = long_context or contexts[-1]
+    out["retrieval_from_dram"] = [_long_decode(arch, c, 4, 128)
+                                  for c in sorted({contexts[-1], longest})]
+    print(f"duo decode retrieval_from_dram: {out['retrieval_from_dram']}", flush=True)
     return out
 
 

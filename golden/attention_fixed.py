@@ -71,6 +71,7 @@ __all__ = [
     "attention_weights",
     "logit_multiplier",
     "position_mask",
+    "weights_below_max",
 ]
 
 _INT8 = IntType(8, signed=True)
@@ -249,10 +250,23 @@ def attention_weights(
         row = tuple(int(i) for i in np.argwhere(empty)[0])
         raise ValueError(f"row {row} of the mask has no visible entry")
     m = np.where(vis, arr, _INT32_MIN).max(axis=-1, keepdims=True)
-    e = exp_neg(np.where(vis, arr - m, 0), cfg.softmax)
+    return np.where(vis, weights_below_max(np.where(vis, arr, m), m, cfg), 0)
+
+
+@array_function("x", "m")
+def weights_below_max(x: ArrayLike, m: ArrayLike, cfg: AttentionFixedConfig | None = None
+                      ) -> ArrayLike:
+    """Int weights ``min(round_shift_right(exp_neg(x - m), P - (wb - 1)), 2**(wb-1) - 1)`` of
+    int32 logits ``x`` against a row maximum ``m >= x`` (broadcastable; ``ValueError`` if some
+    ``x > m``): what :func:`attention_weights` computes once it has the row's max, and what a
+    head over key blocks computes in its second pass with the max of the first."""
+    cfg = cfg if cfg is not None else AttentionFixedConfig()
+    d = np.asarray(x, dtype=np.int64) - np.asarray(m, dtype=np.int64)
+    if d.size and d.max() > 0:
+        raise ValueError(f"a logit exceeds its row maximum by {int(d.max())}")
+    e = exp_neg(d, cfg.softmax)
     wb, p = cfg.weight_bits, cfg.softmax.exp_bits
-    w = np.minimum(round_shift_right(e, p - (wb - 1)), (1 << (wb - 1)) - 1)
-    return np.where(vis, w, 0)
+    return np.minimum(round_shift_right(e, p - (wb - 1)), (1 << (wb - 1)) - 1)
 
 
 @array_function("qc", "kc", "vc", "mask")

@@ -34,7 +34,7 @@ DMA_QUEUE = 8
 RTL_UNIT_MODES: dict[str, tuple[str, ...]] = {
     "requant": ("absmax", "operand", "wide", "slices", "rows"),
     "normalizer": ("divide",),
-    "softmax": ("weights",),
+    "softmax": ("weights", "max", "scaled"),
     "dequant": ("clear", "exponent", "term", "output"),
     "kv_cache": ("reset", "advance"),
 }
@@ -79,12 +79,13 @@ class AccelParams:
 
     def unit_steps(self, unit: str, mode: str, rows: int, cols: int, count: int = 1) -> int:
         """Steps (cycles) of a unit command the RTL executes (:mod:`hw.rtl.accel_units`):
-        ``rows`` x beats, the softmax's two passes over ``ceil(cols / Ea)`` key blocks a
-        row, ``requant rows``' two over its ``count`` tiles, one a token for ``kv_cache
-        advance``, one for ``reset``."""
+        ``rows`` x beats, the softmax's passes (two for ``weights``, one for ``max`` and
+        ``scaled``) over ``ceil(cols / Ea)`` key blocks a row, ``requant rows``' two over
+        its ``count`` tiles, one a token for ``kv_cache advance``, one for ``reset``."""
         if unit == "kv_cache":
             return 1 if mode == "reset" else rows
-        blocks = 2 * -(-cols // self.acc_elems) if unit == "softmax" else \
+        passes = 2 if mode == "weights" else 1
+        blocks = passes * -(-cols // self.acc_elems) if unit == "softmax" else \
             2 * count if (unit, mode) == ("requant", "rows") else 1
         return rows * blocks * self.unit_beats(unit)
 

@@ -23,7 +23,8 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
     unit     unit=NAME mode=NAME [src=ROW] [dst=ROW] rows=N [cols=N] [arg=N] [shift=N]
              [count=N] [kv=N]
              # N accumulator rows from SRC through a workload unit of the architecture
-             # (UNIT_MODES: requant absmax|operand|wide|slices|rows, softmax weights,
+             # (UNIT_MODES: requant absmax|operand|wide|slices|rows, softmax
+             # weights|max|scaled,
              # normalizer divide, dequant clear|exponent|term|output,
              # kv_cache reset|advance), results
              # to rows DST.. (at or below SRC where they overlap; semantics:
@@ -87,7 +88,7 @@ OPTIONAL = {("mvin", "transpose"): 0, ("mvout", "transpose"): 0, ("mvin", "relu"
 #: semantics in :mod:`hw.front.isa_units`). A unit without modes has no commands yet.
 UNIT_MODES: dict[str, tuple[str, ...]] = {
     "requant": ("absmax", "operand", "wide", "slices", "rows"),
-    "softmax": ("weights",),
+    "softmax": ("weights", "max", "scaled"),
     "normalizer": ("divide",),
     "dequant": ("clear", "exponent", "term", "output"),
     "quantizer": (),

@@ -50,8 +50,12 @@ def check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
     if unit == "softmax":           # key blocks of whole rows, one row per query each
         blocks = -(-ins["cols"] // acc_elems), -(-ins["cols"] // sp_elems)
         range_check(where, "src", ins["src"], ins["rows"] * blocks[0], acc_rows)
-        range_check(where, "dst", ins["dst"], ins["rows"] * blocks[1], sp_rows)
+        if mode != "max":
+            range_check(where, "dst", ins["dst"], ins["rows"] * blocks[1], sp_rows)
         range_check(where, "arg", ins["arg"], ins["rows"], acc_rows)
+        if mode == "scaled" and acc_elems < 2:
+            raise ProgramError(f"{where}: softmax scaled writes the row sum to element 1, "
+                               "an accumulator row holds 1")
         return
     if unit == "dequant":
         if ins["rows"] > arch.units.dequant.rows:

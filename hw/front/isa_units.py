@@ -55,6 +55,13 @@ mask (:func:`golden.attention_fixed.position_mask`, the descriptor's window),
 ``w = attention_weights(x, mask)``: scratchpad row ``dst + (j // Es) rows + i``, element
 ``j mod Es``; the row sums to element 0 of accumulator rows ``arg + i``.
 
+``softmax max`` and ``scaled``: a head over key blocks (its keys in DRAM, not a cache), two
+passes; keys ``j < cols`` of query ``i`` laid out as for ``weights``, all visible. ``max``
+folds each row's largest key into element 0 of accumulator row ``arg + i`` (``shift`` bit 0:
+the first block, replace it); ``scaled``: ``w = weights_below_max(x, that max)``
+(:func:`golden.attention_fixed.weights_below_max`) into the scratchpad as ``weights`` writes
+them, the row sum to element 1 of row ``arg + i``.
+
 ``normalizer`` (:mod:`hw.ir.units.normalizer`), ``divide``: per row, the denominator
 ``den = sum_{b < count} acc[arg + r][b] << ((A - 1) b)`` (one element, or the partial sums of
 ``slices``), ``out = normalize(x << s, den)`` with the unit's widths, into the accumulator.
@@ -207,6 +214,38 @@ def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
     machine.unit_rows["softmax"] += rows * blocks
 
 
+def _softmax_blocks(machine: Machine, ins: Instruction, mode: str, where: str) -> None:
+    """``softmax max`` / ``scaled``: every key ``j < cols`` visible (no cache, no mask)."""
+    from golden.attention_fixed import weights_below_max
+
+    ea, es = machine.accumulator.shape[1], machine.scratchpad.shape[1]
+    rows, cols = ins["rows"], ins["cols"]
+    j, i = np.arange(cols), np.arange(rows)[:, None]
+    x = machine.accumulator[ins["src"] + (j // ea)[None, :] * rows + i, (j % ea)[None, :]]
+    held = machine.accumulator[ins["arg"]:ins["arg"] + rows, 0]
+    blocks = -(-cols // ea)
+    machine.counts["accumulator_row_reads"] += rows * blocks
+    machine.unit_rows["softmax"] += rows * blocks
+    if mode == "max":
+        top = x.max(axis=1)
+        machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = \
+            top if ins["shift"] & 1 else np.maximum(held, top)
+        machine.counts["accumulator_row_writes"] += rows
+        return
+    unit = machine.arch.units.softmax
+    from golden.attention_fixed import AttentionFixedConfig
+
+    cfg = AttentionFixedConfig(softmax=unit.golden_config(), weight_bits=unit.weight_bits)
+    if np.any(x > held[:, None]):
+        raise ProgramError(f"{where}: a logit exceeds its row's maximum in rows "
+                           f"arg={ins['arg']}.. (run softmax max over every key block first)")
+    w = weights_below_max(x, held[:, None], cfg)
+    machine.scratchpad[ins["dst"] + (j // es)[None, :] * rows + i, (j % es)[None, :]] = w
+    machine.accumulator[ins["arg"]:ins["arg"] + rows, 1] = w.sum(axis=1)
+    machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
+    machine.counts["accumulator_row_writes"] += rows
+
+
 def _kv_cache(machine: Machine, mode: str, ins: Instruction) -> None:
     desc = machine.kv[ins["kv"]]
     if mode == "reset":
@@ -298,7 +337,10 @@ def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
         _kv_cache(machine, mode, ins)
         return
     if unit == "softmax":
-        _softmax(machine, ins, where)
+        if mode == "weights":
+            _softmax(machine, ins, where)
+        else:
+            _softmax_blocks(machine, ins, mode, where)
         return
     if unit == "dequant":
         machine.unit_rows["dequant"] += 0 if mode == "clear" else ins["rows"]

@@ -34,6 +34,7 @@ from .graph_rtl import emit_graph
 __all__ = ["SoftmaxUnit"]
 
 _SOFTMAX, _KV = UNIT_NAMES.index("softmax"), UNIT_NAMES.index("kv_cache")
+_WEIGHTS, _MAX, _SCALED = (UNIT_MODES["softmax"].index(m) for m in ("weights", "max", "scaled"))
 _RESET, _ADVANCE = UNIT_MODES["kv_cache"].index("reset"), UNIT_MODES["kv_cache"].index("advance")
 _POS = 34               # signed positions: -1 .. 2**32 - 1 plus a chunk
 
@@ -65,12 +66,13 @@ class SoftmaxUnit:
         """The rows a command steps: 1 for ``kv_cache reset``, else ``rows``."""
         return Mux((cmd["unit"] == _KV) & (cmd["mode"] == _RESET), 1, cmd["rows"])
 
-    def elaborate_into(self, m: Module, cmd: dict, s, xs: list, sp_w, acc_w) -> None:
+    def elaborate_into(self, m: Module, cmd: dict, s, xs: list, y0, sp_w, acc_w) -> None:
         """Wire the descriptors and the datapath: ``cmd`` the latched command, ``s`` the
-        engine's step counters, ``xs`` the lanes of the row on port X in this beat."""
+        engine's step counters, ``xs`` the lanes of the row on port X in this beat, ``y0``
+        element 0 of the row on port Y (``arg + row``: a held row max)."""
         kv = self._descriptors(m, cmd, s)
         if self.p.arch.units.softmax is not None:
-            self._softmax(m, cmd, s, xs, sp_w, acc_w, kv)
+            self._softmax(m, cmd, s, xs, y0, sp_w, acc_w, kv)
 
     def _descriptors(self, m: Module, cmd: dict, s):
         """The KV descriptors; returns the selected one's (L, w, sink, recent)."""
@@ -126,27 +128,42 @@ class SoftmaxUnit:
             positions.append((j, pos))
         return positions, query
 
-    def _softmax(self, m: Module, cmd: dict, s, xs: list, sp_w, acc_w, kv) -> None:
+    def _softmax(self, m: Module, cmd: dict, s, xs: list, y0, sp_w, acc_w, kv) -> None:
         p = self.p
         _, _, sink, recent = kv
         positions, query = self._positions(m, cmd, s, kv)
         is_sm = s.in_beat & (cmd["unit"] == _SOFTMAX)
+        cached = cmd["mode"] == _WEIGHTS            # else all keys < cols visible
         pass_start = is_sm & (s.block == 0) & (s.beat == 0)
         inputs = {"first": pass_start}
         for lane, ((j, pos), x) in enumerate(zip(positions, xs, strict=True)):
             visible = (pos >= 0) & (pos <= query) & \
                 ((recent == 0) | (pos < sink) | (query - pos < recent))
             inputs[f"x{lane}"] = x
-            inputs[f"valid{lane}"] = is_sm & (j < cmd["cols"]) & visible
+            inputs[f"valid{lane}"] = is_sm & (j < cmd["cols"]) & (visible | ~cached)
         rowmax, held = Signal(signed(32), name="sm_rowmax_in"), Signal(signed(32),
                                                                         name="sm_rowmax")
         inputs["rowmax"] = rowmax
         outs = emit_graph(m, unit_graph(p.arch, "softmax"), inputs, prefix="sm_")
         second = pass_start & (s.pass_ == 1)
-        m.d.comb += rowmax.eq(Mux(second, outs["max"], held))
+        m.d.comb += rowmax.eq(Mux(cmd["mode"] == _SCALED, y0,
+                                  Mux(second, outs["max"], held)))
         with m.If(second):
             m.d.sync += held.eq(outs["max"])
-        self._writes(m, cmd, s, is_sm & (s.pass_ == 1), outs, positions, sp_w, acc_w)
+        weighing = is_sm & (Mux(cached, s.pass_ == 1, cmd["mode"] == _SCALED))
+        self._writes(m, cmd, s, weighing, outs, positions, sp_w, acc_w)
+        self._fold_max(m, cmd, s, is_sm & (cmd["mode"] == _MAX), y0, outs["max"], acc_w)
+
+    def _fold_max(self, m: Module, cmd: dict, s, folding, y0, top, acc_w) -> None:
+        """``softmax max``: after a row, element 0 of accumulator row ``arg + row`` becomes
+        the row's largest key, or the larger of it and the value there (``shift`` bit 0
+        clear); that value is latched in the row's last beat (port Y reads on after it)."""
+        valid, row = Signal(name="sm_max_valid"), Signal(20, name="sm_max_row")
+        old = Signal(signed(32), name="sm_max_old")
+        m.d.sync += [valid.eq(folding & s.row_end), row.eq(cmd["arg"] + s.row), old.eq(y0)]
+        new = Mux(cmd["shift"][0] | (top > old), top, old)
+        with m.If(valid):
+            m.d.comb += [acc_w.addr.eq(row), acc_w.data.eq(new), acc_w.en.eq(1)]
 
     def _writes(self, m: Module, cmd: dict, s, weighing, outs: dict, positions, sp_w,
                 acc_w) -> None:
@@ -171,6 +188,9 @@ class SoftmaxUnit:
                      w_en.eq(named << offset)]
         with m.If(w_valid):
             m.d.comb += [sp_w.addr.eq(w_row), sp_w.data.eq(w_data), sp_w.en.eq(w_en)]
+        scaled = cmd["mode"] == _SCALED            # the sum to element 1, else 0
         with m.If(sum_valid):
-            m.d.comb += [acc_w.addr.eq(sum_row), acc_w.data.eq(outs["sum"]),
-                         acc_w.en.eq(1)]
+            m.d.comb += [acc_w.addr.eq(sum_row),
+                         acc_w.data.eq(Mux(scaled, Cat(Const(0, p.c_bits), outs["sum"]),
+                                           outs["sum"])),
+                         acc_w.en.eq(Mux(scaled, 2, 1))]

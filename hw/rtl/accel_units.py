@@ -82,7 +82,8 @@ class UnitEngine:
         if units.softmax is not None:
             is_sm = cmd["unit"] == _SOFTMAX
             blocks = Mux(is_sm, self.softmax.blocks(cmd["cols"]), blocks)
-            passes = Mux(is_sm, 2, passes)
+            passes = Mux(is_sm & (cmd["mode"] == UNIT_MODES["softmax"].index("weights")), 2,
+                         passes)
         if units.requant is not None:
             by_rows = (cmd["unit"] == _REQUANT) & (cmd["mode"] == _ROWS)
             blocks = Mux(by_rows, cmd["count"], blocks)
@@ -138,7 +139,8 @@ class UnitEngine:
                     m.d.comb += acc_w.en.eq(col_mask)
         if self.softmax is not None:
             xs = lanes_of(s.beat, self.softmax.lanes, x_row, p.acc_elems)
-            self.softmax.elaborate_into(m, cmd, s, xs, sp_w, acc_w)
+            y0 = elements(acc_y.data, p.acc_elems, p.c_bits, True)[0]
+            self.softmax.elaborate_into(m, cmd, s, xs, y0, sp_w, acc_w)
 
     def _counters(self, cmd: dict) -> SimpleNamespace:
         """The step counters and the conditions on them."""

@@ -192,3 +192,25 @@ def test_nvfp4_gemm_on_the_rtl():
                           max_cycles=200_000)
     assert rtl.dram == run.machine.dram.tobytes()
     assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles
+
+
+@pytest.mark.parametrize("keys,kb", [(37, 8), (16, 16), (9, 72)])
+def test_long_context_retrieval_decode_on_the_rtl(keys, kb):
+    """The retrieval head's decode step over key blocks streamed from DRAM (softmax max, then
+    scaled): golden's outputs, the reference machine's DRAM, the modelled cycles."""
+    from golden.attention_fixed import attention_head_int, logit_multiplier
+    from hw.front.kernel_duo import attention_config
+    from hw.front.kernel_duo_long import run_long_decode
+
+    rng = np.random.default_rng(keys)
+    q, k, v = rng.integers(-128, 128, (2, 4)), *(rng.integers(-128, 128, (keys, 4))
+                                                for _ in range(2))
+    cfg = attention_config(ARCH)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, 4, cfg)
+    run = run_long_decode(ARCH, q, k, v, mult, shift, kb)
+    np.testing.assert_array_equal(run.output, attention_head_int(q, k, v, mult, shift, None,
+                                                                 cfg))
+    rtl = run_accel_pysim(ARCH, [encode(i) for i in run.program], run.dram_in,
+                          max_cycles=200_000)
+    assert rtl.dram == run.machine.dram.tobytes()
+    assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles
