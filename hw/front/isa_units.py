@@ -182,12 +182,32 @@ def slot_positions(sink: int, recent: int, length: int) -> np.ndarray:
     return pos
 
 
-def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
-    from golden.attention_fixed import AttentionFixedConfig, attention_weights, position_mask
+def _keys(machine: Machine, ins: Instruction) -> np.ndarray:
+    """The ``rows x cols`` keys of a softmax command: key ``j`` of query ``i`` at accumulator
+    row ``src + (j // Ea) rows + i``, element ``j mod Ea``."""
+    ea, rows, cols = machine.accumulator.shape[1], ins["rows"], ins["cols"]
+    j, i = np.arange(cols), np.arange(rows)[:, None]
+    machine.counts["accumulator_row_reads"] += rows * -(-cols // ea)
+    machine.unit_rows["softmax"] += rows * -(-cols // ea)
+    return machine.accumulator[ins["src"] + (j // ea)[None, :] * rows + i, (j % ea)[None, :]]
 
-    unit, desc = machine.arch.units.softmax, machine.kv[ins["kv"]]
+
+def _put_weights(machine: Machine, ins: Instruction, w: np.ndarray, sum_element: int) -> None:
+    """Weight ``j`` of query ``i`` to scratchpad row ``dst + (j // Es) rows + i``, element
+    ``j mod Es``; each row's sum to element ``sum_element`` of accumulator row ``arg + i``."""
+    es, rows, cols = machine.scratchpad.shape[1], ins["rows"], ins["cols"]
+    j, i = np.arange(cols), np.arange(rows)[:, None]
+    machine.scratchpad[ins["dst"] + (j // es)[None, :] * rows + i, (j % es)[None, :]] = w
+    machine.accumulator[ins["arg"]:ins["arg"] + rows, sum_element] = w.sum(axis=1)
+    machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
+    machine.counts["accumulator_row_writes"] += rows
+
+
+def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
+    from golden.attention_fixed import attention_weights, position_mask
+
+    desc = machine.kv[ins["kv"]]
     ea = machine.accumulator.shape[1]
-    es = machine.scratchpad.shape[1]
     slots = slot_positions(desc["sink"], desc["recent"], desc["length"])
     padded = -(-slots.size // ea) * ea
     rows, cols, length = ins["rows"], ins["cols"], desc["length"]
@@ -199,51 +219,28 @@ def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
     queries = length + np.arange(rows) % chunk
     window = (desc["sink"], desc["recent"]) if desc["recent"] else ()
     mask = position_mask(queries, keys, *window)
-    j = np.arange(cols)
-    x = machine.accumulator[ins["src"] + (j // ea)[None, :] * rows + np.arange(rows)[:, None],
-                            (j % ea)[None, :]]
-    cfg = AttentionFixedConfig(softmax=unit.golden_config(), weight_bits=unit.weight_bits)
-    w = attention_weights(x, mask, cfg)
-    machine.scratchpad[ins["dst"] + (j // es)[None, :] * rows + np.arange(rows)[:, None],
-                       (j % es)[None, :]] = w
-    machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = w.sum(axis=1)
-    blocks = -(-cols // ea)
-    machine.counts["accumulator_row_reads"] += rows * blocks
-    machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
-    machine.counts["accumulator_row_writes"] += rows
-    machine.unit_rows["softmax"] += rows * blocks
+    cfg = machine.arch.units.softmax.attention_config()
+    _put_weights(machine, ins, attention_weights(_keys(machine, ins), mask, cfg), 0)
 
 
 def _softmax_blocks(machine: Machine, ins: Instruction, mode: str, where: str) -> None:
     """``softmax max`` / ``scaled``: every key ``j < cols`` visible (no cache, no mask)."""
     from golden.attention_fixed import weights_below_max
 
-    ea, es = machine.accumulator.shape[1], machine.scratchpad.shape[1]
-    rows, cols = ins["rows"], ins["cols"]
-    j, i = np.arange(cols), np.arange(rows)[:, None]
-    x = machine.accumulator[ins["src"] + (j // ea)[None, :] * rows + i, (j % ea)[None, :]]
+    rows = ins["rows"]
+    x = _keys(machine, ins)
     held = machine.accumulator[ins["arg"]:ins["arg"] + rows, 0]
-    blocks = -(-cols // ea)
-    machine.counts["accumulator_row_reads"] += rows * blocks
-    machine.unit_rows["softmax"] += rows * blocks
     if mode == "max":
         top = x.max(axis=1)
         machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = \
             top if ins["shift"] & 1 else np.maximum(held, top)
         machine.counts["accumulator_row_writes"] += rows
         return
-    unit = machine.arch.units.softmax
-    from golden.attention_fixed import AttentionFixedConfig
-
-    cfg = AttentionFixedConfig(softmax=unit.golden_config(), weight_bits=unit.weight_bits)
     if np.any(x > held[:, None]):
         raise ProgramError(f"{where}: a logit exceeds its row's maximum in rows "
                            f"arg={ins['arg']}.. (run softmax max over every key block first)")
-    w = weights_below_max(x, held[:, None], cfg)
-    machine.scratchpad[ins["dst"] + (j // es)[None, :] * rows + i, (j % es)[None, :]] = w
-    machine.accumulator[ins["arg"]:ins["arg"] + rows, 1] = w.sum(axis=1)
-    machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
-    machine.counts["accumulator_row_writes"] += rows
+    cfg = machine.arch.units.softmax.attention_config()
+    _put_weights(machine, ins, weights_below_max(x, held[:, None], cfg), 1)
 
 
 def _kv_cache(machine: Machine, mode: str, ins: Instruction) -> None:

@@ -29,7 +29,7 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,14 +48,10 @@ __all__ = ["DuoHead", "attention_config"]
 def attention_config(arch: ArchSpec):
     """The :class:`golden.attention_fixed.AttentionFixedConfig` of ``arch``'s softmax,
     requant and normalizer units (what :class:`DuoHead` computes, for golden to check)."""
-    from golden.attention_fixed import AttentionFixedConfig
-
     u = arch.units
-    return AttentionFixedConfig(softmax=u.softmax.golden_config(),
-                                weight_bits=u.softmax.weight_bits, mult_bits=u.requant.mult_bits,
-                                out_frac_bits=u.normalizer.out_frac_bits,
-                                den_bits=u.normalizer.den_bits,
-                                recip_frac_bits=u.normalizer.recip_frac_bits)
+    return replace(u.softmax.attention_config(), mult_bits=u.requant.mult_bits,
+                   out_frac_bits=u.normalizer.out_frac_bits, den_bits=u.normalizer.den_bits,
+                   recip_frac_bits=u.normalizer.recip_frac_bits)
 
 
 def _move(**fields: int) -> Instruction:

@@ -54,6 +54,7 @@ from .spec_model import MAX_OPERAND_BITS, SpecError
 from .yaml_fields import check_keys, is_int, mapping
 
 if TYPE_CHECKING:
+    from golden.attention_fixed import AttentionFixedConfig
     from golden.group_dequant import GroupDequantSpec
     from golden.softmax_fixed import SoftmaxFixedConfig
 
@@ -172,6 +173,13 @@ class SoftmaxUnit(_Unit):
 
         kw = {name: getattr(self, name) for name in _SOFTMAX_GOLDEN}
         return self._golden(lambda: SoftmaxFixedConfig(**kw, interpolate=self.interpolate))
+
+    def attention_config(self) -> AttentionFixedConfig:
+        """:class:`golden.attention_fixed.AttentionFixedConfig` of the weights this unit
+        writes (the softmax and ``weight_bits``; the other fields golden's defaults)."""
+        from golden.attention_fixed import AttentionFixedConfig
+
+        return AttentionFixedConfig(softmax=self.golden_config(), weight_bits=self.weight_bits)
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,6 @@ _ABSMAX, _OPERAND, _WIDE, _SLICES, _ROWS = (
     UNIT_MODES["requant"].index(m) for m in ("absmax", "operand", "wide", "slices", "rows"))
 
 
-def _saturate(value, bits: int):
-    """``golden.fixed_point.saturate`` of a signed value to ``bits``."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
-
-
 class UnitEngine:
     """Signals the dispatcher drives (``issue``, ``inp``: the unit command's fields by name)
     and reads (``busy``); :meth:`elaborate_into` wires it to its memory ports."""
@@ -208,7 +202,7 @@ class UnitEngine:
         m.d.comb += shift.eq(Mux((field == SHIFT_FROM_REGISTER) | by_rows, pow2,
                                  Mux(field > 63, 63, field)))
         ops = [outs[f"op{lane}"] for lane in range(lanes)]
-        wide = [_saturate(outs[f"wide{lane}"], p.c_bits) for lane in range(lanes)]
+        wide = [outs[f"wide{lane}"] for lane in range(lanes)]
         running = s.in_beat & is_rq
         collect(m, s.beat, running & ((cmd["mode"] == _OPERAND) | (by_rows & s.pass_)),
                  lanes, ops, out_sp)

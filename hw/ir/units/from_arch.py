@@ -33,7 +33,8 @@ def unit_graph(arch: ArchSpec, name: str) -> PrimitiveGraph:
     if spec is None:
         raise ValueError(f"architecture {arch.name!r} has no {unit} unit")
     if unit == "requant":
-        return requant_graph(RequantShape(spec.lanes, spec.mult_bits, arch.types[0].bits))
+        return requant_graph(RequantShape(spec.lanes, spec.mult_bits, arch.types[0].bits,
+                                          arch.types[2].bits))
     if unit == "softmax":
         return softmax_graph(SoftmaxShape(spec.lanes, spec.golden_config(), spec.weight_bits))
     if unit == "normalizer":

@@ -5,7 +5,7 @@ Per lane, for a command's ``mult`` (unsigned) and ``shift``::
 
     v      = round_shift_right(x * mult, min(shift, V + 1))     V = width of x * mult
     y_op   = saturate(v, operand_bits)                           an array operand (int8)
-    y_wide = saturate(v, 32)                                     an accumulator element
+    y_wide = saturate(v, wide_bits)                              an accumulator element
     slice  = (x >> shift) mod 2**(operand_bits - 1)              an exact 7-bit slice of x >= 0
 
 and a reduction over the lanes and the cycles since ``first`` in which ``fold`` is 1 (a cycle
@@ -41,9 +41,11 @@ class RequantShape:
     lanes: int = 16
     mult_bits: int = 16
     operand_bits: int = 8
+    wide_bits: int = 32             #: the accumulator's elements (``wide`` saturates to them)
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("lanes", 1, 256), ("mult_bits", 1, 32), ("operand_bits", 2, 16)):
+        for name, lo, hi in (("lanes", 1, 256), ("mult_bits", 1, 32), ("operand_bits", 2, 16),
+                             ("wide_bits", 2, 32)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name}={v!r} must be an int in {lo}..{hi}")
@@ -51,7 +53,7 @@ class RequantShape:
 
 def requant_graph(shape: RequantShape) -> PrimitiveGraph:
     """Inputs ``mult``, ``shift`` (6 bits), ``first``, ``fold`` and per lane ``x<l>`` (signed 32);
-    outputs per lane ``op<l>`` (signed ``operand_bits``), ``wide<l>`` (signed 32),
+    outputs per lane ``op<l>`` (signed ``operand_bits``), ``wide<l>`` (signed ``wide_bits``),
     ``slice<l>`` (``operand_bits - 1`` bits), and ``absmax``, ``pow2``."""
     b = GraphBuilder()
     mult = b.input("mult", shape.mult_bits)
@@ -65,7 +67,7 @@ def requant_graph(shape: RequantShape) -> PrimitiveGraph:
         x = b.input(f"x{lane}", _X_BITS, signed=True)
         v = b.round_shift_right_var(b.op("mul", vw, x, mult, signed=True), capped, vw)
         b.output(f"op{lane}", b.saturate(v, shape.operand_bits))
-        b.output(f"wide{lane}", b.saturate(v, _X_BITS))
+        b.output(f"wide{lane}", b.saturate(v, shape.wide_bits))
         low = b.op("shr_var", _X_BITS, x, shift, signed=True)
         b.output(f"slice{lane}", b.op("buf", shape.operand_bits - 1, low))
         mags.append(b.abs(x))

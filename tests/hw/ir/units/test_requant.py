@@ -52,3 +52,15 @@ def test_absmax_reduction_and_power_of_two_shift():
         want = int(np.abs(xs[seen]).max()) if seen else 0
         assert out[t]["absmax"] == want, t
         assert out[t]["pow2"] == max(want.bit_length() - 7, 0)
+
+
+def test_wide_outputs_saturate_to_the_accumulator_width():
+    """A 16-bit accumulator's requantizer saturates ``wide`` to 16 bits."""
+    rng = np.random.default_rng(5)
+    xs = rng.integers(-(1 << 31), 1 << 31, (20, 2))
+    out = simulate_graph(requant_graph(RequantShape(lanes=2, wide_bits=16)),
+                         _rows(xs, 3, 4, 5))
+    v = round_shift_right(xs * 3, 4)
+    for t, row in enumerate(out):
+        for lane in range(2):
+            assert as_signed(row[f"wide{lane}"], 16) == saturate(v[t, lane], 16)
