@@ -2,13 +2,15 @@
 bit-exact against golden): MACs, DRAM bytes, instructions, rows through each unit and the
 cycle model's cycles and utilization, with the RTL (Verilator, fast engine) measured at
 reduced shapes next to the model. The SVDQuant low-rank branch's overhead in cycles (the
-layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes, next to
-golden's closed form at FLUX.1's 4096 x 3072 x 3072, rank 32 (the resident kernel does not
-take that shape: its cycles are not measured). A DuoAttention decode step of a streaming
-head (sink 64 + recent 256, up to Llama-3-8B's 32k context) against a retrieval head as the
-context grows (its cache in the scratchpad, and streamed from DRAM up to 32k): its cycles (the
-model, the step's program alone), MACs and KV slots; a 4k-token
-prefill of the streaming head (in the largest chunks that fit the memories).
+layer against the same layer at rank 0), MACs and DRAM bytes at reduced shapes and at
+FLUX.1's 4096 x 3072 x 3072, rank 32 (its 4.3M-instruction program costed by the model, not
+run), next to golden's closed form (every operand read once). A DuoAttention decode step of a
+streaming head (sink 64 + recent 256, up to Llama-3-8B's 32k context) against a retrieval
+head as the context grows (its cache in the scratchpad, and streamed from DRAM up to 32k):
+its cycles (the model, the step's program alone), MACs and KV slots; a 4k-token prefill of
+the streaming head (in the largest chunks that fit the memories) against a retrieval head's
+4k-token chunk at the end of a 32k prompt (keys and values streamed from DRAM, in query tiles;
+costed by the model, checked at a reduced size).
 
 Last line: one JSON object. Run: ``.venv/bin/python benchmarks/workloads.py [--quick]``.
 """
@@ -28,34 +30,57 @@ from golden.svdquant_fixed import branch_overhead
 from hw.front.accel_params import accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import load_arch
+from hw.front.kernel_chain import blocks
 from hw.front.kernel_duo import DuoHead, attention_config
-from hw.front.kernel_duo_long import run_long_decode
+from hw.front.kernel_duo_long import (
+    LongAttention,
+    default_tile,
+    largest_block,
+    long_attention_program,
+    run_long_decode,
+    run_long_prefill,
+)
 from hw.front.kernel_svdquant import svdquant_operands, svdquant_program
+from hw.front.program_cost import program_cost
 
 ARCH = "examples/arch/lego_fused.yaml"
 
 
-def _svdquant(arch, shapes) -> dict:
-    """Measured layers (machine counts) and the branch's share of them."""
+def _layer_model(arch, m: int, k: int, n: int, r: int) -> dict:
+    """One layer's program, costed without running it: model cycles, MACs, DRAM bytes."""
+    program = svdquant_program(arch, svdquant_operands(arch, m, k, n, r))
+    cost = program_cost(program, arch)
+    cycles = accel_timing(program, accel_params(arch)).cycles
+    return {"cycles": cycles, "macs": cost.macs, "dram_bytes": cost.dram_bytes,
+            "instructions": len(program), "utilization": round(cost.macs / arch.pes / cycles, 4)}
+
+
+def _branch_cost(arch, m: int, k: int, n: int, r: int) -> dict:
+    """The layer at rank ``r`` against the same layer at rank 0 (the plain W4A4 layer)."""
+    full, plain = _layer_model(arch, m, k, n, r), _layer_model(arch, m, k, n, 0)
+    return {"shape": [m, k, n, r], **full, "cycles_without_branch": plain["cycles"],
+            "dram_bytes_without_branch": plain["dram_bytes"],
+            "branch_cycle_fraction": round(full["cycles"] / plain["cycles"] - 1, 4),
+            "branch_mac_fraction": round(full["macs"] / plain["macs"] - 1, 4),
+            "branch_byte_fraction": round(full["dram_bytes"] / plain["dram_bytes"] - 1, 4)}
+
+
+def _svdquant(arch, shapes, flux_m: int) -> dict:
+    """Layers run on the reference machine (bit-exact against golden), the branch's share of
+    their cycles, MACs and DRAM bytes, and the same at FLUX.1's K = N = 3072, rank 32 with
+    ``flux_m`` tokens (4096: the paper shape; costed, not run), next to golden's closed form
+    (every operand read once: no re-reads of the weights)."""
     rows = []
     for m, k, n, r in shapes:
         run = run_workload(arch, "svdquant", (m, k, n, r))
-        c = run.report()
-        g = k // arch.units.dequant.group
-        main_bytes = m * k + n * k + 4 * (m + n) * g + 4 * m * n   # int4 codes stored as bytes
-        main_macs = m * k * n
-        plain = accel_timing(svdquant_program(arch, svdquant_operands(arch, m, k, n, 0)),
-                             accel_params(arch)).cycles
-        rows.append({"shape": [m, k, n, r], "bit_exact": run.bit_exact, "macs": c["macs"],
-                     "cycles": c["model_cycles"], "cycles_without_branch": plain,
-                     "branch_cycle_fraction": round(c["model_cycles"] / plain - 1, 4),
-                     "dram_bytes": c["dram_bytes"], "instructions": c["instructions"],
-                     "branch_mac_fraction": round((c["macs"] - main_macs) / main_macs, 4),
-                     "branch_byte_fraction": round((c["dram_bytes"] - main_bytes) / main_bytes,
-                                                   4)})
+        rows.append({**_branch_cost(arch, m, k, n, r), "bit_exact": run.bit_exact})
         print(f"svdquant {m}x{k}x{n} r{r}: {rows[-1]}", flush=True)
-    paper = branch_overhead(4096, 3072, 3072, 32, 64)
-    return {"measured": rows, "flux_4096x3072x3072_r32": {
+    started = time.perf_counter()
+    flux = _branch_cost(arch, flux_m, 3072, 3072, 32)
+    flux["model_seconds"] = round(time.perf_counter() - started, 1)
+    print(f"svdquant FLUX.1 {flux_m}x3072x3072 r32: {flux}", flush=True)
+    paper = branch_overhead(flux_m, 3072, 3072, 32, 64)
+    return {"measured": rows, "flux": flux, "closed_form_read_once": {
         "mac_fraction": round(paper.mac_fraction, 4),
         "byte_fraction_own_x": round(paper.byte_fraction, 4),
         "byte_fraction_shared_x": round(paper.byte_fraction_shared_x, 4)}}
@@ -157,6 +182,39 @@ def _long_decode(arch, context: int, g: int, d: int) -> dict:
             "instructions": len(run.program)}
 
 
+def _long_prefill(arch, context: int, chunk: int, g: int, d: int, check: tuple) -> dict:
+    """A retrieval head's prefill chunk of ``chunk`` tokens after ``context`` (keys and values
+    streamed from DRAM, query tiles of :func:`default_tile`), costed tile by tile by the
+    model (each tile's program timed alone; their sum), after a reduced ``check`` = (context,
+    chunk) run on the reference machine against golden's causal head."""
+    rng = np.random.default_rng(chunk)
+    c0, n0 = check
+    q = rng.integers(-128, 128, (g, n0, d))
+    k, v = (rng.integers(-128, 128, (c0 + n0, d)) for _ in range(2))
+    cfg = attention_config(arch)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, d, cfg)
+    mask = np.arange(c0 + n0)[None, :] <= c0 + np.arange(n0)[:, None]
+    want = np.stack([attention_head_int(qh, k, v, mult, shift, mask, cfg) for qh in q])
+    if not np.array_equal(run_long_prefill(arch, q, k, v, mult, shift).output, want):
+        raise AssertionError(f"long prefill {c0}+{n0} differs from golden")
+    tile = default_tile(arch, g, d, d)
+    kb = largest_block(arch, g, d, d, c=tile)
+    keys = context + chunk
+    addr = np.cumsum([64, g * chunk * d, keys * d, keys * d, 64]).tolist()
+    cycles = macs = dram = 0
+    for t0, c in blocks(chunk, tile):
+        op = LongAttention(g, c, context + t0 + c, d, d, mult, shift, kb, chunk, t0, *addr)
+        program = long_attention_program(arch, op)
+        cycles += accel_timing(program, accel_params(arch)).cycles
+        cost = program_cost(program, arch)
+        macs, dram = macs + cost.macs, dram + cost.dram_bytes
+    row = {"context": context, "chunk": chunk, "tile": tile, "block": kb, "cycles": cycles,
+           "cycles_per_token": round(cycles / chunk, 1), "macs": macs, "dram_bytes": dram,
+           "utilization": round(macs / arch.pes / cycles, 4), "checked": list(check)}
+    print(f"duo prefill retrieval: {row}", flush=True)
+    return row
+
+
 def _duo(arch, contexts, long_context: int | None) -> dict:
     """Decode steps of a Llama-3-8B KV head (4 query heads, d 128): streaming (sink 64 +
     recent 256) at ``contexts`` and ``long_context``, retrieval at ``contexts`` with its cache
@@ -189,11 +247,15 @@ def main() -> None:
            ("duo-attention", (4, 48 if args.quick else 96, 64), {"window": (16, 32),
                                                                   "chunk": 32, "decode": 4}),
            ("duo-attention", (4, 48 if args.quick else 96, 64), {"chunk": 32, "decode": 4})]
-    result = {"arch": arch.name, "svdquant": _svdquant(arch, svd_shapes),
+    flux_m = 256 if args.quick else 4096
+    result = {"arch": arch.name, "svdquant": _svdquant(arch, svd_shapes, flux_m),
               "linear_attention": _linear_attention(arch, tokens),
               "duo_decode": _duo(arch, contexts, None if args.quick else 32768),
               "duo_prefill_streaming_64_256": _prefill(arch, 512 if args.quick else 4096,
                                                        (64, 256), 4, 128),
+              "duo_prefill_retrieval": _long_prefill(
+                  arch, 1536 if args.quick else 28672, 512 if args.quick else 4096, 4, 128,
+                  (200, 40) if args.quick else (1000, 100)),
               "rtl": _on_rtl(arch, rtl)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result))

@@ -26,13 +26,9 @@ __all__ = ["RTL_ENGINES", "RtlRun", "accelerator_source", "emit_accelerator", "r
            "run_program"]
 
 RTL_ENGINES = ("fast", "cocotb")
-#: the generator's sources: a change to any of them is a new accelerator.
-_GENERATOR = ("hw/rtl/accel.py", "hw/rtl/accel_dma.py", "hw/rtl/accel_exec.py",
-              "hw/rtl/accel_ports.py", "hw/rtl/accel_units.py", "hw/rtl/emit.py",
-              "hw/rtl/graph_rtl.py", "hw/front/accel_params.py", "hw/front/isa.py",
-              "hw/front/arch.py", "hw/front/units.py", "hw/ir/kinds.py", "hw/ir/primitive.py",
-              "hw/ir/units/build.py", "hw/ir/units/from_arch.py", "hw/ir/units/requant.py",
-              "hw/ir/units/normalizer.py")
+#: the generator's sources: a change to any Python file under these is a new accelerator (the
+#: RTL, the unit graphs, the specs and the golden tables they are built from)
+_GENERATOR = ("hw", "golden")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,8 +48,10 @@ def _key(arch: ArchSpec) -> str:
 
     h = hashlib.sha256(repr(arch).encode())
     h.update(amaranth.__version__.encode())
-    for name in _GENERATOR:
-        h.update((_ROOT / name).read_bytes())
+    for top in _GENERATOR:
+        for path in sorted((_ROOT / top).rglob("*.py")):
+            h.update(path.relative_to(_ROOT).as_posix().encode())
+            h.update(path.read_bytes())
     return h.hexdigest()[:20]
 
 

@@ -36,6 +36,7 @@ RTL_UNIT_MODES: dict[str, tuple[str, ...]] = {
     "normalizer": ("divide",),
     "softmax": ("weights", "max", "scaled"),
     "dequant": ("clear", "exponent", "term", "output"),
+    "quantizer": ("groups", "rows"),
     "kv_cache": ("reset", "advance"),
 }
 
@@ -80,12 +81,14 @@ class AccelParams:
     def unit_steps(self, unit: str, mode: str, rows: int, cols: int, count: int = 1) -> int:
         """Steps (cycles) of a unit command the RTL executes (:mod:`hw.rtl.accel_units`):
         ``rows`` x beats, the softmax's passes (two for ``weights``, one for ``max`` and
-        ``scaled``) over ``ceil(cols / Ea)`` key blocks a row, ``requant rows``' two over
-        its ``count`` tiles, one a token for ``kv_cache advance``, one for ``reset``."""
+        ``scaled``) over ``ceil(cols / Ea)`` key blocks a row, the quantizer's two (absmax,
+        codes) over each group's blocks (``ceil(cols / Ea)`` a row in all), ``requant
+        rows``' two over its ``count`` tiles, one a token for ``kv_cache advance``, one for
+        ``reset``."""
         if unit == "kv_cache":
             return 1 if mode == "reset" else rows
-        passes = 2 if mode == "weights" else 1
-        blocks = passes * -(-cols // self.acc_elems) if unit == "softmax" else \
+        passes = 2 if mode == "weights" or unit == "quantizer" else 1
+        blocks = passes * -(-cols // self.acc_elems) if unit in ("softmax", "quantizer") else \
             2 * count if (unit, mode) == ("requant", "rows") else 1
         return rows * blocks * self.unit_beats(unit)
 

@@ -51,7 +51,8 @@ A move leaves the queue in cycle ``P = max(done + 1, P_prev + 1)``; its slot is 
 **Workload units** (:mod:`hw.rtl.accel_units`): a unit command issued in cycle ``D`` takes
 :meth:`~hw.front.accel_params.AccelParams.unit_steps` steps (``rows`` accumulator rows, ``B``
 cycles each: the row's elements over the unit's lanes; the softmax twice over a row's key
-blocks), and the next instruction issues no earlier than ``D + 3 + steps``; unit modes the RTL
+blocks, the quantizer twice over each group's blocks: ``rows x 2 ceil(cols / Ea)`` rows in
+all), and the next instruction issues no earlier than ``D + 3 + steps``; unit modes the RTL
 does not execute (:data:`~hw.front.accel_params.RTL_UNIT_MODES`) are a :class:`ProgramError`.
 
 The run ends (``busy`` low) in the first cycle after the last issue in which the array, the

@@ -26,7 +26,7 @@ Six instructions (one per line in assembly; fields ``name=value``, decimal or ``
              # (UNIT_MODES: requant absmax|operand|wide|slices|rows, softmax
              # weights|max|scaled,
              # normalizer divide, dequant clear|exponent|term|output,
-             # kv_cache reset|advance), results
+             # quantizer groups|rows, kv_cache reset|advance), results
              # to rows DST.. (at or below SRC where they overlap; semantics:
              # hw.front.isa_units; the generated RTL executes RTL_UNIT_MODES of
              # hw.front.accel_params, the reference machine all)
@@ -52,14 +52,15 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .arch import GEMM_DIMS, ArchSpec
 from .spec_model import SpecError, close_hint
 
 __all__ = ["FIELDS", "OPCODES", "OPTIONAL", "SHIFT_FROM_REGISTER", "TENSOR_DIMS", "UNIT_MODES",
            "UNIT_NAMES", "Instruction", "ProgramError",
-           "assemble", "check_program", "decode", "disassemble", "encode", "range_check",
+           "assemble", "check_program", "decode", "disassemble", "encode", "layout_from_extents",
+           "range_check",
            "tile_layout"]
 
 WORD_BITS = 128
@@ -91,7 +92,7 @@ UNIT_MODES: dict[str, tuple[str, ...]] = {
     "softmax": ("weights", "max", "scaled"),
     "normalizer": ("divide",),
     "dequant": ("clear", "exponent", "term", "output"),
-    "quantizer": (),
+    "quantizer": ("groups", "rows"),
     "kv_cache": ("reset", "advance"),
 }
 UNIT_NAMES = tuple(UNIT_MODES)
@@ -112,6 +113,7 @@ class Instruction:
 
     op: str
     fields: tuple[tuple[str, int], ...] = ()
+    _by_name: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op not in FIELDS:
@@ -134,9 +136,10 @@ class Instruction:
                                    f"{width[name]}-bit field (0..{(1 << width[name]) - 1})")
         object.__setattr__(self, "fields", tuple(sorted(self.fields,
                                                         key=lambda f: names.index(f[0]))))
+        object.__setattr__(self, "_by_name", dict(self.fields))
 
     def __getitem__(self, name: str) -> int:
-        return dict(self.fields)[name]
+        return self._by_name[name]
 
 
 def encode(ins: Instruction) -> int:
@@ -255,6 +258,7 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
     acc_rows = arch.accumulator.rows
     sp_elems = arch.scratchpad.row_bytes * 8 // max(a.bits, b.bits)
     acc_elems = arch.accumulator.row_bytes * 8 // c.bits
+    spatial = {d.name: arch.spatial_extents(d.name) for d in arch.dataflows}
     dataflow = None
     for n, ins in enumerate(program, 1):
         where = f"instruction {n} ({ins.op})"
@@ -288,7 +292,7 @@ def check_program(program: list[Instruction], arch: ArchSpec) -> None:
         elif ins.op == "compute":
             if dataflow is None:
                 raise ProgramError(f"{where}: compute before any config (no dataflow chosen)")
-            _check_tile(where, ins, arch, dataflow, sp_rows, acc_rows)
+            _check_tile(where, ins, dataflow, spatial[dataflow], sp_rows, acc_rows)
         elif ins.op == "unit":
             from .isa_unit_checks import check_unit
 
@@ -311,24 +315,29 @@ def tile_layout(arch: ArchSpec, dataflow: str, tensor: str) -> tuple[int, int]:
     """(row dim, column dim), as indices into (i, j, k), of ``tensor`` ("A", "B" or "C") of a
     tile under ``dataflow``: rows over the dim the dataflow maps to time only, else over the
     tensor's first dim (see the module docstring)."""
+    return layout_from_extents(arch.spatial_extents(dataflow), tensor)
+
+
+def layout_from_extents(spatial: tuple[int, ...], tensor: str) -> tuple[int, int]:
+    """:func:`tile_layout` from the dataflow's spatial extents (``ArchSpec.spatial_extents``:
+    for callers that lay out many tiles)."""
     p, q = TENSOR_DIMS[tensor]
-    spatial = arch.spatial_extents(dataflow)
     return (q, p) if spatial[p] and not spatial[q] else (p, q)
 
 
-def _check_tile(where: str, ins: Instruction, arch: ArchSpec, dataflow: str, sp_rows: int,
-                acc_rows: int) -> None:
+def _check_tile(where: str, ins: Instruction, dataflow: str, spatial: tuple[int, ...],
+                sp_rows: int, acc_rows: int) -> None:
     tile = tuple(ins[d] for d in GEMM_DIMS)
     if min(tile) < 1:
         raise ProgramError(f"{where}: tile extents must be >= 1, got "
                            f"{dict(zip(GEMM_DIMS, tile, strict=True))}")
-    for dim, extent, most in zip(GEMM_DIMS, tile, arch.spatial_extents(dataflow), strict=True):
+    for dim, extent, most in zip(GEMM_DIMS, tile, spatial, strict=True):
         if most and extent > most:
             raise ProgramError(f"{where}: {dim}={extent} exceeds the array ({most}) under "
                                f"dataflow {dataflow!r}")
     for tensor, total, what in (("A", sp_rows, "scratchpad"), ("B", sp_rows, "scratchpad"),
                                 ("C", acc_rows, "accumulator")):
-        row_dim, _ = tile_layout(arch, dataflow, tensor)
+        row_dim, _ = layout_from_extents(spatial, tensor)
         name = tensor.lower()
         if ins[name] + tile[row_dim] > total:
             raise ProgramError(f"{where}: {name}={ins[name]} with {tile[row_dim]} rows "

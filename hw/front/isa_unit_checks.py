@@ -57,6 +57,9 @@ def check_unit(where: str, ins: Instruction, arch: ArchSpec, sp_rows: int,
             raise ProgramError(f"{where}: softmax scaled writes the row sum to element 1, "
                                "an accumulator row holds 1")
         return
+    if unit == "quantizer":
+        _check_quantizer(where, ins, mode, arch, (sp_rows, acc_rows), (sp_elems, acc_elems))
+        return
     if unit == "dequant":
         if ins["rows"] > arch.units.dequant.rows:
             raise ProgramError(f"{where}: rows={ins['rows']}, the dequantizer holds "
@@ -115,3 +118,49 @@ def _check_dequant(where: str, ins: Instruction, mode: str, acc_rows: int,
                                f"a row scale, a row holds {acc_elems}")
     elif mode == "output":
         range_check(where, "dst", ins["dst"], ins["rows"], acc_rows)
+
+
+def _check_quantizer(where: str, ins: Instruction, mode: str, arch: ArchSpec,
+                     rows_total: tuple[int, int], elems: tuple[int, int]) -> None:
+    """A quantizer command's types, shape and rows (scratchpad / accumulator ``rows_total``
+    and ``elems`` per row): float32 in C, codes in A, whole groups, scale rows in the
+    accumulator and apart from the source rows the unit is still reading."""
+    (sp_rows, acc_rows), (sp_elems, acc_elems) = rows_total, elems
+    a, _, c = arch.types
+    if c.bits != 32:
+        raise ProgramError(f"{where}: the quantizer reads float32 patterns from accumulator "
+                           f"elements; the C type is {c} ({c.bits} bits), it needs 32")
+    signed_codes = mode == "rows" or ins["shift"] & 1
+    most = 16 if mode == "rows" else a.bits
+    if not 8 <= a.bits <= most or (signed_codes and not a.signed):
+        need = "a signed type of 8..16 bits" if mode == "rows" else \
+            ("a signed type of >= 8 bits" if signed_codes else ">= 8 bits")
+        raise ProgramError(f"{where}: quantizer {mode} writes its codes as A operands; the A "
+                           f"type is {a}, it needs {need}")
+    rows, cols = ins["rows"], ins["cols"]
+    if cols < 1:
+        raise ProgramError(f"{where}: cols={cols}, the quantizer takes 1..4095 elements a row")
+    span = 1
+    if mode == "groups":
+        group = arch.units.quantizer.group
+        if group % acc_elems:
+            raise ProgramError(f"{where}: quantizer groups needs units.quantizer.group = {group}"
+                               f" to be a multiple of an accumulator row's {acc_elems} elements")
+        if cols % group:
+            raise ProgramError(f"{where}: cols={cols} is not a multiple of the quantizer's "
+                               f"group of {group} elements")
+        if ins["shift"] > 1:
+            raise ProgramError(f"{where}: shift={ins['shift']}: quantizer groups takes bit 0 "
+                               "(signed codes) only")
+        if ins["count"] >= acc_elems:
+            raise ProgramError(f"{where}: count={ins['count']} names element {ins['count']} "
+                               f"of a scale row, a row holds {acc_elems}")
+        span = (ins["count"] + cols // group - 1) // acc_elems + 1
+    src_rows = rows * -(-cols // acc_elems)
+    range_check(where, "src", ins["src"], src_rows, acc_rows)
+    range_check(where, "dst", ins["dst"], rows * -(-cols // sp_elems), sp_rows)
+    range_check(where, "arg", ins["arg"], rows * span, acc_rows)
+    if ins["arg"] < ins["src"] + src_rows and ins["src"] < ins["arg"] + rows * span:
+        raise ProgramError(f"{where}: the scale rows arg={ins['arg']}.."
+                           f"{ins['arg'] + rows * span - 1} overlap the rows src="
+                           f"{ins['src']}..{ins['src'] + src_rows - 1} still to be read")

@@ -56,11 +56,33 @@ mask (:func:`golden.attention_fixed.position_mask`, the descriptor's window),
 ``j mod Es``; the row sums to element 0 of accumulator rows ``arg + i``.
 
 ``softmax max`` and ``scaled``: a head over key blocks (its keys in DRAM, not a cache), two
-passes; keys ``j < cols`` of query ``i`` laid out as for ``weights``, all visible. ``max``
-folds each row's largest key into element 0 of accumulator row ``arg + i`` (``shift`` bit 0:
-the first block, replace it); ``scaled``: ``w = weights_below_max(x, that max)``
-(:func:`golden.attention_fixed.weights_below_max`) into the scratchpad as ``weights`` writes
-them, the row sum to element 1 of row ``arg + i``.
+passes; keys ``j < cols`` of query ``i`` laid out as for ``weights``, all visible, or with
+``shift`` bit 1 (*causal*: the block of a query tile's own keys, query heads one after the
+other) key ``j`` of row ``i`` only when ``j <= i mod cols``. ``max`` folds each row's largest
+visible key into element 0 of accumulator row ``arg + i`` (``shift`` bit 0: the first block,
+replace it); ``scaled``: ``w = weights_below_max(x, that max)``
+(:func:`golden.attention_fixed.weights_below_max`; 0 for a hidden key) into the scratchpad as
+``weights`` writes them, the row sum to element 1 of row ``arg + i``.
+
+``quantizer`` (:mod:`hw.ir.units.quantizer`): ``rows`` rows of ``cols`` float32 values ``x``
+(bit patterns in accumulator elements), element ``j`` of row ``i`` at accumulator row
+``src + (j // Ea) rows + i``, element ``j mod Ea`` (as the softmax's keys); codes to
+scratchpad row ``dst + (j // Es) rows + i``, element ``j mod Es`` (operand values):
+
+* ``groups``: per group of the unit's ``group`` elements (``cols`` a multiple of it),
+  ``quantize_int4(x, group, signed=shift & 1, scale_dtype="float32")``
+  (:func:`golden.svdquant_ops.quantize_int4`: codes -8..7, or 0..15); the scale (float32
+  bits) of the row's group ``g`` to accumulator row ``arg + ((count + g) // Ea) rows + i``,
+  element ``(count + g) mod Ea`` (``count``: the element of the first scale, so a K-chunk's
+  scales of global group ``G`` land with ``count = G mod Ea``, ``arg = base + (G // Ea)
+  rows``); the other elements of those rows are left as they are;
+* ``rows``: one scale per row, ``quantize_symmetric(x, A)``
+  (:func:`golden.svdquant_fixed.quantize_symmetric`: codes ``-2**(A-1) .. 2**(A-1) - 1``),
+  the scale to element 0 of accumulator row ``arg + i`` (the others left).
+
+Out of contract (golden rejects it, the hardware defines it): with unsigned groups, a negative
+``x`` gets the code 0 and its magnitude counts towards the scale, as the hardware does; an
+infinity or NaN pattern is a :class:`ProgramError` (the hardware reads it as a finite number).
 
 ``normalizer`` (:mod:`hw.ir.units.normalizer`), ``divide``: per row, the denominator
 ``den = sum_{b < count} acc[arg + r][b] << ((A - 1) b)`` (one element, or the partial sums of
@@ -182,13 +204,13 @@ def slot_positions(sink: int, recent: int, length: int) -> np.ndarray:
     return pos
 
 
-def _keys(machine: Machine, ins: Instruction) -> np.ndarray:
-    """The ``rows x cols`` keys of a softmax command: key ``j`` of query ``i`` at accumulator
-    row ``src + (j // Ea) rows + i``, element ``j mod Ea``."""
+def _keys(machine: Machine, ins: Instruction, unit: str = "softmax") -> np.ndarray:
+    """The ``rows x cols`` keys of a softmax (or ``unit``) command: key ``j`` of query ``i``
+    at accumulator row ``src + (j // Ea) rows + i``, element ``j mod Ea``."""
     ea, rows, cols = machine.accumulator.shape[1], ins["rows"], ins["cols"]
     j, i = np.arange(cols), np.arange(rows)[:, None]
     machine.counts["accumulator_row_reads"] += rows * -(-cols // ea)
-    machine.unit_rows["softmax"] += rows * -(-cols // ea)
+    machine.unit_rows[unit] += rows * -(-cols // ea)
     return machine.accumulator[ins["src"] + (j // ea)[None, :] * rows + i, (j % ea)[None, :]]
 
 
@@ -224,23 +246,60 @@ def _softmax(machine: Machine, ins: Instruction, where: str) -> None:
 
 
 def _softmax_blocks(machine: Machine, ins: Instruction, mode: str, where: str) -> None:
-    """``softmax max`` / ``scaled``: every key ``j < cols`` visible (no cache, no mask)."""
+    """``softmax max`` / ``scaled``: every key ``j < cols`` visible, or with ``shift`` bit 1
+    (causal) key ``j`` of row ``i`` iff ``j <= i mod cols``."""
     from golden.attention_fixed import weights_below_max
 
-    rows = ins["rows"]
+    rows, cols = ins["rows"], ins["cols"]
     x = _keys(machine, ins)
+    visible = np.ones(x.shape, bool)
+    if ins["shift"] & 2:
+        visible = np.arange(cols)[None, :] <= (np.arange(rows) % cols)[:, None]
     held = machine.accumulator[ins["arg"]:ins["arg"] + rows, 0]
     if mode == "max":
-        top = x.max(axis=1)
+        top = np.where(visible, x, np.iinfo(np.int64).min).max(axis=1)
         machine.accumulator[ins["arg"]:ins["arg"] + rows, 0] = \
             top if ins["shift"] & 1 else np.maximum(held, top)
         machine.counts["accumulator_row_writes"] += rows
         return
-    if np.any(x > held[:, None]):
+    if np.any(visible & (x > held[:, None])):
         raise ProgramError(f"{where}: a logit exceeds its row's maximum in rows "
                            f"arg={ins['arg']}.. (run softmax max over every key block first)")
     cfg = machine.arch.units.softmax.attention_config()
-    _put_weights(machine, ins, weights_below_max(x, held[:, None], cfg), 1)
+    w = weights_below_max(np.where(visible, x, held[:, None]), held[:, None], cfg)
+    _put_weights(machine, ins, np.where(visible, w, 0), 1)
+
+
+def _quantizer(machine: Machine, mode: str, ins: Instruction, where: str) -> None:
+    """``quantizer groups`` / ``rows`` (module docstring)."""
+    from golden.svdquant_fixed import quantize_symmetric
+    from golden.svdquant_ops import quantize_int4
+
+    ea, es = machine.accumulator.shape[1], machine.scratchpad.shape[1]
+    rows, cols = ins["rows"], ins["cols"]
+    x = _keys(machine, ins, "quantizer").astype(np.int32).view(np.float32)
+    if not np.all(np.isfinite(x)):
+        i, j = np.argwhere(~np.isfinite(x))[0]
+        raise ProgramError(f"{where}: x of row {i}, element {j} is {x[i, j]} (an infinity or "
+                           "NaN pattern): the quantizer takes finite float32 values")
+    j, i = np.arange(cols), np.arange(rows)[:, None]
+    if mode == "rows":
+        codes, scales = quantize_symmetric(x, machine.arch.types[0].bits)
+        rows_of, elems = ins["arg"] + np.arange(rows), np.zeros(rows, np.int64)
+    else:
+        group = machine.arch.units.quantizer.group
+        signed = bool(ins["shift"] & 1)
+        codes, scales = quantize_int4(x if signed else np.abs(x), group, signed, "float32")
+        if not signed:
+            codes = np.where(x < 0, 0, codes)       # the hardware's clamp of x / s < 0
+        at = ins["count"] + np.arange(cols // group)
+        rows_of = ins["arg"] + (at // ea)[None, :] * rows + i
+        elems = np.broadcast_to(at % ea, rows_of.shape)
+    machine.scratchpad[ins["dst"] + (j // es)[None, :] * rows + i, (j % es)[None, :]] = codes
+    bits = np.asarray(scales, np.float32).view(np.int32).astype(np.int64)
+    machine.accumulator[rows_of.reshape(bits.shape), elems.reshape(bits.shape)] = bits
+    machine.counts["scratchpad_row_writes"] += rows * -(-cols // es)
+    machine.counts["accumulator_row_writes"] += bits.size
 
 
 def _kv_cache(machine: Machine, mode: str, ins: Instruction) -> None:
@@ -338,6 +397,9 @@ def run_unit(machine: Machine, ins: Instruction, where: str) -> None:
             _softmax(machine, ins, where)
         else:
             _softmax_blocks(machine, ins, mode, where)
+        return
+    if unit == "quantizer":
+        _quantizer(machine, mode, ins, where)
         return
     if unit == "dequant":
         machine.unit_rows["dequant"] += 0 if mode == "clear" else ins["rows"]

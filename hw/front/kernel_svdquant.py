@@ -6,20 +6,25 @@ with nothing but operands and the output crossing DRAM.
 With int4 codes ``qx`` (M x K), ``qw`` (N x K), their float32 group scales ``sx`` (M x G),
 ``sw`` (N x G), the branch's int8 ``xl`` (M x K) with row scales ``sxl``, ``l1q`` (K x r),
 ``l2q`` (r x N) with column scales ``sl2``, on a weight-stationary dataflow (A rows over i,
-B rows over k, C rows over i)::
+B rows over k, C rows over i), per block of ``Mb`` rows (at most the rows the dequantizer
+holds) and per n-tile of ``E`` outputs::
 
-    branch    u32 = xl L1q;  requant rows: u = saturate(rsr(u32, s_m), 8), s_m per row
-    per n-tile of E outputs:
-      dots    D_g = qx[:, g] qw[:, g]^T for every group g;  D_lr = u L2q
-      dequant clear (row offsets s_m); exponent pass over the G groups and the low-rank term
-              (a zero low-rank dot is dead); term pass; output fl32 -> mvout
-    scales    moved into accumulator rows as float32 bit patterns (mvin acc=1): sx rows
-              (m, element g), sw transposed (g, element n), sxl (m), sl2 (n)
+    branch    u32 = xl L1q (xl and L1q streamed through a ring, k-tile by k-tile);
+              requant rows: u = saturate(rsr(u32, s_m), 8), s_m per row
+    per n-tile:
+      clear   the dequantizer (row offsets s_m)
+      exponent pass over the G groups and the low-rank term: it reads scales only (the
+              low-rank term's dot decides whether it is dead: D_lr = u L2q comes first)
+      per group g: D_g = qx[:, g] qw[:, g]^T into one of two dot buffers, then its term
+      low-rank term; output fl32 -> mvout (overlapping the next tile's first dots)
 
-Everything stays resident (layers whose operands fit the memories: small and tiny layers; a
-FLUX.1-sized layer needs the blocked loop nest of the GEMM kernels, not done). The rank must
-be at most the array edge or a multiple of it; rank 0 is the plain W4A4 layer (no branch: what
-the branch's cost is measured against).
+The block's qx codes stay in the scratchpad for all its n-tiles; the weights stream: group
+``g`` of the next tile's ``qw`` is moved into slot ``g`` of a ring as soon as the current
+tile's dots of group ``g`` are done, so it lands while later groups compute. The weights
+are stored as the array wants them (offline): ``qw`` transposed (K x N) and ``sw``
+transposed (G x N). ``Mb`` is the largest block (up to the dequantizer's rows) whose
+buffers fit the memories. The rank must be at most the array edge or a multiple of it; rank
+0 is the plain W4A4 layer (no branch: what the branch's cost is measured against).
 
 Layer: hw.front, the planning layer (plain Python, no Amaranth).
 """
@@ -27,6 +32,7 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,13 +45,16 @@ from .spec_model import SpecError
 
 __all__ = ["SVDQuantOperands", "run_svdquant_linear", "svdquant_operands", "svdquant_program"]
 
-_NAMES = ("qx", "qw", "sx", "sw", "xl", "sxl", "l1q", "l2q", "sl2", "y")
+_NAMES = ("qx", "qwt", "sx", "swt", "xl", "sxl", "l1q", "l2q", "sl2", "y")
+#: the branch's ring of (xl, L1q) k-tiles, and how many k-tiles ahead its moves run
+_RING, _AHEAD = 4, 2
 
 
 @dataclass(frozen=True)
 class SVDQuantOperands:
     """Shapes (M, K, N, rank r, group) and the DRAM byte address of each operand (row-major;
-    codes one byte each, scales and the output 4 bytes)."""
+    codes one byte each, scales and the output 4 bytes; ``qwt`` = qw^T (K x N), ``swt`` =
+    sw^T (G x N))."""
 
     m: int
     k: int
@@ -91,100 +100,183 @@ def svdquant_operands(arch: ArchSpec, m: int, k: int, n: int, r: int) -> SVDQuan
     return SVDQuantOperands(m, k, n, r, group, (*addr, at))
 
 
-def _layout(arch: ArchSpec, ops: SVDQuantOperands, edge: int) -> dict[str, int]:
-    """Row bases in the scratchpad (upper case: QX, QWT, XL, L1, U, L2) and the accumulator
-    (D, U32, S, LR, SX, SW, SXL, SL2, Y); ``SpecError`` when they do not fit."""
-    m, k, n, r, g = ops.m, ops.k, ops.n, ops.r, ops.groups
-    kt, rt, nt = -(-k // edge), -(-r // edge), -(-n // edge)
-    sp = {"QX": 0, "XL": kt * m}
-    sp["QWT"] = sp["XL"] + kt * m
-    sp["L1"] = sp["QWT"] + nt * k
-    sp["U"] = sp["L1"] + rt * k
-    sp["L2"] = sp["U"] + rt * m
-    sp_end = sp["L2"] + nt * r
-    acc = {"D": 0, "U32": g * m}
-    acc["S"] = acc["U32"] + rt * m
-    acc["LR"] = acc["S"] + m
-    acc["SX"] = acc["LR"] + m
-    acc["SW"] = acc["SX"] + -(-g // edge) * m
-    acc["SXL"] = acc["SW"] + nt * g
-    acc["SL2"] = acc["SXL"] + m
-    acc["Y"] = acc["SL2"] + nt
-    acc_end = acc["Y"] + m
-    sp_rows = arch.scratchpad.rows
-    acc_rows = arch.accumulator.rows
-    if sp_end > sp_rows or acc_end > acc_rows or max(m, k, r) > 4095:
-        raise SpecError(f"an SVDQuant layer M={m} K={k} N={n} rank {r} does not fit "
-                        f"{arch.name!r}'s memories (needs {sp_end} of {sp_rows} scratchpad rows, "
-                        f"{acc_end} of {acc_rows} accumulator rows)")
-    return sp | acc
+@dataclass(frozen=True)
+class _Plan:
+    """The loop nest of one layer: array edge ``E``, ``ea`` elements of an accumulator row,
+    blocks of ``mb`` rows, the n-tiles, and the first row of every buffer (scratchpad: QX,
+    QW, L2, U, RING; accumulator: D, S, U32, LR, SX, SW, SXL, SL2, Y)."""
+
+    ops: SVDQuantOperands
+    edge: int
+    ea: int
+    mb: int
+    at: dict[str, int]
+
+    @property
+    def tiles(self) -> list[tuple[int, int]]:
+        return blocks(self.ops.n, self.edge)
+
+    @property
+    def rblocks(self) -> list[tuple[int, int]]:
+        return blocks(self.ops.r, self.edge)
 
 
-def _moves(ops: SVDQuantOperands, lay: dict[str, int], edge: int) -> list[Instruction]:
-    """Every operand and scale into the memories."""
-    m, k, n, r, g = ops.m, ops.k, ops.n, ops.r, ops.groups
-    mv = []
-
-    def move(**f: int) -> None:
-        mv.append(Instruction("mvin", tuple(f.items())))
-
-    for t, (k0, kn) in enumerate(blocks(k, edge)):
-        move(dram=ops.at("qx") + k0, stride=k, sp=lay["QX"] + t * m, rows=m, cols=kn)
-        if r:
-            move(dram=ops.at("xl") + k0, stride=k, sp=lay["XL"] + t * m, rows=m, cols=kn)
-    for t, (r0, rn) in enumerate(blocks(r, edge)):
-        move(dram=ops.at("l1q") + r0, stride=r, sp=lay["L1"] + t * k, rows=k, cols=rn)
-    for t, (n0, nn) in enumerate(blocks(n, edge)):
-        move(dram=ops.at("qw") + n0 * k, stride=k, sp=lay["QWT"] + t * k, rows=k, cols=nn,
-             transpose=1)
-        move(dram=ops.at("sw") + n0 * g * 4, stride=g * 4, sp=lay["SW"] + t * g, rows=g,
-             cols=nn, transpose=1, acc=1)
-        if r:
-            move(dram=ops.at("l2q") + n0, stride=n, sp=lay["L2"] + t * r, rows=r, cols=nn)
-            move(dram=ops.at("sl2") + n0 * 4, stride=4, sp=lay["SL2"] + t, rows=1, cols=nn,
-                 acc=1)
-    for t, (g0, gn) in enumerate(blocks(g, edge)):
-        move(dram=ops.at("sx") + g0 * 4, stride=g * 4, sp=lay["SX"] + t * m, rows=m, cols=gn,
-             acc=1)
-    if r:
-        move(dram=ops.at("sxl"), stride=4, sp=lay["SXL"], rows=m, cols=1, acc=1)
-    return mv
+def _buffers(ops: SVDQuantOperands, edge: int, ea: int, mb: int) -> tuple[dict, dict]:
+    """Rows of every scratchpad and accumulator buffer for blocks of ``mb`` rows."""
+    kt, rt, g, r = -(-ops.k // edge), -(-ops.r // edge), ops.groups, ops.r
+    sp = {"QX": kt * mb, "QW": ops.k, "L2": 2 * r, "U": rt * mb,
+          "RING": _RING * (mb + rt * edge) if r else 0}
+    acc = {"D": 2 * mb, "S": mb, "U32": rt * mb, "LR": mb, "SX": -(-g // ea) * mb,
+           "SW": 2 * g, "SXL": mb, "SL2": 2, "Y": mb}
+    return sp, acc
 
 
+def _plan(arch: ArchSpec, ops: SVDQuantOperands, edge: int) -> _Plan:
+    """The largest block of rows (at most the dequantizer's) whose buffers fit; ``SpecError``
+    when not even one row does."""
+    ea = arch.accumulator.row_bytes * 8 // arch.types[2].bits
+    have = arch.scratchpad.rows, arch.accumulator.rows
+    for mb in range(min(ops.m, arch.units.dequant.rows), 0, -1):
+        sp, acc = _buffers(ops, edge, ea, mb)
+        need = sum(sp.values()), sum(acc.values())
+        if need[0] <= have[0] and need[1] <= have[1]:
+            at, row = {}, 0
+            for sizes in (sp, acc):
+                row = 0
+                for name, size in sizes.items():
+                    at[name], row = row, row + size
+            return _Plan(ops, edge, ea, mb, at)
+    raise SpecError(f"an SVDQuant layer M={ops.m} K={ops.k} N={ops.n} rank {ops.r} does not "
+                    f"fit {arch.name!r}'s memories even in blocks of one row (needs "
+                    f"{need[0]} of {have[0]} scratchpad rows, {need[1]} of {have[1]} "
+                    "accumulator rows)")
+
+
+#: instructions repeat from block to block (computes, unit commands, weight moves): one
+#: object each (they are immutable), so a FLUX.1-sized program of millions fits in memory
+_cached = lru_cache(maxsize=1 << 16)
+
+
+@_cached
+def _move(**f: int) -> Instruction:
+    return Instruction("mvin", tuple(f.items()))
+
+
+@_cached
+def _unit(unit: str, mode: str, **f: int) -> Instruction:
+    return unit_command(unit, mode, **f)
+
+
+@_cached
 def _compute(a: int, b: int, c: int, i: int, j: int, k: int, acc: bool) -> Instruction:
     return Instruction("compute", (("a", a), ("b", b), ("c", c), ("i", i), ("j", j), ("k", k),
                                    ("accumulate", int(acc))))
 
 
-def _output_tile(ops: SVDQuantOperands, lay: dict[str, int], edge: int, t: int, n0: int,
-                 nn: int, dequant_rows: int) -> list[Instruction]:
-    """Dots, dequantization (in blocks of the ``dequant_rows`` the unit holds) and the output
-    of the n-tile ``t`` (outputs ``n0 .. n0+nn-1``)."""
-    m, k, r, g, gs = ops.m, ops.k, ops.r, ops.groups, ops.group
+def _block_start(p: _Plan, m0: int, mb: int) -> list[Instruction]:
+    """A block's qx codes and scales into the memories, and the branch's first product
+    ``u32 = xl L1q`` over k-tiles streamed through the ring ``_AHEAD`` tiles ahead, then
+    requantized (``u`` and the row shifts ``s_m``)."""
+    ops, at, edge = p.ops, p.at, p.edge
+    k, r, g = ops.k, ops.r, ops.groups
+    ktiles, slot = blocks(k, edge), mb + len(p.rblocks) * edge
     prog = []
-    for grp in range(g):
-        for j, (k0, kn) in enumerate(blocks(gs, edge)):
-            kk = grp * gs + k0
-            prog.append(_compute(lay["QX"] + (kk // edge) * m, lay["QWT"] + t * k + kk,
-                                 lay["D"] + grp * m, m, nn, kn, j > 0))
-    for j, (r0, rn) in enumerate(blocks(r, edge)):
-        prog.append(_compute(lay["U"] + j * m, lay["L2"] + t * r + r0, lay["LR"], m, nn, rn,
-                             j > 0))
-    for m0, mb in blocks(m, dequant_rows):      # the rows the dequantizer holds at once
-        prog.append(unit_command("dequant", "clear", rows=mb, cols=nn, arg=lay["S"] + m0,
-                                 shift=int(r > 0)))
-        terms = [dict(src=lay["SX"] + (grp // edge) * m + m0, count=grp % edge,
-                      dst=lay["SW"] + t * g + grp, arg=lay["D"] + grp * m + m0)
-                 for grp in range(g)]
-        if r:
-            terms.append(dict(src=lay["SXL"] + m0, count=0, dst=lay["SL2"] + t,
-                              arg=lay["LR"] + m0, shift=3))
-        for mode in ("exponent", "term"):
-            prog += [unit_command("dequant", mode, rows=mb, cols=nn, **f) for f in terms]
-        prog.append(unit_command("dequant", "output", dst=lay["Y"] + m0, rows=mb, cols=nn))
-    prog.append(Instruction("mvout", (("acc", lay["Y"]), ("dram", ops.at("y") + n0 * 4),
-                                      ("stride", ops.n * 4), ("rows", m), ("cols", nn))))
+    for t in range(len(ktiles) + (_AHEAD if r else 0)):
+        if t < len(ktiles):
+            k0, kn = ktiles[t]
+            base = at["RING"] + (t % _RING) * slot
+            if r:
+                prog.append(_move(dram=ops.at("xl") + m0 * k + k0, stride=k, sp=base,
+                                  rows=mb, cols=kn))
+                prog += [_move(dram=ops.at("l1q") + k0 * r + r0, stride=r,
+                               sp=base + mb + j * edge, rows=kn, cols=rn)
+                         for j, (r0, rn) in enumerate(p.rblocks)]
+            prog.append(_move(dram=ops.at("qx") + m0 * k + k0, stride=k, sp=at["QX"] + t * mb,
+                              rows=mb, cols=kn))
+        if r and t >= _AHEAD:
+            s = t - _AHEAD
+            base = at["RING"] + (s % _RING) * slot
+            prog += [_compute(base, base + mb + j * edge, at["U32"] + j * mb, mb, rn,
+                              ktiles[s][1], s > 0) for j, (_, rn) in enumerate(p.rblocks)]
+    prog += [_move(dram=ops.at("sx") + (m0 * g + g0) * 4, stride=g * 4,
+                   sp=at["SX"] + t * mb, rows=mb, cols=gn, acc=1)
+             for t, (g0, gn) in enumerate(blocks(g, p.ea))]
+    if r:
+        prog.append(_move(dram=ops.at("sxl") + m0 * 4, stride=4, sp=at["SXL"], rows=mb,
+                          cols=1, acc=1))
+        prog.append(_unit("requant", "rows", src=at["U32"], dst=at["U"], rows=mb,
+                                 cols=p.rblocks[0][1], count=len(p.rblocks), arg=at["S"]))
     return prog
+
+
+def _weights(p: _Plan, tile: int, groups: range) -> list[Instruction]:
+    """The ``groups`` of n-tile ``tile``'s qw^T into their slots of the weight ring."""
+    ops = p.ops
+    n0, nn = p.tiles[tile]
+    return [_move(dram=ops.at("qwt") + g * ops.group * ops.n + n0, stride=ops.n,
+                  sp=p.at["QW"] + g * ops.group, rows=ops.group, cols=nn) for g in groups]
+
+
+def _tile_scales(p: _Plan, tile: int, buf: int) -> list[Instruction]:
+    """n-tile ``tile``'s sw^T rows, L2q and sl2 into buffer ``buf`` (0 or 1)."""
+    ops, at = p.ops, p.at
+    n0, nn = p.tiles[tile]
+    g, r = ops.groups, ops.r
+    prog = [_move(dram=ops.at("swt") + n0 * 4, stride=ops.n * 4, sp=at["SW"] + buf * g,
+                  rows=g, cols=nn, acc=1)]
+    if r:
+        prog += [_move(dram=ops.at("l2q") + n0, stride=ops.n, sp=at["L2"] + buf * r, rows=r,
+                       cols=nn),
+                 _move(dram=ops.at("sl2") + n0 * 4, stride=4, sp=at["SL2"] + buf, rows=1,
+                       cols=nn, acc=1)]
+    return prog
+
+
+def _dots(p: _Plan, mb: int, nn: int, g: int) -> list[Instruction]:
+    """Group ``g``'s dots of the block into dot buffer ``g mod 2``."""
+    at, gs, edge = p.at, p.ops.group, p.edge
+    return [_compute(at["QX"] + (g * gs + k0) // edge * mb, at["QW"] + g * gs + k0,
+                     at["D"] + g % 2 * mb, mb, nn, kn, j > 0)
+            for j, (k0, kn) in enumerate(blocks(gs, edge))]
+
+
+def _mvout(p: _Plan, m0: int, mb: int, tile: int) -> Instruction:
+    n0, nn = p.tiles[tile]
+    return Instruction("mvout", (("acc", p.at["Y"]),
+                                 ("dram", p.ops.at("y") + (m0 * p.ops.n + n0) * 4),
+                                 ("stride", p.ops.n * 4), ("rows", mb), ("cols", nn)))
+
+
+def _tile(p: _Plan, m0: int, mb: int, t: int, buf: int,
+          nxt: int | None) -> list[Instruction]:
+    """n-tile ``t`` of the block at ``m0`` (its tile scales in buffer ``buf``): the previous
+    tile's output out, dots, the dequantizer's passes and output; the weights of n-tile
+    ``nxt`` (None: none to load) moved in behind the groups as they finish."""
+    at, g, r = p.at, p.ops.groups, p.ops.r
+    nn = p.tiles[t][1]
+    prog = [_mvout(p, m0, mb, t - 1)] if t else []
+    prog += [_compute(at["U"] + j * mb, at["L2"] + buf * r + r0, at["LR"], mb, nn, rn, j > 0)
+             for j, (r0, rn) in enumerate(p.rblocks)]
+    prog += _dots(p, mb, nn, 0)
+    prog.append(_unit("dequant", "clear", rows=mb, cols=nn, arg=at["S"],
+                             shift=int(r > 0)))
+    terms = [dict(src=at["SX"] + grp // p.ea * mb, count=grp % p.ea, dst=at["SW"] + buf * g +
+                  grp, arg=at["D"] + grp % 2 * mb) for grp in range(g)]
+    if r:
+        terms.append(dict(src=at["SXL"], count=0, dst=at["SL2"] + buf, arg=at["LR"], shift=3))
+    prog += [_unit("dequant", "exponent", rows=mb, cols=nn, **f) for f in terms]
+    ahead = [] if nxt is None else _tile_scales(p, nxt, 1 - buf)
+    for grp in range(g):
+        if grp:
+            prog += ahead if grp == 1 else []
+            prog += [] if nxt is None else _weights(p, nxt, range(grp - 1, grp))
+            prog += _dots(p, mb, nn, grp)
+        prog.append(_unit("dequant", "term", rows=mb, cols=nn, **terms[grp]))
+    if r:
+        prog.append(_unit("dequant", "term", rows=mb, cols=nn, **terms[-1]))
+    prog.append(_unit("dequant", "output", dst=at["Y"], rows=mb, cols=nn))
+    prog += ahead if g == 1 else []
+    return prog + ([] if nxt is None else _weights(p, nxt, range(g - 1, g)))
 
 
 def svdquant_program(arch: ArchSpec, ops: SVDQuantOperands,
@@ -196,18 +288,24 @@ def svdquant_program(arch: ArchSpec, ops: SVDQuantOperands,
     if arch.units.dequant.lanes < min(edge, ops.n):
         raise SpecError(f"the dequantizer's {arch.units.dequant.lanes} lanes are fewer than an "
                         f"output tile's {min(edge, ops.n)} columns")
-    lay = _layout(arch, ops, edge)
-    prog = [Instruction("config", (("dataflow", index),))] + _moves(ops, lay, edge)
-    rblocks = blocks(ops.r, edge)
-    for j, (_, rn) in enumerate(rblocks):
-        for t, (k0, kn) in enumerate(blocks(ops.k, edge)):
-            prog.append(_compute(lay["XL"] + t * ops.m, lay["L1"] + j * ops.k + k0,
-                                 lay["U32"] + j * ops.m, ops.m, rn, kn, t > 0))
-    if rblocks:
-        prog.append(unit_command("requant", "rows", src=lay["U32"], dst=lay["U"], rows=ops.m,
-                                 cols=rblocks[0][1], count=len(rblocks), arg=lay["S"]))
-    for t, (n0, nn) in enumerate(blocks(ops.n, edge)):
-        prog += _output_tile(ops, lay, edge, t, n0, nn, arch.units.dequant.rows)
+    if max(ops.r, ops.groups) > 4095:
+        raise SpecError(f"rank {ops.r} and {ops.groups} groups must be at most 4095 (a move's "
+                        "rows field)")
+    p = _plan(arch, ops, edge)
+    order = [(m0, mb, t) for m0, mb in blocks(ops.m, p.mb) for t in range(len(p.tiles))]
+    prog = [Instruction("config", (("dataflow", index),))]
+    buf = 0
+    for s, (m0, mb, t) in enumerate(order):
+        if t == 0:
+            prog += _block_start(p, m0, mb)
+            if s == 0:
+                prog += _weights(p, 0, range(ops.groups)) + _tile_scales(p, 0, 0)
+        nxt = order[s + 1][2] if s + 1 < len(order) else None
+        nxt = None if nxt == t else nxt             # one n-tile: its weights stay
+        prog += _tile(p, m0, mb, t, buf, nxt)
+        if t == len(p.tiles) - 1:
+            prog.append(_mvout(p, m0, mb, t))
+        buf ^= nxt is not None
     check_program(prog, arch)
     return prog
 
@@ -217,18 +315,19 @@ def run_svdquant_linear(arch: ArchSpec, qx: np.ndarray, sx: np.ndarray, qw: np.n
                         l2q: np.ndarray, sl2: np.ndarray,
                         dataflow: str | None = None) -> KernelRun:
     """One layer on the reference machine (operands as :func:`golden.svdquant_fixed.
-    svdquant_fixed_int` takes them); ``output`` is y, float32 (M, N)."""
+    svdquant_fixed_int` takes them; the weights are stored transposed); ``output`` is y,
+    float32 (M, N)."""
     (m, k), (n, r) = np.shape(qx), np.shape(l2q)[::-1]
     ops = svdquant_operands(arch, m, k, n, r)
     program = svdquant_program(arch, ops, dataflow)
     a_t, c_t = arch.types[0], arch.types[2]
     machine = Machine(arch, ops.dram_bytes)
-    codes = {"qx": qx, "qw": qw, "xl": xl, "l1q": l1q, "l2q": l2q}
-    scales = {"sx": sx, "sw": sw, "sxl": sxl, "sl2": sl2}
+    codes = {"qx": qx, "qwt": np.asarray(qw).T, "xl": xl, "l1q": l1q, "l2q": l2q}
+    scales = {"sx": sx, "swt": np.asarray(sw).T, "sxl": sxl, "sl2": sl2}
     for name, x in codes.items():
-        machine.write_dram(ops.at(name), pack(np.asarray(x), a_t))
+        machine.write_dram(ops.at(name), pack(np.ascontiguousarray(x), a_t))
     for name, x in scales.items():
-        bits = np.asarray(x, np.float32).view(np.int32).astype(np.int64)
+        bits = np.ascontiguousarray(x, np.float32).view(np.int32).astype(np.int64)
         machine.write_dram(ops.at(name), pack(bits, c_t))
     dram_in = machine.dram.tobytes()
     machine.run(program)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .arch import GEMM_DIMS, ArchSpec
-from .isa import Instruction, check_program, tile_layout
+from .isa import Instruction, check_program, layout_from_extents
 
 __all__ = ["ProgramCost", "cost_from_counts", "instruction_counts", "program_cost"]
 
@@ -57,17 +57,21 @@ def instruction_counts(ins: Instruction, arch: ArchSpec, dataflow: str | None) -
     """The counts of one instruction (``dataflow``: the one configured, for a compute)."""
     counts: Counter[str] = Counter()
     if ins.op in ("mvin", "mvout"):
-        bits = arch.types[0 if ins.op == "mvin" else 2].bits
+        into_acc = ins.op == "mvin" and ins["acc"]
+        bits = arch.types[2 if ins.op == "mvout" or into_acc else 0].bits
         lines, per_line = ((ins["cols"], ins["rows"]) if ins["transpose"]
                            else (ins["rows"], ins["cols"]))
         nbytes = lines * ((per_line * bits + 7) // 8)
         if ins.op == "mvin":
-            counts.update(dram_read_bytes=nbytes, scratchpad_row_writes=ins["rows"])
+            counts["dram_read_bytes"] = nbytes
+            counts["accumulator_row_writes" if into_acc else "scratchpad_row_writes"] = \
+                ins["rows"]
         else:
             counts.update(dram_written_bytes=nbytes, accumulator_row_reads=ins["rows"])
     elif ins.op == "compute":
         tile = tuple(ins[d] for d in GEMM_DIMS)
-        rows = {t: tile[tile_layout(arch, dataflow, t)[0]] for t in "ABC"}
+        spatial = arch.spatial_extents(dataflow)
+        rows = {t: tile[layout_from_extents(spatial, t)[0]] for t in "ABC"}
         padded = 1
         for e in tile:
             padded *= _round_up(e, arch.pad_to)

@@ -30,7 +30,8 @@ the unit hands its parameters (:meth:`SoftmaxUnit.golden_config`, :meth:`Dequant
 * ``dequant``: :func:`golden.group_dequant.accumulate_groups`, the W4A4 per-group
   scale-accumulate of ``group``-element int4 x (u)int4 dots; ``lowrank``: the SVDQuant
   low-rank branch adds into the same accumulator.
-* ``quantizer``: :func:`golden.svdquant_ops.quantize_int4`, per ``group`` elements.
+* ``quantizer``: :func:`golden.svdquant_ops.quantize_int4`, per ``group`` elements (or
+  :func:`golden.svdquant_fixed.quantize_symmetric` per row, A-bit codes).
 * ``kv_cache``: ``descriptors`` persistent address generators, each a sink / recent / write
   pointer triple walking :func:`golden.kv_cache.ring_buffer_address` (or a linear buffer).
 
@@ -273,7 +274,8 @@ class DequantUnit(_Unit):
 @dataclass(frozen=True)
 class QuantizerUnit(_Unit):
     """:func:`golden.svdquant_ops.quantize_int4` per ``group`` elements (absmax, scale,
-    codes), ``lanes`` elements per cycle."""
+    codes), or :func:`golden.svdquant_fixed.quantize_symmetric` per row, ``lanes`` elements per
+    cycle."""
 
     NAME: ClassVar[str] = "quantizer"
     lanes: int = 16

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux
 
-__all__ = ["collect", "lanes_of"]
+from ..front.spec_model import SpecError
+
+__all__ = ["collect", "lanes_of", "log2_exact"]
+
+
+def log2_exact(n: int, what: str) -> int:
+    """``log2(n)`` of a power of two; ``SpecError`` naming ``what`` (a unit's RTL addresses
+    rows by shifts) otherwise."""
+    if n < 1 or n & (n - 1):
+        raise SpecError(f"{what} must be a power of two for the units' RTL, got {n}")
+    return n.bit_length() - 1
 
 
 def lanes_of(beat, lanes: int, row: list, cols) -> list:

@@ -16,7 +16,8 @@ while the ring has not wrapped (``L <= sink + recent``, sinks and retrieval cach
 ``-1`` from ``L`` on), else ``L - recent + (s - w) mod recent``; a chunk key ``L + j - P``.
 The query of row ``i`` is at ``L + i mod C`` (``C = cols - P``), and a key is visible as
 :func:`golden.attention_fixed.position_mask` says: ``0 <= pos <= q`` and, streaming,
-``pos < sink`` or ``q - pos < recent``.
+``pos < sink`` or ``q - pos < recent``. ``max`` and ``scaled`` see every key ``j < cols``, or,
+causal (``shift`` bit 1), those with ``j <= i mod cols``.
 
 Layer: hw.rtl, the Amaranth layer.
 """
@@ -29,6 +30,7 @@ from ..front.accel_params import AccelParams
 from ..front.isa import UNIT_MODES, UNIT_NAMES
 from ..front.spec_model import SpecError
 from ..ir.units.from_arch import unit_graph
+from .accel_lanes import log2_exact
 from .graph_rtl import emit_graph
 
 __all__ = ["SoftmaxUnit"]
@@ -39,12 +41,6 @@ _RESET, _ADVANCE = UNIT_MODES["kv_cache"].index("reset"), UNIT_MODES["kv_cache"]
 _POS = 34               # signed positions: -1 .. 2**32 - 1 plus a chunk
 
 
-def _log2(n: int, what: str) -> int:
-    if n & (n - 1):
-        raise SpecError(f"the softmax unit's RTL needs a power-of-two {what}, got {n}")
-    return n.bit_length() - 1
-
-
 class SoftmaxUnit:
     """The softmax datapath, its key positions and the KV descriptors (module docstring)."""
 
@@ -52,8 +48,8 @@ class SoftmaxUnit:
         self.p = p
         units = p.arch.units
         self.lanes = units.softmax.lanes if units.softmax is not None else 1
-        self.ea_log = _log2(p.acc_elems, "accumulator row (elements)")
-        self.es_log = _log2(p.sp_elems, "scratchpad row (elements)")
+        self.ea_log = log2_exact(p.acc_elems, "an accumulator row's elements")
+        self.es_log = log2_exact(p.sp_elems, "a scratchpad row's elements")
         if units.softmax is not None and p.sp_elems % self.lanes:
             raise SpecError(f"the softmax unit's {self.lanes} lanes must divide a scratchpad "
                             f"row's {p.sp_elems} elements")
@@ -96,8 +92,9 @@ class SoftmaxUnit:
             m.d.sync += [sink.eq(cmd["src"]), recent.eq(cmd["dst"])]
         return outs["count"], outs["slot"], sink, recent
 
-    def _positions(self, m: Module, cmd: dict, s, kv) -> tuple[list, Signal]:
-        """Per lane the position of its key (``-1``: none), and the query's position."""
+    def _positions(self, m: Module, cmd: dict, s, kv) -> tuple[list, Signal, Signal]:
+        """Per lane its key's index and position (``-1``: none); the query's position and its
+        row's index in the chunk (``weights``), or ``row mod cols`` (``max``, ``scaled``)."""
         p, lanes = self.p, self.lanes
         length, slot, sink, recent = kv
         n = Signal(signed(_POS), name="sm_len")
@@ -107,7 +104,7 @@ class SoftmaxUnit:
         padded = Signal(signed(_POS), name="sm_padded")
         m.d.comb += padded.eq(((slots + p.acc_elems - 1) >> self.ea_log) << self.ea_log)
         qi = Signal(12, name="sm_query")            # row i mod C
-        chunk = cmd["cols"] - padded
+        chunk = Mux(cmd["mode"] == _WEIGHTS, cmd["cols"] - padded, cmd["cols"])
         with m.If(s.active & s.reading):
             m.d.sync += qi.eq(0)
         with m.Elif(s.row_end):
@@ -126,21 +123,23 @@ class SoftmaxUnit:
             pos = Signal(signed(_POS), name=f"sm_pos{lane}")
             m.d.comb += pos.eq(Mux(j < padded, cached, n + j - padded))
             positions.append((j, pos))
-        return positions, query
+        return positions, query, qi
 
     def _softmax(self, m: Module, cmd: dict, s, xs: list, y0, sp_w, acc_w, kv) -> None:
         p = self.p
         _, _, sink, recent = kv
-        positions, query = self._positions(m, cmd, s, kv)
+        positions, query, qi = self._positions(m, cmd, s, kv)
         is_sm = s.in_beat & (cmd["unit"] == _SOFTMAX)
-        cached = cmd["mode"] == _WEIGHTS            # else all keys < cols visible
+        cached = cmd["mode"] == _WEIGHTS            # else all keys < cols visible, or causal
+        causal = ~cached & cmd["shift"][1]
         pass_start = is_sm & (s.block == 0) & (s.beat == 0)
         inputs = {"first": pass_start}
         for lane, ((j, pos), x) in enumerate(zip(positions, xs, strict=True)):
             visible = (pos >= 0) & (pos <= query) & \
                 ((recent == 0) | (pos < sink) | (query - pos < recent))
             inputs[f"x{lane}"] = x
-            inputs[f"valid{lane}"] = is_sm & (j < cmd["cols"]) & (visible | ~cached)
+            inputs[f"valid{lane}"] = is_sm & (j < cmd["cols"]) & \
+                Mux(cached, visible, ~causal | (j <= qi))
         rowmax, held = Signal(signed(32), name="sm_rowmax_in"), Signal(signed(32),
                                                                         name="sm_rowmax")
         inputs["rowmax"] = rowmax

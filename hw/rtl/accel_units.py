@@ -4,14 +4,16 @@ that streams accumulator rows through them.
 A unit command (:mod:`hw.front.isa_units` has its semantics) runs alone: the dispatcher issues
 it when the array and the DMA are idle and holds every later instruction until it is done.
 The unit executes the modes of :data:`hw.front.accel_params.RTL_UNIT_MODES`. A command is a
-stream of *steps*: per output row ``i < rows``, per pass, per key block, ``B`` beats
+stream of *steps*: per output row ``i < rows``, per group (the quantizer's; one for every
+other command), per pass, per key block, ``B`` beats
 (:meth:`~hw.front.accel_params.AccelParams.unit_steps` counts them). Issued in cycle ``D``::
 
     D + 1                  read the first block (port X: src rows, Y: arg rows)
     D + 2 + s              step s: one beat of lanes through the datapath; in a block's last
                            beat, read the next block
     D + 2 + s + 1          results of step s written (registered): a row's at its last step,
-                           the softmax weights of every beat of its second pass
+                           the softmax weights and quantizer codes of every beat of its
+                           second pass, a quantizer scale at its group's last step
     D + 3 + steps          the next instruction may issue
 
 Requant (:func:`hw.ir.units.requant.requant_graph`): ``absmax`` folds the rows into the
@@ -22,8 +24,10 @@ bit slices of a row's first element. The normalizer takes each row's denominator
 (``sum_b part_b << (A - 1) b``), its shift and reciprocal
 (:func:`~hw.ir.units.normalizer.reciprocal_graph`) and scales the lanes
 (:func:`~hw.ir.units.normalizer.scale_graph`). Softmax and the KV-cache descriptors:
-:mod:`hw.rtl.accel_softmax`. The datapaths are the graphs as the front end built them
-(unpipelined: one beat each).
+:mod:`hw.rtl.accel_softmax`; the dequantizer :mod:`hw.rtl.accel_dequant`; the quantizer
+:mod:`hw.rtl.accel_quantizer` (a block of a group read from ``src + goff + boff + row``,
+``goff`` the group's first block times ``rows``). The datapaths are the graphs as the front
+end built them (unpipelined: one beat each).
 
 Layer: hw.rtl, the Amaranth layer.
 """
@@ -40,13 +44,14 @@ from ..ir.units.from_arch import normalizer_shape, unit_graph
 from .accel_dequant import DequantEngine
 from .accel_exec import elements
 from .accel_lanes import collect, lanes_of
+from .accel_quantizer import QuantizerEngine
 from .accel_softmax import SoftmaxUnit
 from .graph_rtl import emit_graph
 
 __all__ = ["UnitEngine"]
 
-_REQUANT, _NORMALIZER, _SOFTMAX, _DEQUANT = (
-    UNIT_NAMES.index(u) for u in ("requant", "normalizer", "softmax", "dequant"))
+_REQUANT, _NORMALIZER, _SOFTMAX, _DEQUANT, _QUANTIZER = (
+    UNIT_NAMES.index(u) for u in ("requant", "normalizer", "softmax", "dequant", "quantizer"))
 _OUTPUT = UNIT_MODES["dequant"].index("output")
 _ABSMAX, _OPERAND, _WIDE, _SLICES, _ROWS = (
     UNIT_MODES["requant"].index(m) for m in ("absmax", "operand", "wide", "slices", "rows"))
@@ -65,12 +70,13 @@ class UnitEngine:
         self.softmax = SoftmaxUnit(p) if p.arch.units.softmax or p.arch.units.kv_cache \
             else None
         self.dequant = DequantEngine(p) if p.arch.units.dequant else None
+        self.quantizer = QuantizerEngine(p) if p.arch.units.quantizer else None
 
     def _shape(self, cmd: dict):
         """(beats, blocks, passes) of the latched command, as values."""
         p, units = self.p, self.p.arch.units
         beats, blocks, passes = Const(1, 8), Const(1, 12), Const(1, 2)
-        for name in ("requant", "normalizer", "softmax", "dequant"):
+        for name in ("requant", "normalizer", "softmax", "dequant", "quantizer"):
             if getattr(units, name) is not None:
                 beats = Mux(cmd["unit"] == UNIT_NAMES.index(name), p.unit_beats(name), beats)
         if units.softmax is not None:
@@ -82,6 +88,10 @@ class UnitEngine:
             by_rows = (cmd["unit"] == _REQUANT) & (cmd["mode"] == _ROWS)
             blocks = Mux(by_rows, cmd["count"], blocks)
             passes = Mux(by_rows, 2, passes)
+        if units.quantizer is not None:
+            is_qz = cmd["unit"] == _QUANTIZER
+            blocks = Mux(is_qz, self.quantizer.blocks(cmd), blocks)
+            passes = Mux(is_qz, 2, passes)
         return beats, blocks, passes
 
     def elaborate_into(self, m: Module, acc_x, acc_y, acc_z, acc_w, sp_w) -> None:
@@ -95,8 +105,9 @@ class UnitEngine:
         m.d.comb += self.busy.eq(s.active | w_valid)
         with m.If(self.issue):
             m.d.sync += [cmd[n].eq(self.inp[n]) for n in cmd]
-            m.d.sync += [s.active.eq(1), s.reading.eq(1), s.row.eq(0), s.pass_.eq(0),
-                         s.block.eq(0), s.boff.eq(0), s.beat.eq(0)]
+            m.d.sync += [s.active.eq(1), s.reading.eq(1), s.row.eq(0), s.group.eq(0),
+                         s.goff.eq(0), s.pass_.eq(0), s.block.eq(0), s.boff.eq(0),
+                         s.beat.eq(0)]
         self._sequence(m, cmd, s, acc_x, acc_y)
         m.d.sync += [w_valid.eq(s.row_end), w_row.eq(cmd["dst"] + s.row)]
         # the datapaths; every output is registered into the row being built, written at the
@@ -135,28 +146,33 @@ class UnitEngine:
             xs = lanes_of(s.beat, self.softmax.lanes, x_row, p.acc_elems)
             y0 = elements(acc_y.data, p.acc_elems, p.c_bits, True)[0]
             self.softmax.elaborate_into(m, cmd, s, xs, y0, sp_w, acc_w)
+        if self.quantizer is not None:
+            self.quantizer.elaborate_into(m, cmd, s, x_row, sp_w, acc_w)
 
     def _counters(self, cmd: dict) -> SimpleNamespace:
         """The step counters and the conditions on them."""
         s = SimpleNamespace(
             active=Signal(name="unit_active"), reading=Signal(name="unit_reading"),
-            row=Signal(12, name="unit_row"), pass_=Signal(name="unit_pass"),
+            row=Signal(12, name="unit_row"), group=Signal(12, name="unit_group"),
+            goff=Signal(20, name="unit_goff"), pass_=Signal(name="unit_pass"),
             block=Signal(12, name="unit_block"), boff=Signal(20, name="unit_boff"),
             beat=Signal(8, name="unit_beat"))
         beats, blocks, passes = self._shape(cmd)
-        s.first_step = ~s.reading & (s.row == 0) & (s.pass_ == 0) & (s.block == 0) & \
-            (s.beat == 0)
+        s.first_step = ~s.reading & (s.row == 0) & (s.group == 0) & (s.pass_ == 0) & \
+            (s.block == 0) & (s.beat == 0)
         s.in_beat = s.active & ~s.reading
         s.last_beat = s.beat == beats - 1
         s.last_block = s.block == blocks - 1
         s.last_pass = s.pass_ == passes - 1
-        s.row_end = s.in_beat & s.last_beat & s.last_block & s.last_pass
+        s.last_group = self.quantizer.last_group(cmd, s.group) if self.quantizer is not None \
+            else Const(1)
+        s.row_end = s.in_beat & s.last_beat & s.last_block & s.last_pass & s.last_group
         return s
 
     def _sequence(self, m: Module, cmd: dict, s, acc_x, acc_y) -> None:
-        """The step counters (row, pass, block, beat) and the block reads (``s.read`` with
-        the block's ``s.read_row`` and ``s.read_boff``: port X reads ``src + boff + row``, Y
-        ``arg + row``)."""
+        """The step counters (row, group, pass, block, beat) and the block reads (``s.read``
+        with the block's ``s.read_row`` and ``s.read_boff``: port X reads ``src + boff +
+        row``, Y ``arg + row``; ``read_boff`` counts the group's ``goff`` in)."""
         rows = self.softmax.steps_rows(cmd) if self.softmax is not None else cmd["rows"]
         s.read, s.read_row, s.read_boff = Signal(name="unit_read"), Signal(12), Signal(20)
         m.d.comb += [acc_x.en.eq(s.read), acc_x.addr.eq(cmd["src"] + s.read_boff + s.read_row),
@@ -167,19 +183,24 @@ class UnitEngine:
         with m.If(s.in_beat):
             m.d.sync += s.beat.eq(s.beat + 1)
             with m.If(s.last_beat):
-                next_row = s.row + (s.last_block & s.last_pass)
+                group_end = s.last_block & s.last_pass
+                next_row = s.row + (group_end & s.last_group)
                 next_boff = Mux(s.last_block, 0, s.boff + cmd["rows"])
+                next_goff = Mux(group_end, Mux(s.last_group, 0, s.goff + s.boff + cmd["rows"]),
+                                s.goff)
                 m.d.sync += [s.beat.eq(0), s.block.eq(Mux(s.last_block, 0, s.block + 1)),
-                             s.boff.eq(next_boff)]
+                             s.boff.eq(next_boff), s.goff.eq(next_goff)]
                 with m.If(s.last_block):
                     m.d.sync += s.pass_.eq(Mux(s.last_pass, 0, s.pass_ + 1))
                     with m.If(s.last_pass):
-                        m.d.sync += s.row.eq(s.row + 1)
+                        m.d.sync += s.group.eq(Mux(s.last_group, 0, s.group + 1))
+                        with m.If(s.last_group):
+                            m.d.sync += s.row.eq(s.row + 1)
                 with m.If(s.row_end & (s.row == rows - 1)):
                     m.d.sync += s.active.eq(0)
                 with m.Else():
                     m.d.comb += [s.read.eq(1), s.read_row.eq(next_row),
-                                 s.read_boff.eq(next_boff)]
+                                 s.read_boff.eq(next_goff + next_boff)]
 
     def _requant(self, m: Module, cmd: dict, s, x_row: list, out_sp, out_acc, sp_w, acc_w):
         """The requant datapath and its writes; returns its ``pow2`` register (the shift

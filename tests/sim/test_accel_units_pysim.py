@@ -214,3 +214,26 @@ def test_long_context_retrieval_decode_on_the_rtl(keys, kb):
                           max_cycles=200_000)
     assert rtl.dram == run.machine.dram.tobytes()
     assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles
+
+
+def test_long_context_prefill_on_the_rtl():
+    """A prefill chunk of 5 tokens after 6 cached keys in query tiles of 3 (the tiles' own
+    keys under the causal softmax): golden's causal outputs, the reference machine's DRAM,
+    the modelled cycles."""
+    from golden.attention_fixed import attention_head_int, logit_multiplier
+    from hw.front.kernel_duo import attention_config
+    from hw.front.kernel_duo_long import run_long_prefill
+
+    rng = np.random.default_rng(11)
+    q = rng.integers(-128, 128, (2, 5, 4))
+    k, v = (rng.integers(-128, 128, (11, 4)) for _ in range(2))
+    cfg = attention_config(ARCH)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, 4, cfg)
+    run = run_long_prefill(ARCH, q, k, v, mult, shift, tile=3, kb=8)
+    mask = np.arange(11)[None, :] <= 6 + np.arange(5)[:, None]
+    want = np.stack([attention_head_int(qh, k, v, mult, shift, mask, cfg) for qh in q])
+    np.testing.assert_array_equal(run.output, want)
+    rtl = run_accel_pysim(ARCH, [encode(i) for i in run.program], run.dram_in,
+                          max_cycles=200_000)
+    assert rtl.dram == run.machine.dram.tobytes()
+    assert rtl.cycles == accel_timing(run.program, accel_params(ARCH)).cycles

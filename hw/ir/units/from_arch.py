@@ -43,7 +43,8 @@ def unit_graph(arch: ArchSpec, name: str) -> PrimitiveGraph:
     if unit == "dequant":
         return dequant_graph(DequantShape(spec.lanes, spec.golden_spec()))
     if unit == "quantizer":
-        return quantizer_graph(QuantizerShape(spec.lanes, spec.group))
+        return quantizer_graph(QuantizerShape(spec.lanes, spec.group,
+                                              min(max(arch.types[0].bits, 4), 16)))
     return kv_address_graph(KvAddressShape(spec.descriptors))
 
 
@@ -64,7 +65,8 @@ def unit_graphs(arch: ArchSpec) -> dict[str, PrimitiveGraph]:
     ``kv_cache`` unit is one address generator holding its ``descriptors`` in the graph (a
     count / write-slot register pair and step each, ``desc`` selecting), at
     :class:`~hw.ir.units.kv_address.KvAddressShape`'s default widths; a descriptor's sink,
-    recent and mode are registered outside per command. ``ValueError`` for a quantizer whose
-    ``group`` is not a multiple of its ``lanes``."""
+    recent and mode are registered outside per command. The quantizer's wide codes take the
+    operand type's bits (limited to 4..16). ``ValueError`` for a quantizer whose ``group`` is
+    not a multiple of its ``lanes``."""
     return {name: unit_graph(arch, name) for unit, names in _GRAPHS.items()
             if getattr(arch.units, unit) is not None for name in names}

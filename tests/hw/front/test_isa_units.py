@@ -36,7 +36,7 @@ def test_assembly_round_trip_with_names():
     ("unit unit=requantt mode=absmax rows=1", "unknown unit 'requantt'.*requant"),
     ("unit mode=absmax unit=requant rows=1", "give unit= before a mode name"),
     ("unit unit=requant mode=divide rows=1", "unknown mode 'divide'"),
-    ("unit unit=quantizer mode=0 rows=1", "quantizer unit has no mode 0.*none yet"),
+    ("unit unit=quantizer mode=2 rows=1", r"quantizer unit has no mode 2 \(modes: groups, rows"),
     ("unit unit=dequant mode=term rows=2 cols=4 count=4", "count=4 names element 4"),
     ("unit unit=requant mode=rows src=60 rows=3 cols=4 count=2", "src=60 rows=6 reaches row 65"),
     ("unit unit=softmax mode=weights rows=1 cols=4 kv=2", "descriptor kv=2, the arch.* has 2"),
@@ -113,13 +113,12 @@ def test_normalizer_divides_by_the_combined_slices():
 
 
 def test_every_unit_command_runs_on_the_rtl():
-    """Every mode of every unit with commands is in RTL_UNIT_MODES (the quantizer has none
-    yet), so the RTL engines refuse no checked program; a unit command's cycles are the
-    engine's 3 + rows x beats."""
+    """Every mode of every unit is in RTL_UNIT_MODES, so the RTL engines refuse no checked
+    program; a unit command's cycles are the engine's 3 + rows x beats."""
     from flows.accel_engines import rtl_lacks
     from hw.front.accel_params import RTL_UNIT_MODES
 
-    assert RTL_UNIT_MODES == {u: modes for u, modes in UNIT_MODES.items() if modes}
+    assert RTL_UNIT_MODES == UNIT_MODES
     program = assemble("unit unit=requant mode=rows src=0 dst=20 rows=3 cols=4 count=2 "
                        "arg=8", ARCH)
     assert rtl_lacks(program) is None

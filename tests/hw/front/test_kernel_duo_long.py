@@ -1,6 +1,7 @@
-"""A retrieval head's decode step over key blocks streamed from DRAM (two passes: the row max,
-then the weights against it): outputs equal golden.attention_fixed.attention_head_int's for
-the query over every key, whatever the block size; the softmax max / scaled commands."""
+"""A retrieval head's decode step and prefill chunks over key blocks streamed from DRAM (two
+passes: the row max, then the weights against it): outputs equal golden.attention_fixed.
+attention_head_int's for the query over every key (causal for a chunk), whatever the block or
+tile size; the softmax max / scaled commands, causal too."""
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ from hw.front.isa import ProgramError, assemble
 from hw.front.isa_machine import Machine
 from hw.front.kernel_duo import attention_config
 from hw.front.kernel_duo_long import (
-    LongDecode,
+    LongAttention,
+    default_tile,
     largest_block,
-    long_decode_program,
+    long_attention_program,
     run_long_decode,
+    run_long_prefill,
 )
 from hw.front.spec_model import SpecError
 from tests.hw.accel_cases import tiny_arch
@@ -71,6 +74,60 @@ def test_softmax_max_and_scaled_commands():
 
 def test_blocks_that_do_not_fit_are_refused():
     with pytest.raises(SpecError, match=r"does not fit .* \(largest block: 72\)"):
-        long_decode_program(TINY, LongDecode(2, 10, 4, 4, 1, 0, 4096))
+        long_attention_program(TINY, LongAttention(2, 1, 10, 4, 4, 1, 0, 4096))
     with pytest.raises(ValueError, match="kb must be a positive int"):
-        LongDecode(2, 10, 4, 4, 1, 0, 0)
+        LongAttention(2, 1, 10, 4, 4, 1, 0, 0)
+    with pytest.raises(ValueError, match="kb=4 must be at least c"):
+        LongAttention(2, 6, 10, 4, 4, 1, 0, 4, 6)
+    with pytest.raises(ValueError, match="out of range"):
+        LongAttention(2, 6, 10, 4, 4, 1, 0, 8, 7, 2)
+    with pytest.raises(ValueError, match=r"expected \(G, C, D\)"):
+        run_long_prefill(TINY, np.zeros((2, 5, 4)), np.zeros((3, 4)), np.zeros((3, 4)), 1, 0)
+
+
+def _causal_want(arch, q, k, v, mult, shift):
+    """golden per query head, each chunk query seeing the keys up to its own position."""
+    chunk, keys = q.shape[1], k.shape[0]
+    mask = np.arange(keys)[None, :] <= keys - chunk + np.arange(chunk)[:, None]
+    cfg = attention_config(arch)
+    return np.stack([attention_head_int(qh, k, v, mult, shift, mask, cfg) for qh in q])
+
+
+@pytest.mark.parametrize("context,chunk,tile", [(0, 7, None), (5, 9, 3), (13, 6, 2),
+                                                (0, 1, None), (30, 11, 4)])
+def test_prefill_chunks_equal_golden_causal(context, chunk, tile):
+    """A chunk after ``context`` cached keys, in query tiles (the tile's own keys one causal
+    block): golden's causal head for every query head."""
+    rng = np.random.default_rng(chunk)
+    q = rng.integers(-128, 128, (2, chunk, 4))
+    k, v = (rng.integers(-128, 128, (context + chunk, 4)) for _ in range(2))
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, 4, attention_config(TINY))
+    run = run_long_prefill(TINY, q, k, v, mult, shift, tile)
+    np.testing.assert_array_equal(run.output, _causal_want(TINY, q, k, v, mult, shift))
+
+
+def test_default_tile_on_the_fused_architecture():
+    """4 heads of 128: 17 tokens a tile, blocks of 80 keys (>= 4 a token); the largest tile
+    that fits at all is 21."""
+    tile = default_tile(FUSED, 4, 128, 128)
+    assert (tile, largest_block(FUSED, 4, 128, 128, c=tile)) == (17, 80)
+    assert largest_block(FUSED, 4, 128, 128, c=21) == 32
+    assert largest_block(FUSED, 4, 128, 128, c=22) == 0
+
+
+def test_causal_softmax_commands():
+    """With shift bit 1, key j of row i is visible iff j <= i mod cols: hidden keys are out
+    of the max and weigh 0."""
+    m = Machine(TINY, 64)
+    x = np.array([[3, 90, 250], [-40, -41, 100], [7, 8, 9], [5, 200, 1]])
+    m.accumulator[0:4, :3] = x
+    m.run(assemble("unit unit=softmax mode=max src=0 rows=4 cols=3 arg=10 shift=3", TINY))
+    assert list(m.accumulator[10:14, 0]) == [3, -40, 9, 5]
+    m.run(assemble("unit unit=softmax mode=scaled src=0 dst=20 rows=4 cols=3 arg=10 shift=2",
+                   TINY))
+    visible = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 0, 0]], bool)
+    held = m.accumulator[10:14, :1]
+    w = np.where(visible, weights_below_max(np.where(visible, x, held), held,
+                                            attention_config(TINY)), 0)
+    np.testing.assert_array_equal(m.scratchpad[20:24, :3], w)
+    np.testing.assert_array_equal(m.accumulator[10:14, 1], w.sum(axis=1))

@@ -1,6 +1,7 @@
 """A whole SVDQuant layer (W4A4 groups + the low-rank branch, one dequantizer) as one program
 on the reference machine: float32 outputs bit-identical to golden.svdquant_fixed, on random
-layers and extremes, on the fused architecture and a tiny one; clear errors."""
+layers and extremes, in blocks of rows and n-tiles, on the fused architecture and a tiny one;
+the program's static cost equal to what the machine counts; clear errors."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ from golden.group_dequant import group_dequant_gemm
 from golden.svdquant_fixed import SVDQuantFixedSpec, quantize_branch, svdquant_fixed_int
 from golden.svdquant_ops import quantize_int4
 from hw.front.arch import load_arch
+from hw.front.isa import UNIT_MODES, UNIT_NAMES
 from hw.front.kernel_svdquant import run_svdquant_linear, svdquant_operands, svdquant_program
+from hw.front.program_cost import program_cost
 from hw.front.spec_model import SpecError
 from tests.hw.accel_cases import tiny_arch
 
@@ -67,6 +70,32 @@ def test_extremes():
 def test_tiny_architecture():
     arch = tiny_arch("units")                   # group 16, array edge 4, 4 lanes
     _check(arch, _operands(np.random.default_rng(2), 3, 32, 6, 4, group=16))
+
+
+def _clears(program) -> int:
+    clear = (UNIT_NAMES.index("dequant"), UNIT_MODES["dequant"].index("clear"))
+    return sum(ins.op == "unit" and (ins["unit"], ins["mode"]) == clear for ins in program)
+
+
+@pytest.mark.parametrize("m,k,n,r", [(70, 128, 40, 16), (67, 64, 16, 32), (65, 128, 3, 0)])
+def test_blocked_layers(m, k, n, r):
+    """More rows than the dequantizer holds (blocks of 64), one or several n-tiles (the next
+    tile's weights streamed in behind the groups), one group, rank 0: bit-exact; the cost
+    counted from the program equals the machine's counts."""
+    run, _ = _check(FUSED, _operands(np.random.default_rng(m), m, k, n, r))
+    assert _clears(run.program) == -(-m // 64) * -(-n // 16)
+    cost = program_cost(run.program, FUSED)
+    counts = run.machine.counts
+    assert (cost.macs, cost.dram_read_bytes, cost.dram_written_bytes) == (
+        counts["macs"], counts["dram_read_bytes"], counts["dram_written_bytes"])
+
+
+def test_blocks_shrink_to_fit_the_memories():
+    """On the tiny architecture a K = 128 layer's codes fill the scratchpad at 2 rows a
+    block (the dequantizer holds 4): 3 blocks of rows, still bit-exact."""
+    arch = tiny_arch("units")
+    run, _ = _check(arch, _operands(np.random.default_rng(5), 5, 128, 6, 4, group=16))
+    assert _clears(run.program) == 3 * 2
 
 
 def test_errors():

@@ -14,7 +14,7 @@ def test_lego_fused_has_every_unit_graph():
                             "dequant", "quantizer", "kv_cache"]
     inputs = {name: {n.name for n in g if n.kind == "input"} for name, g in graphs.items()}
     lanes = arch.units.quantizer.lanes
-    assert inputs["quantizer"] == {"first", "signed"} | {f"x{l}" for l in range(lanes)}
+    assert inputs["quantizer"] == {"first", "signed", "wide"} | {f"x{l}" for l in range(lanes)}
     assert inputs["kv_cache"] == {"sink", "recent", "retrieval", "reset", "advance", "desc"}
     regs = [n for n in graphs["kv_cache"] if n.kind == "register"]
     assert len(regs) == 2 * arch.units.kv_cache.descriptors

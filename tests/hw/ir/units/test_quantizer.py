@@ -1,6 +1,7 @@
 """The activation quantizer's graph, streamed as the unit streams a group (pass 1: absmax;
-pass 2: scale and codes), is bit-exact against golden.svdquant_ops.quantize_int4; its float32
-division is numpy's float32 division (correctly rounded, subnormals, ties, overflow)."""
+pass 2: scale and codes), is bit-exact against golden.svdquant_ops.quantize_int4 and, in its
+wide mode (a row a group), golden.svdquant_fixed.quantize_symmetric; its float32 division is
+numpy's float32 division (correctly rounded, subnormals, ties, overflow)."""
 
 import numpy as np
 import pytest
@@ -84,11 +85,13 @@ def test_division_by_zero_is_an_infinity():
 
 
 # ------------------------------------------------------------------------------ the unit
-def _quantize(shape: QuantizerShape, x: np.ndarray, signed: bool):
-    """Stream every group of every row twice; the codes and scales of pass 2."""
-    lanes, group = shape.lanes, shape.group
+def _quantize(shape: QuantizerShape, x: np.ndarray, signed: bool, wide: bool = False):
+    """Stream every group of every row twice (``wide``: a group is the whole row); the codes
+    and scales of pass 2."""
+    lanes = shape.lanes
     bits = np.asarray(x, np.float32).view(np.uint32)
     rows_n, k = bits.shape
+    group = k if wide else shape.group
     cycles = group // lanes
     rows = []
     for r in range(rows_n):
@@ -97,6 +100,7 @@ def _quantize(shape: QuantizerShape, x: np.ndarray, signed: bool):
                 for c in range(cycles):
                     at = g * group + c * lanes
                     rows.append({"first": int(p == 1 and c == 0), "signed": int(signed),
+                                 "wide": int(wide),
                                  **{f"x{l}": int(bits[r, at + l]) for l in range(lanes)}})
     out = iter(simulate_graph(quantizer_graph(shape), rows))
     codes = np.zeros(bits.shape, np.int64)
@@ -111,8 +115,8 @@ def _quantize(shape: QuantizerShape, x: np.ndarray, signed: bool):
                 assert o["absmax"] == int(np.abs(x[r, g * group:(g + 1) * group]).max()
                                           .view(np.uint32))
                 for l in range(lanes):
-                    v = o[f"q{l}"]
-                    codes[r, g * group + c * lanes + l] = as_signed(v, 4) if signed else v
+                    codes[r, g * group + c * lanes + l] = as_signed(o[f"q{l}"],
+                                                                    shape.code_bits)
     return codes, scales.view(np.float32)
 
 
@@ -187,7 +191,48 @@ def test_negative_input_unsigned_gets_code_zero():
 
 @pytest.mark.parametrize("kwargs,field", [({"lanes": 0}, "lanes"), ({"group": 8193}, "group"),
                                           ({"lanes": 16, "group": 24}, "group"),
-                                          ({"lanes": True}, "lanes")])
+                                          ({"lanes": True}, "lanes"),
+                                          ({"code_bits": 3}, "code_bits"),
+                                          ({"code_bits": 17}, "code_bits")])
 def test_shape_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):
         QuantizerShape(**kwargs)
+
+
+# ------------------------------------------------------------------- wide (per-row) codes
+def _check_wide(shape: QuantizerShape, x: np.ndarray) -> np.ndarray:
+    """The wide mode (one group a row, code_bits-bit symmetric codes) against
+    golden.svdquant_fixed.quantize_symmetric."""
+    from golden.svdquant_fixed import quantize_symmetric
+
+    want_q, want_s = quantize_symmetric(x, shape.code_bits)
+    for signed in (True, False):                    # wide overrides signed
+        got_q, got_s = _quantize(shape, x, signed, wide=True)
+        assert got_s.view(np.uint32).tolist() == want_s.view(np.uint32)[:, None].tolist()
+        bad = np.argwhere(got_q != want_q)
+        assert bad.size == 0, [(tuple(i), float(x[tuple(i)]), got_q[tuple(i)],
+                                want_q[tuple(i)]) for i in bad[:4]]
+    return want_q
+
+
+@pytest.mark.parametrize("code_bits,lanes,k", [(8, 4, 16), (16, 4, 8), (8, 16, 32)])
+def test_wide_random_rows_bit_exact(code_bits, lanes, k):
+    rng = np.random.default_rng(code_bits + lanes)
+    x = _rows(rng, 6, k, -40, 40)
+    _check_wide(QuantizerShape(lanes=lanes, group=lanes, code_bits=code_bits), x)
+
+
+def test_wide_extreme_rows_bit_exact():
+    """All-zero and -0.0 rows (scale 1.0), the largest magnitudes, subnormal scales (codes
+    -128), an absmax whose scale underflows (scale 1.0, codes 0), exact rint ties, a lone
+    outlier."""
+    big, tiny = F32(3.4028235e38), TINY
+    half = np.array([127, -126.5, -5.5, -4.5, 3.5, 2.5, -1.5, 0.5]) * 2.0**-20
+    rows = [np.zeros(8), np.full(8, -0.0), [big, -big, 1, -1, 3e38, 1e-38, 0, 2e37],
+            [tiny, -tiny, tiny, 0, 0, 0, 0, 0],
+            [-190 * tiny, 190 * tiny, 9 * tiny, -4 * tiny, 3 * tiny, 0, -tiny, 2 * tiny],
+            [-300 * tiny, 200 * tiny, 127 * tiny, -5 * tiny, 100 * tiny, -99 * tiny, 0, 0],
+            half, [1e30, 1e-30, -1e-30, 7e29, -6.9e29, 0, 1, 1e29]]
+    x = np.array(rows, np.float64).astype(np.float32)
+    q = _check_wide(QuantizerShape(lanes=4, group=4), x)
+    assert (q == -128).any() and (q == 127).any() and (q[:2] == 0).all()
