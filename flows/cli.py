@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -150,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
                         "reference machine only (default for workloads; the RTL engines run "
                         "the workloads whose commands the RTL executes: linear-attention)")
     r.add_argument("--seed", type=_seed, default=0, help="operand seed (default 0)")
+
+    m = sub.add_parser("models", help="list the model zoo: one model per line with its "
+                       "parameters, MACs of one run (a denoising step, a decode step or a "
+                       "prefill chunk) and what it is")
+    m.add_argument("--json", action="store_true",
+                   help="one JSON object per model instead of the table")
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
@@ -325,8 +332,30 @@ def _run_workload(arch, args) -> int:
     return 0 if run.bit_exact else 1
 
 
+def _cmd_models(args) -> int:
+    from mapping.zoo import describe, model
+
+    for name, text in describe():
+        t = model(name).totals()
+        if args.json:
+            print(json.dumps({"model": name, "description": text, "macs": t.macs,
+                              "weight_params": t.weight_params, "weight_bytes": t.weight_bytes,
+                              "kv_cache_bytes": t.kv_cache_bytes}))
+        else:
+            print(f"{name:<20} {_si(t.weight_params):>7} params {_si(t.macs):>7} MACs  {text}")
+    return 0
+
+
+def _si(n: int) -> str:
+    """``n`` with a k / M / G / T suffix, three significant digits."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{suffix}"
+    return str(n)
+
+
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,
-             "arch": _cmd_arch, "run": _cmd_run}
+             "arch": _cmd_arch, "run": _cmd_run, "models": _cmd_models}
 
 
 def _in_spec_file(exc: Exception, path: str | None) -> Exception:
@@ -345,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _COMMANDS[args.command](args)
+    except BrokenPipeError:             # the reader went away (``lego models | head``)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 141
     except (ValueError, OSError, SimError) as exc:
         exc = _in_spec_file(exc, getattr(args, "spec", None) or getattr(args, "arch", None))
         first, *rest = str(exc).splitlines() or [type(exc).__name__]

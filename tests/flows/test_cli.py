@@ -513,3 +513,24 @@ class TestWorkloadRuns:
         r = lego("run", "examples/arch/gemmini_like.yaml", "--workload", "linear-attention")
         _one_error_line(r, 1)
         assert "has no requant, normalizer unit(s)" in r.stderr
+
+
+class TestModels:
+    def test_lists_the_zoo_one_model_per_line(self):
+        from mapping.zoo import MODELS
+
+        r = lego("models")
+        assert r.returncode == 0, r.stderr
+        names = [line.split()[0] for line in r.stdout.splitlines()]
+        assert names == list(MODELS)
+        assert {"flux1-dev", "tiny-flux1-dev", "llama3-8b-duo", "vila-u"} <= set(names)
+
+    def test_json_lines_carry_the_totals(self):
+        from mapping.zoo import model
+
+        r = lego("models", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        flux = next(row for row in rows if row["model"] == "flux1-dev")
+        assert flux["macs"] == model("flux1-dev").totals().macs > 0
+        assert flux["weight_params"] > 11_000_000_000
