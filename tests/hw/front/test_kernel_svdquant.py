@@ -127,3 +127,20 @@ def test_rank_zero_is_the_plain_w4a4_layer():
     assert len(run.program) < len(with_branch.program)
     for key in ("macs", "dram_read_bytes"):
         assert run.machine.counts[key] < with_branch.machine.counts[key]
+
+
+def test_unsigned_activations_after_the_gelu_shift():
+    """uint4 activation codes (0..15, SVDQuant's quantization after the GELU shift) through
+    the same kernel: golden's layer with ``act_signed=False``, bit for bit."""
+    rng = np.random.default_rng(9)
+    m, k, n, r = 5, 128, 20, 8
+    x = rng.uniform(0, 3, (m, k)).astype(np.float32)
+    x[1, :64] = 0                                   # an all-zero group: scale 1, codes 0
+    ops = _operands(rng, m, k, n, r)
+    ops[0], ops[1] = quantize_int4(x, 64, signed=False)
+    assert ops[0].max() == 15 and ops[0].min() == 0
+    spec = SVDQuantFixedSpec(group_size=64, branch_bits=8,
+                             dequant=FUSED.units.dequant.golden_spec())
+    want = np.asarray(svdquant_fixed_int(*ops, spec, act_signed=False).y, np.float32)
+    run = run_svdquant_linear(FUSED, *ops)
+    np.testing.assert_array_equal(run.output.view(np.int32), want.view(np.int32))
