@@ -1,0 +1,363 @@
+"""What an IR operator costs on a generated accelerator: the kernel library's best program
+over the architecture's dataflows, its cycles, counts and energy (:func:`cost_op`).
+
+**Lowering** (else :class:`Unmappable`, naming the op and the reason):
+
+* ``Linear`` ``Y = X W^T``: the GEMM ``C (m x n) = A (m x k) B (k x n)`` with A = X and B =
+  W^T, the weights laid out K x N once, offline (no transposed moves). SVDQuant ``rank > 0``:
+  unmappable for now (the SVDQuant kernel's costing comes next).
+* ``Matmul``: one ``m x n x k`` GEMM; ``batch > 1`` runs the batch's GEMMs back to back, costed
+  as one times ``batch`` (no overlap between them: an upper bound by at most the pipeline's
+  fill and drain per GEMM).
+* ``Conv2d``, stride 1 only (stride > 1: unmappable, the conv kernel is stride-1): a 1x1 conv
+  without padding is one GEMM ``c_out x (batch h w) x c_in`` (activations channel-major
+  across the batch); any other is the conv kernel (:func:`~hw.front.kernels.conv2d_program`,
+  sums over taps of GEMMs on strided image views) on the image stored padded in DRAM (the
+  padding's copy is the producer's), once per batch element. ``groups > 1`` (depthwise
+  included: ``groups == c_in == c_out``) runs one convolution of ``c_in / groups`` channels
+  into ``c_out / groups`` per group, back to back: ``groups`` times one group's cost (for a
+  depthwise conv a 1-channel program: poor use of the array, which the cost shows).
+
+A lowering is a program repeated ``repeat`` times; cycles, MACs, bytes and accesses are one
+program's times ``repeat`` (``schedule["repeat"]``).
+
+**Formats**: the array multiplies the architecture's A/B type (int8 on the shipped ones).
+Integer activations and weights whose codes fit it run as such codes, one element per A-type
+element (int4 codes one per byte, as the SVDQuant kernel holds them); the group scales of a
+grouped int4 format are not applied by the plain GEMM (their dequantization is the SVDQuant
+kernel's, a note says so). Float formats (bf16, fp16, fp32, fp8, nvfp4) are unmappable on an
+integer array. The output leaves in the accumulator type (int32), whatever ``out_fmt`` says.
+So ``dram_bytes`` is what the program moves (A/B elements and C results at the architecture's
+widths), not the IR's packed storage: the IR's bytes are the mapper's concern.
+
+**Search**: for every dataflow of the architecture (or those given), the kernel library's
+schedule (:func:`~hw.front.kernel_choice.choose_schedule`); the fewest cycles win, ties by
+fewer DRAM bytes, then fewer instructions, then the architecture's dataflow order. A program
+of fewer than ``exact_below`` MACs is built and timed by the cycle model
+(:func:`~hw.front.accel_timing.accel_timing`, equal to the RTL's cycles), counted by
+:func:`~hw.front.program_cost.program_cost` (``exact = True``); a larger one takes
+:func:`~hw.front.kernel_choice.estimate`'s cycles (a closed-form account of the same program's
+compute, instruction issue, prefetch reach and DMA work per step, edge tiles at their extents
+as the accelerator runs them, not padded) and the closed-form counts
+(:func:`~hw.front.kernels.gemm_cost`, equal to ``program_cost`` of the program: only the
+cycles are estimated; ``exact = False``). Measured against the cycle model on 150 random
+mid-size GEMMs (2^21 .. 2^25 MACs) per architecture (``tests/mapping/test_accel_cost.py``
+keeps the worst): median error 1%, 90th percentile 2.6% (lego_fused) and 5% (gemmini_like),
+worst -14.6% (lego_fused, 512x256x64) and +25% (gemmini_like, M = 24, K = 200: a schedule
+the library chose by padded tiles); convolutions within 3.1%; a single dataflow's estimate is
+off by up to 32% on some shapes. Large layers (2^24 .. 2^31 MACs, 5 shapes) are within 0.8%. On
+tiny problems the estimate is off by up to ~20%, hence the default threshold, which keeps
+every op of the zoo's ``tiny-`` models exact.
+
+**Energy** (:func:`arch_energies`, :mod:`mapping.energy`, 45 nm): padded MACs x the MAC energy
+(A-type multiply + C-type add), scratchpad and accumulator row reads + writes x the access
+energy of a row in one bank (row bits, bank capacity), DRAM bytes x the default pJ per byte.
+
+Results are memoized per (architecture, operator fields but its name, options); everything is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from typing import Any
+
+from hw.front.accel_params import accel_params
+from hw.front.accel_timing import accel_timing
+from hw.front.arch import ArchSpec
+from hw.front.kernel_choice import choose_schedule, estimate
+from hw.front.kernel_runs import conv_operands, gemm_operands
+from hw.front.kernel_schedule import GemmProblem, GemmSchedule, plan_schedule
+from hw.front.kernels import (
+    conv2d_cost,
+    conv2d_instructions,
+    conv2d_program,
+    gemm_cost,
+    gemm_instructions,
+    gemm_program,
+)
+from hw.front.program_cost import ProgramCost, program_cost
+from hw.front.spec_model import SpecError
+
+from .energy import EnergyTable, dram_pj_per_byte, energy_table, mac_pj, sram_access_pj
+from .ir import Conv2d, Format, Linear, Matmul, Op
+
+__all__ = ["EXACT_BELOW", "OpCost", "Unmappable", "arch_energies", "clear_cache", "cost_op"]
+
+EXACT_BELOW = 1 << 21
+"""Default MAC threshold: programs of fewer MACs are built and timed exactly (every op of the
+zoo's ``tiny-`` models has at most 1.3M)."""
+
+_CACHE_MAX = 1 << 16
+_cache: dict[tuple, tuple[ArchSpec, OpCost]] = {}
+
+
+class Unmappable(ValueError):
+    """An operator a target cannot run: ``op`` (its name), ``reason``, ``arch`` (the target's
+    name, or ""). Built from the operator (or its name) and the reason; pickles."""
+
+    def __init__(self, op: Op | str, reason: str, arch: str = "") -> None:
+        self._args = (op, reason, arch)
+        self.op = op if isinstance(op, str) else op.name
+        self.reason, self.arch = reason, arch
+        what = "op" if isinstance(op, str) else op.kind
+        where = f" on {arch!r}" if arch else ""
+        super().__init__(f"{what} {self.op!r} cannot run{where}: {reason}")
+
+    def __reduce__(self) -> tuple:
+        return type(self), self._args
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator on one accelerator (see the module docstring). ``schedule``: the lowering
+    ("gemm" or "conv2d"), its extents, ``repeat`` and the :class:`GemmSchedule`'s fields;
+    ``energy_breakdown``: pJ of "mac", "scratchpad", "accumulator", "dram" (summing to
+    ``energy_pj``); ``exact``: cycles from the cycle model on the built program (else the
+    schedule estimate); ``notes``: the lowering rules that applied."""
+
+    op: str
+    target: str
+    arch: str
+    dataflow: str
+    schedule: dict[str, Any] = field(hash=False)
+    cycles: int
+    macs: int
+    padded_macs: int
+    dram_bytes: int
+    instructions: int
+    scratchpad_reads: int
+    scratchpad_writes: int
+    accumulator_reads: int
+    accumulator_writes: int
+    utilization: float
+    roofline_cycles: int
+    bound: str
+    energy_pj: float
+    energy_breakdown: dict[str, float] = field(hash=False)
+    exact: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields (fresh dicts)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(schedule=dict(self.schedule), energy_breakdown=dict(self.energy_breakdown),
+                   notes=list(self.notes))
+        return out
+
+
+@dataclass(frozen=True)
+class _Lowering:
+    kind: str                       #: "gemm" (m, n, k) or "conv2d" (c, h, w, kernels, r, s)
+    shape: tuple[int, ...]
+    repeat: int
+    notes: tuple[str, ...]
+
+    @property
+    def macs(self) -> int:
+        """MACs of one program."""
+        if self.kind == "gemm":
+            m, n, k = self.shape
+            return m * n * k
+        c, h, w, kk, r, s = self.shape
+        return kk * c * r * s * (h - r + 1) * (w - s + 1)
+
+
+def _codes(op: Op, arch: ArchSpec, fmt_field: str, operand: int) -> tuple[str, ...]:
+    """Notes for operand ``fmt_field`` of ``op`` as array codes; Unmappable when it is a float
+    format or its codes do not fit the array's type."""
+    fmt: Format = getattr(op, fmt_field)
+    t = arch.types[operand]
+    if fmt.kind == "float":
+        raise Unmappable(op, f"{fmt_field} is {fmt.name}, a float format; the array multiplies "
+                             f"{t.name} codes (send it to a float target)", arch.name)
+    lo, hi = (-(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1) if fmt.kind == "int" else (
+        0, (1 << fmt.bits) - 1)
+    if lo < t.min or hi > t.max:
+        raise Unmappable(op, f"{fmt_field} {fmt.name} codes do not fit the array's {t.name}",
+                         arch.name)
+    notes = []
+    if fmt.bits < t.bits:
+        notes.append(f"{fmt_field} {fmt.name}: codes held one per {t.name} element")
+    if fmt.group:
+        notes.append(f"{fmt_field} {fmt.name}: group scales not applied (the SVDQuant "
+                     f"kernel's dequantization is not costed)")
+    return tuple(notes)
+
+
+def _lower(arch: ArchSpec, op: Op) -> _Lowering:
+    """The program ``op`` runs as (module docstring), or Unmappable."""
+    if isinstance(op, Linear):
+        if op.rank:
+            raise Unmappable(op, f"SVDQuant rank {op.rank} > 0: the SVDQuant kernel's costing "
+                                 f"comes next", arch.name)
+        notes = _codes(op, arch, "act_fmt", 0) + _codes(op, arch, "weight_fmt", 1)
+        return _Lowering("gemm", (op.m, op.n, op.k), 1, notes)
+    if isinstance(op, Matmul):
+        notes = _codes(op, arch, "a_fmt", 0) + _codes(op, arch, "b_fmt", 1)
+        if op.batch > 1:
+            notes += (f"batch of {op.batch} GEMMs back to back: one's cost times {op.batch}",)
+        return _Lowering("gemm", (op.m, op.n, op.k), op.batch, notes)
+    if isinstance(op, Conv2d):
+        if op.stride != 1:
+            raise Unmappable(op, f"stride {op.stride}: the conv kernel runs stride-1 "
+                                 f"convolutions", arch.name)
+        notes = _codes(op, arch, "weight_fmt", 0) + _codes(op, arch, "act_fmt", 1)
+        c, kk, g = op.c_in // op.groups, op.c_out // op.groups, op.groups
+        if g > 1:
+            what = "depthwise: per-channel" if op.depthwise else "grouped: per-group"
+            notes += (f"{what} convolutions back to back: one's cost times {g}",)
+        if op.kernel == 1 and op.pad == 0:
+            return _Lowering("gemm", (kk, op.batch * op.h * op.w, c), g,
+                             notes + ("1x1 conv as one GEMM over batch x pixels",))
+        if op.pad:
+            notes += (f"image stored padded by {op.pad} in DRAM",)
+        if op.batch > 1:
+            notes += (f"one program per batch element: times {op.batch}",)
+        return _Lowering("conv2d", (c, op.h + 2 * op.pad, op.w + 2 * op.pad, kk, op.kernel,
+                                    op.kernel), g * op.batch, notes)
+    raise Unmappable(op, "no accelerator kernel is costed for this kind (linear, matmul and "
+                         "conv2d are)", arch.name)
+
+
+@lru_cache(maxsize=16)
+def _params(arch: ArchSpec):
+    return accel_params(arch)
+
+
+@lru_cache(maxsize=16)
+def _unpadded(arch: ArchSpec) -> ArchSpec:
+    """``arch`` without operand padding: the estimate then times edge tiles at their extents,
+    as the generated accelerator (and its cycle model) runs them."""
+    return arch if arch.pad_to == 1 else replace(arch, pad_to=1)
+
+
+@lru_cache(maxsize=1 << 14)
+def _flow(arch: ArchSpec, dataflow: str, kind: str, shape: tuple[int, ...], exact: bool
+          ) -> tuple[int, int, ProgramCost, GemmSchedule]:
+    """(cycles, instructions, counts, schedule) of the library's program of one lowering
+    under ``dataflow``; SpecError when it has none."""
+    if kind == "gemm":
+        m, n, k = shape
+        ops = gemm_operands(arch, m, n, k)
+        problem = GemmProblem((m, n, k))
+        build, count, length = gemm_program, gemm_cost, gemm_instructions
+    else:
+        c, h, w, kk, r, s = shape
+        ops = conv_operands(arch, c, h, w, kk, r, s)
+        # the conv kernel's problem (hw.front.kernels): kernels x output columns x channels,
+        # summed over the r s taps, one output per output row, the weights shared
+        problem = GemmProblem((kk, w - s + 1, c), r * s, h - r + 1, a_shared=True)
+        build, count, length = conv2d_program, conv2d_cost, conv2d_instructions
+    schedule = choose_schedule(arch, dataflow, problem)
+    if exact:
+        program = build(arch, dataflow, ops, schedule)
+        cycles = accel_timing(program, _params(arch)).cycles
+        return cycles, len(program), program_cost(program, arch), schedule
+    plan = plan_schedule(arch, dataflow, problem, schedule)
+    cycles_f, _, _ = estimate(_unpadded(arch), dataflow, plan)
+    return (round(cycles_f), length(arch, dataflow, ops, schedule),
+            count(arch, dataflow, ops, schedule), schedule)
+
+
+@lru_cache(maxsize=64)
+def arch_energies(arch: ArchSpec, table: EnergyTable | None = None) -> dict[str, float]:
+    """pJ per access on ``arch`` (:mod:`mapping.energy`): "mac" (A-type multiply + C-type
+    add), "scratchpad" and "accumulator" (one row of one bank: row bits, bank bytes),
+    "dram_byte" (the table's default end)."""
+    t = table or energy_table()
+    sp, acc = arch.scratchpad, arch.accumulator
+    return {"mac": mac_pj(arch.types[0].bits, arch.types[2].bits, table=t),
+            "scratchpad": sram_access_pj(8 * sp.row_bytes, sp.capacity_bytes // sp.banks,
+                                         table=t),
+            "accumulator": sram_access_pj(8 * acc.row_bytes, acc.capacity_bytes // acc.banks,
+                                          table=t),
+            "dram_byte": dram_pj_per_byte(table=t)}
+
+
+def _best(arch: ArchSpec, op: Op, low: _Lowering, exact: bool, dataflows: tuple[str, ...]
+          ) -> tuple[str, tuple[int, int, ProgramCost, GemmSchedule]]:
+    """The winning dataflow and its :func:`_flow` (module docstring's order)."""
+    found, why = [], []
+    for n, name in enumerate(dataflows):
+        try:
+            run = _flow(arch, name, low.kind, low.shape, exact)
+        except SpecError as exc:
+            why.append(f"{name}: {exc}")
+            continue
+        found.append(((run[0], run[2].dram_bytes, run[1], n), name, run))
+    if not found:
+        raise Unmappable(op, "no dataflow has a program: " + "; ".join(why), arch.name)
+    _, name, run = min(found, key=lambda f: f[0])
+    return name, run
+
+
+def _cost(arch: ArchSpec, op: Op, exact_below: int, dataflows: tuple[str, ...],
+          table: EnergyTable) -> OpCost:
+    low = _lower(arch, op)
+    exact = low.macs < exact_below
+    name, (cycles, ins, pc, s) = _best(arch, op, low, exact, dataflows)
+    r = low.repeat
+    macs, padded, dram = pc.macs * r, pc.padded_macs * r, pc.dram_bytes * r
+    sp = (pc.scratchpad_row_reads * r, pc.scratchpad_row_writes * r)
+    acc = (pc.accumulator_row_reads * r, pc.accumulator_row_writes * r)
+    compute, memory = padded / arch.pes, dram / arch.dram.bytes_per_cycle
+    e = arch_energies(arch, table)
+    energy = {"mac": padded * e["mac"], "scratchpad": sum(sp) * e["scratchpad"],
+              "accumulator": sum(acc) * e["accumulator"], "dram": dram * e["dram_byte"]}
+    sched = {"lowering": low.kind, "extents": low.shape, "repeat": r, "tile": s.tile,
+             "block": s.block, "k_step": s.k_step, "resident": s.resident,
+             "prefetch": s.prefetch, "resident_buffers": s.resident_buffers}
+    return OpCost("", "accel", arch.name, name, sched, cycles * r, macs, padded, dram, ins * r,
+                  sp[0], sp[1], acc[0], acc[1], macs / (arch.pes * cycles * r),
+                  max(-(-padded // arch.pes), -(-dram // arch.dram.bytes_per_cycle)),
+                  "compute" if compute >= memory else "memory", sum(energy.values()), energy,
+                  exact, low.notes)
+
+
+def _key(op: Op) -> tuple:
+    return (type(op), *(getattr(op, f.name) for f in fields(op) if f.name != "name"))
+
+
+def cost_op(arch: ArchSpec, op: Op, *, exact_below: int = EXACT_BELOW,
+            dataflows: tuple[str, ...] | None = None, table: EnergyTable | None = None
+            ) -> OpCost:
+    """The cost of ``op`` on ``arch``'s accelerator (module docstring): the best of every
+    dataflow (or of ``dataflows``, names of ``arch``'s) under the kernel library's schedule;
+    exact cycles for programs of fewer than ``exact_below`` MACs, estimated above; energy
+    from ``table`` (default: the 45 nm table). :class:`Unmappable` for an op the accelerator
+    cannot run; SpecError for an unknown dataflow name. Memoized and deterministic."""
+    if isinstance(exact_below, bool) or not isinstance(exact_below, int) or exact_below < 0:
+        raise ValueError(f"exact_below must be an int >= 0 (MACs), got {exact_below!r}")
+    if dataflows is None:
+        dataflows = tuple(d.name for d in arch.dataflows)
+    else:
+        dataflows = tuple(dataflows)
+        if not dataflows:
+            raise ValueError("dataflows must name at least one dataflow (None: all)")
+        for name in dataflows:
+            arch.dataflow(name)
+    table = table or energy_table()
+    # keyed on the architecture's identity (hashing one costs microseconds): _cache holds
+    # it, so its id is not reused while its entries live
+    key = (id(arch), _key(op), exact_below, dataflows, table)
+    hit = _cache.get(key)
+    if hit is None:
+        hit = (arch, _cost(arch, op, exact_below, dataflows, table))
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = hit
+    out = copy.copy(hit[1])            # a fresh record: the op's name, dicts of its own
+    for name, value in (("op", op.name), ("schedule", dict(out.schedule)),
+                        ("energy_breakdown", dict(out.energy_breakdown))):
+        object.__setattr__(out, name, value)
+    return out
+
+
+def clear_cache() -> None:
+    """Forget memoized costs (for timing and tests)."""
+    _cache.clear()
+    _flow.cache_clear()
+    arch_energies.cache_clear()
