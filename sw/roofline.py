@@ -9,6 +9,9 @@ Device figures (dense tensor-core peaks): H100 SXM5 — NVIDIA's H100 datasheet:
 989 TFLOPS FP16/BF16, 1979 TOPS INT8 and FP8, no INT4 tensor cores (workloads.md).
 RTX 4090 Laptop (AD103, 140 W) — published spec sheets: 576 GB/s GDDR6, 75.9 TFLOPS FP16 with
 FP32 accumulation, 303.5 TOPS INT8, 607 TOPS INT4.
+A100 SXM4 80GB — NVIDIA's A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4): 2,039 GB/s
+HBM2e, 312 TFLOPS FP16/BF16, 624 TOPS INT8, 1,248 TOPS INT4 (dense; twice that with 2:4
+sparsity), 19.5 TFLOPS FP32 (non-tensor), no FP8 tensor cores (Ampere).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ DEVICES: dict[str, Device] = {
     "RTX4090-laptop": Device("RTX 4090 Laptop", 576e9,
                              {"fp16": 75.9e12, "fp32": 37.9e12, "int8": 303.5e12,
                               "int4": 607e12, "fp8": 151.8e12}),
+    "A100": Device("A100 SXM4 80GB", 2.039e12,
+                   {"fp16": 312e12, "fp32": 19.5e12, "int8": 624e12, "int4": 1248e12}),
 }
 
 
