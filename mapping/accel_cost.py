@@ -4,8 +4,14 @@ over the architecture's dataflows, its cycles, counts and energy (:func:`cost_op
 **Lowering** (else :class:`Unmappable`, naming the op and the reason):
 
 * ``Linear`` ``Y = X W^T``: the GEMM ``C (m x n) = A (m x k) B (k x n)`` with A = X and B =
-  W^T, the weights laid out K x N once, offline (no transposed moves). SVDQuant ``rank > 0``:
-  unmappable for now (the SVDQuant kernel's costing comes next).
+  W^T, the weights laid out K x N once, offline (no transposed moves). With int4 group codes
+  of the dequantizer's group (activations signed or unsigned after the GELU shift) on an
+  architecture with the dequant unit (and requant for a branch): the SVDQuant kernel
+  (:mod:`mapping.accel_svdquant`: group dots, dequantization, the rank-``r`` branch on chip;
+  rank 0 the plain W4A4 layer; float32 out), on its weight-stationary dataflow; a layer of
+  more than three blocks of rows or tiles of outputs is costed from shorter programs of 2 and
+  3 of them, equal to the whole program's cost. SVDQuant ``rank > 0`` anywhere else:
+  unmappable.
 * ``Matmul``: one ``m x n x k`` GEMM; ``batch > 1`` runs the batch's GEMMs back to back, costed
   as one times ``batch`` (no overlap between them: an upper bound by at most the pipeline's
   fill and drain per GEMM).
@@ -70,6 +76,7 @@ from hw.front.arch import ArchSpec
 from hw.front.kernel_choice import choose_schedule, estimate
 from hw.front.kernel_runs import conv_operands, gemm_operands
 from hw.front.kernel_schedule import GemmProblem, GemmSchedule, plan_schedule
+from hw.front.kernel_svdquant import svdquant_block_rows, svdquant_operands
 from hw.front.kernels import (
     conv2d_cost,
     conv2d_instructions,
@@ -81,6 +88,7 @@ from hw.front.kernels import (
 from hw.front.program_cost import ProgramCost, program_cost
 from hw.front.spec_model import SpecError
 
+from .accel_svdquant import svdquant_cost
 from .energy import EnergyTable, dram_pj_per_byte, energy_table, mac_pj, sram_access_pj
 from .ir import Conv2d, Format, Linear, Matmul, Op
 
@@ -187,12 +195,30 @@ def _codes(op: Op, arch: ArchSpec, fmt_field: str, operand: int) -> tuple[str, .
     return tuple(notes)
 
 
+def _grouped_int4(op: Linear, arch: ArchSpec) -> bool:
+    """Whether ``op`` runs on the SVDQuant kernel: int4 group codes (activations signed or
+    unsigned) of the dequantizer's group, int8 arrays, the requant unit for a branch."""
+    dq, fmts = arch.units.dequant, (op.act_fmt, op.weight_fmt)
+    return (dq is not None and all(f.kind in ("int", "uint") and f.bits == 4 and
+                                   f.group == dq.group for f in fmts)
+            and op.weight_fmt.kind == "int" and arch.types[0].bits == 8
+            and arch.types[2].bits == 32 and (not op.rank or arch.units.requant is not None))
+
+
 def _lower(arch: ArchSpec, op: Op) -> _Lowering:
     """The program ``op`` runs as (module docstring), or Unmappable."""
     if isinstance(op, Linear):
+        if _grouped_int4(op, arch):
+            return _Lowering("svdquant", (op.m, op.k, op.n, op.rank), 1, (
+                "the SVDQuant kernel: group dots, the group dequantizer, the low-rank branch "
+                "on chip (hw.front.kernel_svdquant)",))
         if op.rank:
-            raise Unmappable(op, f"SVDQuant rank {op.rank} > 0: the SVDQuant kernel's costing "
-                                 f"comes next", arch.name)
+            units = arch.units
+            raise Unmappable(op, f"SVDQuant rank {op.rank} > 0 takes int4 group codes of the "
+                                 f"dequantizer's group on an architecture with the requant and "
+                                 f"dequant units (dequant group: "
+                                 f"{units.dequant.group if units.dequant else 'none'}; "
+                                 f"formats {op.act_fmt.name}, {op.weight_fmt.name})", arch.name)
         notes = _codes(op, arch, "act_fmt", 0) + _codes(op, arch, "weight_fmt", 1)
         return _Lowering("gemm", (op.m, op.n, op.k), 1, notes)
     if isinstance(op, Matmul):
@@ -297,8 +323,14 @@ def _best(arch: ArchSpec, op: Op, low: _Lowering, exact: bool, dataflows: tuple[
 def _cost(arch: ArchSpec, op: Op, exact_below: int, dataflows: tuple[str, ...],
           table: EnergyTable) -> OpCost:
     low = _lower(arch, op)
-    exact = low.macs < exact_below
-    name, (cycles, ins, pc, s) = _best(arch, op, low, exact, dataflows)
+    if low.kind == "svdquant":
+        name, cycles, ins, pc, sched, exact = _svdquant(arch, op, low, dataflows)
+    else:
+        exact = low.macs < exact_below
+        name, (cycles, ins, pc, s) = _best(arch, op, low, exact, dataflows)
+        sched = {"lowering": low.kind, "extents": low.shape, "repeat": low.repeat,
+                 "tile": s.tile, "block": s.block, "k_step": s.k_step, "resident": s.resident,
+                 "prefetch": s.prefetch, "resident_buffers": s.resident_buffers}
     r = low.repeat
     macs, padded, dram = pc.macs * r, pc.padded_macs * r, pc.dram_bytes * r
     sp = (pc.scratchpad_row_reads * r, pc.scratchpad_row_writes * r)
@@ -307,14 +339,32 @@ def _cost(arch: ArchSpec, op: Op, exact_below: int, dataflows: tuple[str, ...],
     e = arch_energies(arch, table)
     energy = {"mac": padded * e["mac"], "scratchpad": sum(sp) * e["scratchpad"],
               "accumulator": sum(acc) * e["accumulator"], "dram": dram * e["dram_byte"]}
-    sched = {"lowering": low.kind, "extents": low.shape, "repeat": r, "tile": s.tile,
-             "block": s.block, "k_step": s.k_step, "resident": s.resident,
-             "prefetch": s.prefetch, "resident_buffers": s.resident_buffers}
     return OpCost("", "accel", arch.name, name, sched, cycles * r, macs, padded, dram, ins * r,
                   sp[0], sp[1], acc[0], acc[1], macs / (arch.pes * cycles * r),
                   max(-(-padded // arch.pes), -(-dram // arch.dram.bytes_per_cycle)),
                   "compute" if compute >= memory else "memory", sum(energy.values()), energy,
                   exact, low.notes)
+
+
+def _svdquant(arch: ArchSpec, op: Op, low: _Lowering, dataflows: tuple[str, ...]
+              ) -> tuple[str, int, int, ProgramCost, dict[str, Any], bool]:
+    """(dataflow, cycles, instructions, counts, schedule, exact) of the SVDQuant kernel's
+    program (:mod:`mapping.accel_svdquant`): on the first of ``dataflows`` it runs on."""
+    fitting = [n for n in dataflows if arch.spatial_extents(n)[0] == 0 and
+               min(arch.spatial_extents(n)[1:])]
+    if not fitting:
+        raise Unmappable(op, "the SVDQuant kernel needs a dataflow keeping i in time only "
+                             f"(weight-stationary); given: {', '.join(dataflows)}", arch.name)
+    try:
+        cycles, ins, pc, whole = svdquant_cost(arch, *low.shape)
+    except (SpecError, ValueError) as exc:
+        raise Unmappable(op, str(exc), arch.name) from exc
+    m, k, n, r = low.shape
+    sched = {"lowering": "svdquant", "extents": low.shape, "repeat": 1,
+             "block_rows": svdquant_block_rows(arch, svdquant_operands(arch, m, k, n, r))}
+    if not whole:
+        sched["costed_from"] = "programs of 2 and 3 blocks / tiles (mapping.accel_svdquant)"
+    return fitting[0], cycles, ins, pc, sched, whole
 
 
 def _key(op: Op) -> tuple:

@@ -43,7 +43,8 @@ from .kernel_chain import blocks, chain_dataflow, unit_command
 from .kernel_runs import ALIGN, KernelRun
 from .spec_model import SpecError
 
-__all__ = ["SVDQuantOperands", "run_svdquant_linear", "svdquant_operands", "svdquant_program"]
+__all__ = ["SVDQuantOperands", "run_svdquant_linear", "svdquant_block_rows", "svdquant_operands",
+           "svdquant_program"]
 
 _NAMES = ("qx", "qwt", "sx", "swt", "xl", "sxl", "l1q", "l2q", "sl2", "y")
 #: the branch's ring of (xl, L1q) k-tiles, and how many k-tiles ahead its moves run
@@ -277,6 +278,13 @@ def _tile(p: _Plan, m0: int, mb: int, t: int, buf: int,
     prog.append(_unit("dequant", "output", dst=at["Y"], rows=mb, cols=nn))
     prog += ahead if g == 1 else []
     return prog + ([] if nxt is None else _weights(p, nxt, range(g - 1, g)))
+
+
+def svdquant_block_rows(arch: ArchSpec, ops: SVDQuantOperands,
+                        dataflow: str | None = None) -> int:
+    """The rows of a block of the layer's program (module docstring: at most the
+    dequantizer's, as many as fit); ``SpecError`` when the layer does not fit."""
+    return _plan(arch, ops, chain_dataflow(arch, dataflow, "SVDQuant")[1]).mb
 
 
 def svdquant_program(arch: ArchSpec, ops: SVDQuantOperands,

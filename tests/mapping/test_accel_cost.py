@@ -169,12 +169,15 @@ def test_record_fields_energy_and_json():
 
 
 def test_int4_codes_run_as_int8_and_tiny_models_are_exact():
-    arch = _arch("lego_fused")
+    """Without a dequantizer (gemmini-like) grouped int4 runs as a plain GEMM on the codes
+    (its scales not applied: a note says so)."""
+    arch = _arch("gemmini_like")
     w4 = cost_op(arch, Linear("w4", 16, 64, 192, "int4_g64", "int4_g64", "bf16"))
     i8 = cost_op(arch, _linear(16, 192, 64))
     assert (w4.cycles, w4.dram_bytes) == (i8.cycles, i8.dram_bytes)
     assert any("one per int8" in n for n in w4.notes)
     assert any("group scales" in n for n in w4.notes)
+    arch = _arch("lego_fused")
     for name in MODELS:
         if name.startswith("tiny-"):
             for op, _ in model(name):
@@ -195,8 +198,12 @@ def test_float_formats_are_unmappable(fmt):
 
 def test_other_unmappable_ops_say_why():
     arch = _arch("lego_fused")
+    with pytest.raises(Unmappable, match="SVDQuant rank 32 > 0 takes int4 group codes .*"
+                                         r"\(dequant group: none"):
+        cost_op(_arch("gemmini_like"), Linear("svd", 16, 64, 64, "int4_g64", "int4_g64",
+                                              rank=32))
     cases = [
-        (Linear("svd", 16, 64, 64, "int4_g64", "int4_g64", rank=32), "SVDQuant rank 32"),
+        (Linear("svd", 16, 64, 64, "int8", "int8", rank=32), "SVDQuant rank 32"),
         (Conv2d("s2", 1, 16, 16, 8, 8, 2, stride=2, act_fmt="int8", weight_fmt="int8"),
          "stride 2"),
         (Attention("attn", 1, 2, 2, 16, 8, 8, fmt="int8"), "no accelerator kernel"),
