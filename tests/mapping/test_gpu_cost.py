@@ -1,6 +1,5 @@
 import ast
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,12 +272,9 @@ class TestModels:
             for device in DEVICES:
                 assert gpu_cost(op, device).time_s > 0
 
-    def test_deterministic_fast_and_json(self):
-        g = model("flux1-dev")
-        t0 = time.perf_counter()
-        a = gpu_model_cost(g, "H100")
-        elapsed = time.perf_counter() - t0
+    def test_deterministic_and_json(self):
+        a = gpu_model_cost(model("flux1-dev"), "H100")
         b = gpu_model_cost(model("flux1-dev"), "H100")
-        assert a.to_dict() == b.to_dict() and elapsed < 0.5
+        assert a.to_dict() == b.to_dict()
         json.dumps(a.to_dict())
         assert a.bound == "compute" and a.by_kind["attention"]["count"] == 57

@@ -1,7 +1,6 @@
 """The primitive graph's semantics, executed: every kind, signedness, slices, registers, errors."""
 
 import random
-import time
 
 import pytest
 
@@ -204,8 +203,9 @@ class TestSimulateGraph:
         assert _run(g, [3, -1]) == _run(g, [3, -1]) == [(-3) & 0xFF]
         assert g.nodes == nodes and g.edges == edges
 
-    def test_speed_thousands_of_nodes(self):
-        """3,000 operators, 300 cycles: compiled once, well under a few seconds."""
+    def test_thousands_of_nodes(self):
+        """3,000 operators over 300 cycles: compiled once (its speed is the benchmarks'
+        to measure, not a test's)."""
         g, rng = PrimitiveGraph(), random.Random(7)
         names = []
         for i in range(20):
@@ -221,8 +221,5 @@ class TestSimulateGraph:
             g.add_node(f"y{k}", "output", 16)
             g.add_edge(names[-1 - k], f"y{k}")
         stimulus = [{f"i{i}": rng.randrange(256) for i in range(20)} for _ in range(300)]
-        start = time.perf_counter()
         result = simulate_graph(g, stimulus)
-        elapsed = time.perf_counter() - start
         assert len(result) == 300 and len(result[0]) == 50
-        assert elapsed < 3.0, f"{elapsed:.2f} s"
