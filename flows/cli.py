@@ -17,6 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sim.errors import SimError
 
+from .map_cli import add_parsers, cmd_compare, cmd_map
+
 __all__ = ["main"]
 
 
@@ -157,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
                        "prefill chunk) and what it is")
     m.add_argument("--json", action="store_true",
                    help="one JSON object per model instead of the table")
+
+    add_parsers(sub)
 
     d = sub.add_parser("demo", help="generate, emit, simulate and report on the default design")
     d.add_argument("--out", default="out", metavar="DIR", help="output directory (default: out)")
@@ -355,7 +359,8 @@ def _si(n: int) -> str:
 
 
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,
-             "arch": _cmd_arch, "run": _cmd_run, "models": _cmd_models}
+             "arch": _cmd_arch, "run": _cmd_run, "models": _cmd_models,
+             "map": cmd_map, "compare": cmd_compare}
 
 
 def _in_spec_file(exc: Exception, path: str | None) -> Exception:

@@ -23,6 +23,18 @@ over the architecture's dataflows, its cycles, counts and energy (:func:`cost_op
   included: ``groups == c_in == c_out``) runs one convolution of ``c_in / groups`` channels
   into ``c_out / groups`` per group, back to back: ``groups`` times one group's cost (for a
   depthwise conv a 1-channel program: poor use of the array, which the cost shows).
+* ``Attention`` and ``LinearAttention`` of int8 codes (else unmappable: a precision policy
+  converts upstream) on an architecture with the fused attention units (requant, softmax,
+  normalizer, kv_cache; requant, normalizer and operand ReLU for linear attention; else
+  unmappable, naming the missing units: a mapper decomposes into GEMMs and host work):
+  the fused kernels, :mod:`mapping.accel_attention`. One program per KV head and batch
+  element, its GQA group of query heads together: a streaming head (``window``) as
+  DuoAttention steps over its ring cache resident in the scratchpad, a causal one as query
+  tiles over key blocks streamed from DRAM (a decode: one tile of one token), a non-causal
+  one as such tiles over all keys; linear attention one program per head. Below
+  ``exact_below`` MACs a program the whole program is timed (``exact``); above, it is
+  composed from short programs (key blocks, tiles, steps, their junctions), equal to the
+  whole program's cycles and counts. They run on the first dataflow keeping i in time only.
 
 A lowering is a program repeated ``repeat`` times; cycles, MACs, bytes and accesses are one
 program's times ``repeat`` (``schedule["repeat"]``).
@@ -36,9 +48,10 @@ integer array. The output leaves in the accumulator type (int32), whatever ``out
 So ``dram_bytes`` is what the program moves (A/B elements and C results at the architecture's
 widths), not the IR's packed storage: the IR's bytes are the mapper's concern.
 
-**Search**: for every dataflow of the architecture (or those given), the kernel library's
-schedule (:func:`~hw.front.kernel_choice.choose_schedule`); the fewest cycles win, ties by
-fewer DRAM bytes, then fewer instructions, then the architecture's dataflow order. A program
+**Search** (GEMMs, convolutions): for every dataflow of the architecture (or those given),
+the kernel library's schedule (:func:`~hw.front.kernel_choice.choose_schedule`); the fewest
+cycles win, ties by fewer DRAM bytes, then fewer instructions, then the architecture's
+dataflow order. A program
 of fewer than ``exact_below`` MACs is built and timed by the cycle model
 (:func:`~hw.front.accel_timing.accel_timing`, equal to the RTL's cycles), counted by
 :func:`~hw.front.program_cost.program_cost` (``exact = True``); a larger one takes
@@ -66,12 +79,10 @@ deterministic.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from hw.front.accel_params import accel_params
-from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
 from hw.front.kernel_choice import choose_schedule, estimate
 from hw.front.kernel_runs import conv_operands, gemm_operands
@@ -85,75 +96,20 @@ from hw.front.kernels import (
     gemm_instructions,
     gemm_program,
 )
-from hw.front.program_cost import ProgramCost, program_cost
+from hw.front.program_cost import ProgramCost
 from hw.front.spec_model import SpecError
 
+from .accel_attention import attention_cost
+from .accel_attention import clear_cache as clear_attention_cache
 from .accel_svdquant import svdquant_cost
-from .energy import EnergyTable, dram_pj_per_byte, energy_table, mac_pj, sram_access_pj
-from .ir import Conv2d, Format, Linear, Matmul, Op
+from .energy import EnergyTable, energy_table
+from .ir import Attention, Conv2d, Format, Linear, LinearAttention, Matmul, Op
+from .op_cost import EXACT_BELOW, OpCost, Unmappable, arch_energies, priced, timed
 
 __all__ = ["EXACT_BELOW", "OpCost", "Unmappable", "arch_energies", "clear_cache", "cost_op"]
 
-EXACT_BELOW = 1 << 21
-"""Default MAC threshold: programs of fewer MACs are built and timed exactly (every op of the
-zoo's ``tiny-`` models has at most 1.3M)."""
-
 _CACHE_MAX = 1 << 16
 _cache: dict[tuple, tuple[ArchSpec, OpCost]] = {}
-
-
-class Unmappable(ValueError):
-    """An operator a target cannot run: ``op`` (its name), ``reason``, ``arch`` (the target's
-    name, or ""). Built from the operator (or its name) and the reason; pickles."""
-
-    def __init__(self, op: Op | str, reason: str, arch: str = "") -> None:
-        self._args = (op, reason, arch)
-        self.op = op if isinstance(op, str) else op.name
-        self.reason, self.arch = reason, arch
-        what = "op" if isinstance(op, str) else op.kind
-        where = f" on {arch!r}" if arch else ""
-        super().__init__(f"{what} {self.op!r} cannot run{where}: {reason}")
-
-    def __reduce__(self) -> tuple:
-        return type(self), self._args
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """One operator on one accelerator (see the module docstring). ``schedule``: the lowering
-    ("gemm" or "conv2d"), its extents, ``repeat`` and the :class:`GemmSchedule`'s fields;
-    ``energy_breakdown``: pJ of "mac", "scratchpad", "accumulator", "dram" (summing to
-    ``energy_pj``); ``exact``: cycles from the cycle model on the built program (else the
-    schedule estimate); ``notes``: the lowering rules that applied."""
-
-    op: str
-    target: str
-    arch: str
-    dataflow: str
-    schedule: dict[str, Any] = field(hash=False)
-    cycles: int
-    macs: int
-    padded_macs: int
-    dram_bytes: int
-    instructions: int
-    scratchpad_reads: int
-    scratchpad_writes: int
-    accumulator_reads: int
-    accumulator_writes: int
-    utilization: float
-    roofline_cycles: int
-    bound: str
-    energy_pj: float
-    energy_breakdown: dict[str, float] = field(hash=False)
-    exact: bool
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields (fresh dicts)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out.update(schedule=dict(self.schedule), energy_breakdown=dict(self.energy_breakdown),
-                   notes=list(self.notes))
-        return out
 
 
 @dataclass(frozen=True)
@@ -244,13 +200,8 @@ def _lower(arch: ArchSpec, op: Op) -> _Lowering:
             notes += (f"one program per batch element: times {op.batch}",)
         return _Lowering("conv2d", (c, op.h + 2 * op.pad, op.w + 2 * op.pad, kk, op.kernel,
                                     op.kernel), g * op.batch, notes)
-    raise Unmappable(op, "no accelerator kernel is costed for this kind (linear, matmul and "
-                         "conv2d are)", arch.name)
-
-
-@lru_cache(maxsize=16)
-def _params(arch: ArchSpec):
-    return accel_params(arch)
+    raise Unmappable(op, "no accelerator kernel is costed for this kind (linear, matmul, "
+                         "conv2d, attention and linear attention are)", arch.name)
 
 
 @lru_cache(maxsize=16)
@@ -279,28 +230,11 @@ def _flow(arch: ArchSpec, dataflow: str, kind: str, shape: tuple[int, ...], exac
         build, count, length = conv2d_program, conv2d_cost, conv2d_instructions
     schedule = choose_schedule(arch, dataflow, problem)
     if exact:
-        program = build(arch, dataflow, ops, schedule)
-        cycles = accel_timing(program, _params(arch)).cycles
-        return cycles, len(program), program_cost(program, arch), schedule
+        return (*timed(arch, build(arch, dataflow, ops, schedule)), schedule)
     plan = plan_schedule(arch, dataflow, problem, schedule)
     cycles_f, _, _ = estimate(_unpadded(arch), dataflow, plan)
     return (round(cycles_f), length(arch, dataflow, ops, schedule),
             count(arch, dataflow, ops, schedule), schedule)
-
-
-@lru_cache(maxsize=64)
-def arch_energies(arch: ArchSpec, table: EnergyTable | None = None) -> dict[str, float]:
-    """pJ per access on ``arch`` (:mod:`mapping.energy`): "mac" (A-type multiply + C-type
-    add), "scratchpad" and "accumulator" (one row of one bank: row bits, bank bytes),
-    "dram_byte" (the table's default end)."""
-    t = table or energy_table()
-    sp, acc = arch.scratchpad, arch.accumulator
-    return {"mac": mac_pj(arch.types[0].bits, arch.types[2].bits, table=t),
-            "scratchpad": sram_access_pj(8 * sp.row_bytes, sp.capacity_bytes // sp.banks,
-                                         table=t),
-            "accumulator": sram_access_pj(8 * acc.row_bytes, acc.capacity_bytes // acc.banks,
-                                          table=t),
-            "dram_byte": dram_pj_per_byte(table=t)}
 
 
 def _best(arch: ArchSpec, op: Op, low: _Lowering, exact: bool, dataflows: tuple[str, ...]
@@ -322,6 +256,9 @@ def _best(arch: ArchSpec, op: Op, low: _Lowering, exact: bool, dataflows: tuple[
 
 def _cost(arch: ArchSpec, op: Op, exact_below: int, dataflows: tuple[str, ...],
           table: EnergyTable) -> OpCost:
+    if isinstance(op, (Attention, LinearAttention)):
+        return attention_cost(arch, op, exact_below=exact_below, dataflows=dataflows,
+                              table=table)
     low = _lower(arch, op)
     if low.kind == "svdquant":
         name, cycles, ins, pc, sched, exact = _svdquant(arch, op, low, dataflows)
@@ -331,19 +268,7 @@ def _cost(arch: ArchSpec, op: Op, exact_below: int, dataflows: tuple[str, ...],
         sched = {"lowering": low.kind, "extents": low.shape, "repeat": low.repeat,
                  "tile": s.tile, "block": s.block, "k_step": s.k_step, "resident": s.resident,
                  "prefetch": s.prefetch, "resident_buffers": s.resident_buffers}
-    r = low.repeat
-    macs, padded, dram = pc.macs * r, pc.padded_macs * r, pc.dram_bytes * r
-    sp = (pc.scratchpad_row_reads * r, pc.scratchpad_row_writes * r)
-    acc = (pc.accumulator_row_reads * r, pc.accumulator_row_writes * r)
-    compute, memory = padded / arch.pes, dram / arch.dram.bytes_per_cycle
-    e = arch_energies(arch, table)
-    energy = {"mac": padded * e["mac"], "scratchpad": sum(sp) * e["scratchpad"],
-              "accumulator": sum(acc) * e["accumulator"], "dram": dram * e["dram_byte"]}
-    return OpCost("", "accel", arch.name, name, sched, cycles * r, macs, padded, dram, ins * r,
-                  sp[0], sp[1], acc[0], acc[1], macs / (arch.pes * cycles * r),
-                  max(-(-padded // arch.pes), -(-dram // arch.dram.bytes_per_cycle)),
-                  "compute" if compute >= memory else "memory", sum(energy.values()), energy,
-                  exact, low.notes)
+    return priced(arch, name, sched, (cycles, ins, pc), low.repeat, exact, low.notes, table)
 
 
 def _svdquant(arch: ArchSpec, op: Op, low: _Lowering, dataflows: tuple[str, ...]
@@ -411,3 +336,4 @@ def clear_cache() -> None:
     _cache.clear()
     _flow.cache_clear()
     arch_energies.cache_clear()
+    clear_attention_cache()

@@ -24,39 +24,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from hw.front.accel_params import accel_params
-from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
 from hw.front.kernel_chain import chain_dataflow
 from hw.front.kernel_svdquant import svdquant_block_rows, svdquant_operands, svdquant_program
-from hw.front.program_cost import ProgramCost, program_cost
+from hw.front.program_cost import ProgramCost
+
+from .op_cost import combine, timed
 
 __all__ = ["svdquant_cost"]
-
-_COUNTS = ("macs", "padded_macs", "dram_read_bytes", "dram_written_bytes",
-           "scratchpad_row_reads", "scratchpad_row_writes", "accumulator_row_reads",
-           "accumulator_row_writes")
 
 
 @lru_cache(maxsize=256)
 def _run(arch: ArchSpec, m: int, k: int, n: int, r: int) -> tuple[int, int, ProgramCost]:
     """(cycles, instructions, counts) of the whole program of an ``m``-row layer."""
-    program = svdquant_program(arch, svdquant_operands(arch, m, k, n, r))
-    return (accel_timing(program, accel_params(arch)).cycles, len(program),
-            program_cost(program, arch))
-
-
-def _combine(arch: ArchSpec, runs: list[tuple[int, tuple[int, int, ProgramCost]]]
-             ) -> tuple[int, int, ProgramCost]:
-    """``sum coef run`` field by field over ``(coef, run)`` (the roofline recomputed)."""
-    def lin(get) -> int:
-        return sum(coef * get(run) for coef, run in runs)
-
-    c = {f: lin(lambda run, f=f: getattr(run[2], f)) for f in _COUNTS}
-    dram = c["dram_read_bytes"] + c["dram_written_bytes"]
-    roofline = max(-(-c["padded_macs"] // arch.pes), -(-dram // arch.dram.bytes_per_cycle))
-    return lin(lambda run: run[0]), lin(lambda run: run[1]), ProgramCost(
-        **c, roofline_cycles=roofline)
+    return timed(arch, svdquant_program(arch, svdquant_operands(arch, m, k, n, r)))
 
 
 def _points(count: int) -> list[tuple[int, int]]:
@@ -78,4 +59,4 @@ def svdquant_cost(arch: ArchSpec, m: int, k: int, n: int, r: int
     last_rows, last_cols = m - (nb - 1) * mb, n - (nt - 1) * edge
     runs = [(cb * ct, _run(arch, (b - 1) * mb + last_rows, k, (t - 1) * edge + last_cols, r))
             for b, cb in _points(nb) for t, ct in _points(nt)]
-    return (*_combine(arch, runs), False)
+    return (*combine(arch, runs), False)

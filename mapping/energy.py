@@ -2,8 +2,9 @@
 file (``mapping/data/energy_45nm.yaml``, with its citation) and the rules that use it.
 
 The published points (pJ): 8-bit add 0.03, 32-bit add 0.1, 8-bit multiply 0.2, 32-bit multiply
-3.1, 16-bit float multiply 1.1; a 64-bit SRAM (cache) read 10 at 8 KB, 20 at 32 KB, 100 at
-1 MB; a 64-bit DRAM access 1300-2600. No scaling to other technology nodes. The rules:
+3.1; float add 0.4 (16-bit), 0.9 (32-bit), float multiply 1.1 (16-bit), 3.7 (32-bit); a 64-bit
+SRAM (cache) read 10 at 8 KB, 20 at 32 KB, 100 at 1 MB; a 64-bit DRAM access 1300-2600. No
+scaling to other technology nodes. The rules:
 
 * **MAC** (:func:`mac_pj`): an integer multiply at the operand width plus an add at the
   accumulator width; the default int8 x int8 MAC with int32 accumulation is the 8-bit
@@ -11,6 +12,10 @@ The published points (pJ): 8-bit add 0.03, 32-bit add 0.1, 8-bit multiply 0.2, 3
   interpolated log-log (a power law through the two neighbours; the published pair implies
   multiply ~ bits^1.98, add ~ bits^0.87), a width outside them takes the nearest point's
   energy (clamped: no extrapolation past the data).
+* **Float op** (:func:`fp_op_pj`): one FP32-op equivalent (the unit :mod:`mapping.vector_work`
+  counts vector work in, an FMA being 2) is the mean of a float add and a float multiply of
+  that width: (0.9 + 3.7) / 2 = 2.3 pJ at 32 bits. Operand fetch (register file, buffers) is
+  not included: an underestimate of vector work's energy.
 * **SRAM** (:func:`sram_access_pj`): an access of W bits to a memory (or bank) of C bytes
   costs ``W / 64`` times the 64-bit read energy at C (linear in width: more bit lines and
   sense amplifiers per access; the decoder's share makes it a mild overestimate for wide
@@ -39,7 +44,7 @@ from typing import Any
 import yaml
 
 __all__ = ["DEFAULT_TABLE", "EnergyTable", "dram_pj_per_byte", "dram_range_pj_per_byte",
-           "energy_table", "int_add_pj", "int_mult_pj", "load_energy_table", "mac_pj",
+           "energy_table", "fp_op_pj", "int_add_pj", "int_mult_pj", "load_energy_table", "mac_pj",
            "sram_access_pj", "table_from_dict"]
 
 DEFAULT_TABLE = "energy_45nm.yaml"
@@ -92,6 +97,7 @@ class EnergyTable:
     node_nm: int
     int_add_pj: Points
     int_mult_pj: Points
+    fp_add_pj: Points
     fp_mult_pj: Points
     sram_access_bits: int
     sram_read_pj: Points
@@ -107,7 +113,7 @@ class EnergyTable:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"EnergyTable.{f} must be a positive integer, got {v!r}")
-        for f in ("int_add_pj", "int_mult_pj", "fp_mult_pj", "sram_read_pj"):
+        for f in ("int_add_pj", "int_mult_pj", "fp_add_pj", "fp_mult_pj", "sram_read_pj"):
             object.__setattr__(self, f, _points(getattr(self, f), f"EnergyTable.{f}"))
         for f in ("dram_low_pj", "dram_high_pj"):
             object.__setattr__(self, f, _positive(getattr(self, f), f"EnergyTable.{f}"))
@@ -131,8 +137,8 @@ def table_from_dict(d: object, where: str = "energy table") -> EnergyTable:
     """The :class:`EnergyTable` of a parsed YAML mapping (the data file's layout)."""
     if not isinstance(d, Mapping):
         raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
-    _check_keys(d, ("source", "node_nm", "int_add_pj", "int_mult_pj", "fp_mult_pj", "sram",
-                    "dram"), where)
+    _check_keys(d, ("source", "node_nm", "int_add_pj", "int_mult_pj", "fp_add_pj", "fp_mult_pj",
+                    "sram", "dram"), where)
     sram, dram = d["sram"], d["dram"]
     if not isinstance(sram, Mapping) or not isinstance(dram, Mapping):
         raise ValueError(f"{where}: sram and dram must be mappings")
@@ -143,7 +149,7 @@ def table_from_dict(d: object, where: str = "energy table") -> EnergyTable:
             isinstance(p, Mapping) and set(p) == {"capacity_bytes", "pj"} for p in reads):
         raise ValueError(f"{where}: sram.read_pj must be a list of {{capacity_bytes, pj}}")
     return EnergyTable(d["source"], d["node_nm"], d["int_add_pj"], d["int_mult_pj"],
-                       d["fp_mult_pj"], sram["access_bits"],
+                       d["fp_add_pj"], d["fp_mult_pj"], sram["access_bits"],
                        tuple((p["capacity_bytes"], p["pj"]) for p in reads),
                        dram["access_bits"], dram["low_pj"], dram["high_pj"], dram["default"])
 
@@ -200,6 +206,14 @@ def int_mult_pj(bits: int, *, table: EnergyTable | None = None) -> float:
 def int_add_pj(bits: int, *, table: EnergyTable | None = None) -> float:
     """pJ of one ``bits``-bit integer add (log-log between published widths, clamped)."""
     return _loglog((table or energy_table()).int_add_pj, _bits(bits, "bits"))
+
+
+def fp_op_pj(bits: int = 32, *, table: EnergyTable | None = None) -> float:
+    """pJ of one float op equivalent of ``bits`` bits: the mean of a float add and a float
+    multiply (log-log between published widths, clamped outside): 2.3 pJ at 32 bits, 45 nm."""
+    t = table or energy_table()
+    b = _bits(bits, "bits")
+    return (_loglog(t.fp_add_pj, b) + _loglog(t.fp_mult_pj, b)) / 2
 
 
 def mac_pj(mult_bits: int = 8, acc_bits: int = 32, *, table: EnergyTable | None = None

@@ -81,23 +81,11 @@ from .ir import (
     Norm,
     Op,
 )
+from .vector_work import ELEMENTWISE_VECTOR_OPS, GROUP_RESCALE_OPS, vector_work
 
 __all__ = ["ELEMENTWISE_VECTOR_OPS", "GROUP_RESCALE_OPS", "GpuCost", "GpuModelCost",
            "gpu_cost", "gpu_model_cost", "tensor_precision", "transcendental_ops"]
 
-ELEMENTWISE_VECTOR_OPS: dict[str, tuple[int, int]] = {
-    "copy": (0, 0), "relu": (1, 0), "add": (1, 0), "mul": (1, 0), "residual": (2, 0),
-    "modulate": (2, 0), "cfg": (3, 0), "rope": (3, 0), "quantize": (6, 0), "silu": (3, 2),
-    "gate": (4, 2), "gelu": (8, 1), "softmax": (4, 1)}
-"""Element-wise op -> (FP32 ops, transcendentals) per output element. ``residual`` and
-``modulate``: one FMA; ``cfg``: a subtract and an FMA; ``rope``: a multiply and an FMA (cos, sin
-from a table); ``quantize``: abs, group max, scale, round, clamp (2); ``silu``: x / (1 + exp(-x))
-(exp, reciprocal); ``gate``: silu and a multiply; ``gelu``: the tanh approximation (FLUX, Sana);
-``softmax``: max, subtract, exp, sum, normalize."""
-
-GROUP_RESCALE_OPS = 4
-"""FP32 ops per (output element, group) of a grouped integer GEMM: convert the int32 partial sum,
-multiply the two group scales, one FMA into the fp32 accumulator."""
 
 _SFU_WEIGHT = {"A100 SXM4 80GB": 8}
 _SFU_DEFAULT = 16
@@ -278,22 +266,6 @@ def _tensor(op: Op) -> tuple[list[tuple[int, str]], int, tuple[str, ...], str]:
     return [], 0, (), "none"
 
 
-def _vector(op: Op) -> tuple[int, int]:
-    """(FP32 ops, transcendentals) of the IR's vector work of ``op``."""
-    n = op.vector_elements
-    if isinstance(op, Elementwise):
-        ops, sfu = ELEMENTWISE_VECTOR_OPS[op.op]
-    elif isinstance(op, Norm):
-        ops, sfu = (5 + 2 * op.affine, 0) if op.norm == "layer" else (3 + op.affine, 0)
-    elif isinstance(op, Attention):
-        ops, sfu = 4, 1
-    elif isinstance(op, LinearAttention):
-        ops, sfu = 3, 0
-    else:
-        ops, sfu = 0, 0
-    return n * ops, n * sfu
-
-
 _KINDS = (Linear, Matmul, Conv2d, Elementwise, Norm, Attention, LinearAttention, KVCacheWrite,
           KVCacheRead, Embedding)
 
@@ -309,7 +281,7 @@ def _cost(op: Op, name: str, dev: Device) -> GpuCost:
         compute += ops / peak
         precision = precision or used
         notes += more
-    base, sfu = _vector(op)
+    base, sfu = vector_work(op)
     vec += base + sfu * _SFU_WEIGHT.get(dev.name, _SFU_DEFAULT)
     if vec:
         compute += vec / dev.peaks["fp32"]

@@ -6,6 +6,9 @@
   attention, alone and with the 16-bit weights (paper: up to 2.55x MHA / 1.67x GQA, measured
   total GPU memory).
 * :func:`sana_attention_growth`: LiteLA vs softmax self-attention MACs from 1024 to 4096 px.
+* :func:`svdquant_fusion_traffic`: an SVDQuant layer's DRAM bytes and cycles on an accelerator
+  with its low-rank branch fused on chip against the branch in its own pass
+  (:func:`mapping.decompose.unfused_branch`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from .ir import Attention, LinearAttention
 from .zoo import model
 
 __all__ = ["duo_context_for_ratio", "duo_kv_ratio", "flux_weight_ratio",
-           "sana_attention_growth"]
+           "sana_attention_growth", "svdquant_fusion_traffic"]
 
 
 def flux_weight_ratio(quant: str = "svdquant", modulation: str = "w4a16",
@@ -75,3 +78,21 @@ def sana_attention_growth(size: str = "1.6B", low: int = 1024,
         out[f"{key}_growth"] = out[f"{key}_macs_high"] / out[f"{key}_macs_low"]
     out["softmax_over_linear_high"] = out["softmax_macs_high"] / out["linear_macs_high"]
     return out
+
+
+def svdquant_fusion_traffic(arch, m: int = 4096, k: int = 3072, n: int = 3072, rank: int = 32
+                            ) -> dict[str, float]:
+    """DRAM bytes and cycles of FLUX.1's ``m x k x n`` SVDQuant layer (int4 codes in groups of
+    64, rank ``rank``) on ``arch``: the kernel with the branch fused against the branch
+    unfused; ratios unfused over fused."""
+    from .accel_cost import cost_op
+    from .decompose import unfused_branch
+    from .ir import Linear
+
+    op = Linear("svdquant", m, k, n, "int4_g64", "int4_g64", rank=rank)
+    fused = cost_op(arch, op)
+    steps = unfused_branch(arch, op)
+    dram, cycles = sum(s.dram_bytes for s in steps), sum(s.cycles for s in steps)
+    return {"fused_dram_bytes": fused.dram_bytes, "unfused_dram_bytes": dram,
+            "dram_ratio": dram / fused.dram_bytes, "fused_cycles": fused.cycles,
+            "unfused_cycles": cycles, "cycle_ratio": cycles / fused.cycles}

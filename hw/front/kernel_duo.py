@@ -18,6 +18,10 @@ dataflow keeping A rows over i, B rows over k, C rows over i (weight-stationary)
     cache     the chunk's surviving tokens into their slots: K^T by a one-column transposing
               move at element ``slot mod E``, V by a one-row move; kv_cache advance
 
+A step's program depends on the head's shapes and the position ``L`` only (not on the codes
+nor on the steps before it): :func:`duo_step_program` builds the step at any ``L`` (what a
+mapper costs), :class:`DuoHead` runs the steps in order on the reference machine.
+
 Slot addresses are computed when the program is generated (positions are known then): the
 same ``ring_address`` the kv_cache unit's generator (:mod:`hw.ir.units.kv_address`) forms in
 hardware. Everything of a step stays resident: the cache (sink + recent slots, or every token
@@ -42,7 +46,8 @@ from .kernel_chain import blocks, chain_dataflow, unit_command
 from .kernel_runs import ALIGN
 from .spec_model import SpecError
 
-__all__ = ["DuoHead", "attention_config"]
+__all__ = ["DuoHead", "DuoSteps", "attention_config", "cache_slots", "duo_step_program",
+           "duo_steps"]
 
 
 def attention_config(arch: ArchSpec):
@@ -98,50 +103,172 @@ def _layout(arch: ArchSpec, e: int, g: int, cap: int, d: int, dv: int,
     return _Layout(e, slots, chunk, rows, kt, v, ktc, vc, qa, p, s, den, o)
 
 
+@dataclass(frozen=True)
+class DuoSteps:
+    """What the step programs of one head depend on: ``g`` query heads of ``d``, values of
+    ``dv``, ``t`` tokens in DRAM (q (g, t, d), k (t, d), v (t, dv), the output (g, t, dv) of C
+    elements at the byte addresses ``addr``, then the DRAM's end), the logit multiplier and
+    shift, the window (sink, recent) of a streaming head (``None``: retrieval), chunks of at
+    most ``max_chunk``, kv_cache descriptor ``kv``, the dataflow's index and the layout."""
+
+    g: int
+    t: int
+    d: int
+    dv: int
+    mult: int
+    shift: int
+    window: tuple[int, int] | None
+    max_chunk: int
+    kv: int
+    index: int
+    lay: _Layout
+    addr: tuple[int, int, int, int, int]
+
+
+def duo_steps(arch: ArchSpec, g: int, t: int, d: int, dv: int, mult: int, shift: int,
+              sink: int | None = None, recent: int | None = None, max_chunk: int = 64,
+              kv: int = 0, dataflow: str | None = None) -> DuoSteps:
+    """The steps of a head of these shapes on ``arch`` (:class:`DuoHead`'s arguments, the
+    codes by their shapes; q, k, v and the output one after the other from ``ALIGN``);
+    ``SpecError`` when a unit is missing or the head does not fit, ``ValueError`` for a
+    half-given window."""
+    for unit in ("requant", "softmax", "normalizer", "kv_cache"):
+        if getattr(arch.units, unit) is None:
+            raise SpecError(f"architecture {arch.name!r} has no {unit} unit; the "
+                            "attention head needs requant, softmax, normalizer, kv_cache")
+    if (sink is None) != (recent is None) or (recent is not None and recent < 1):
+        raise ValueError(f"give sink >= 0 and recent >= 1 together (streaming) or neither "
+                         f"(retrieval), got sink={sink!r}, recent={recent!r}")
+    window = (sink, recent) if recent is not None else None
+    index, edge = chain_dataflow(arch, dataflow, "attention-head")
+    if edge != arch.accumulator.row_bytes * 8 // arch.types[2].bits or \
+            edge != arch.scratchpad.row_bytes * 8 // arch.types[0].bits:
+        raise SpecError(f"architecture {arch.name!r}: the attention kernel needs rows of "
+                        f"the array edge {edge} in both memories")
+    cap = t if window is None else sum(window)
+    lay = _layout(arch, edge, g, cap, d, dv, max_chunk)
+    if lay is None:
+        raise SpecError(f"a head of {cap} cached tokens with chunks of {max_chunk} and "
+                        f"{g} query heads does not fit {arch.name!r}'s memories "
+                        f"({arch.scratchpad.rows} scratchpad rows, {arch.accumulator.rows} "
+                        "accumulator rows)")
+    sizes = [g * t * d, t * d, t * dv, g * t * dv * arch.types[2].bits // 8]
+    addr = tuple(int(a) for a in np.cumsum([ALIGN] + [-(-n // ALIGN) * ALIGN for n in sizes]))
+    return DuoSteps(g, t, d, dv, mult, shift, window, max_chunk, kv, index, lay, addr)
+
+
+def duo_step_program(arch: ArchSpec, head: DuoSteps, length: int, c: int
+                     ) -> list[Instruction]:
+    """The checked program of the step of ``c`` tokens at positions ``length .. length + c -
+    1`` (module docstring), the one :class:`DuoHead` runs after ``length`` tokens."""
+    most = min(head.max_chunk, head.t - length)
+    if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= most:
+        raise ValueError(f"chunk must be an int in 1..{most} (max_chunk {head.max_chunk}, "
+                         f"{head.t - length} tokens left), got {c!r}")
+    lay, e, d, dv = head.lay, head.lay.edge, head.d, head.dv
+    r = head.g * c
+    slots = length if head.window is None else sum(head.window)
+    cached = -(-slots // e) * e                         # key slots the cache presents
+    prog = [Instruction("config", (("dataflow", head.index),))]
+    for g in range(head.g):
+        for t, (d0, dn) in enumerate(blocks(d, e)):
+            prog.append(_move(dram=head.addr[0] + (g * head.t + length) * d + d0,
+                              stride=d, sp=lay.qa + t * lay.rows + g * c, rows=c, cols=dn))
+    for b, (c0, cn) in enumerate(blocks(c, e)):
+        prog.append(_move(dram=head.addr[1] + (length + c0) * d, stride=d,
+                          sp=lay.ktc + b * d, rows=d, cols=cn, transpose=1))
+    for b, (e0, en) in enumerate(blocks(dv, e)):
+        prog.append(_move(dram=head.addr[2] + length * dv + e0, stride=dv,
+                          sp=lay.vc + b * lay.chunk, rows=c, cols=en))
+    keys = [(lay.kt + b * d, e) for b in range(cached // e)] + \
+           [(lay.ktc + b * d, cn) for b, (_, cn) in enumerate(blocks(c, e))]
+    for kb, (base, width) in enumerate(keys):
+        for t, (d0, dn) in enumerate(blocks(d, e)):
+            prog.append(Instruction("compute", (
+                ("a", lay.qa + t * lay.rows), ("b", base + d0), ("c", lay.s + kb * r),
+                ("i", r), ("j", width), ("k", dn), ("accumulate", int(t > 0)))))
+    prog.append(unit_command("requant", "wide", src=lay.s, dst=lay.s, rows=len(keys) * r,
+                             cols=e, arg=head.mult, shift=head.shift))
+    prog.append(unit_command("softmax", "weights", src=lay.s, dst=lay.p, rows=r,
+                             cols=cached + c, arg=lay.den, kv=head.kv))
+    prog += _pv_and_out(arch, head, length, c, cached, keys)
+    prog += _cache_writes(head, length, c)
+    prog.append(unit_command("kv_cache", "advance", rows=c, kv=head.kv))
+    check_program(prog, arch)
+    return prog
+
+
+def _pv_and_out(arch: ArchSpec, head: DuoSteps, length: int, c: int, cached: int,
+                keys: list) -> list[Instruction]:
+    lay, e, dv, ob = head.lay, head.lay.edge, head.dv, arch.types[2].bits // 8
+    r = head.g * c
+    prog = []
+    for b, (e0, en) in enumerate(blocks(dv, e)):
+        for kb, (_, width) in enumerate(keys):
+            vrow = (lay.v + b * lay.slots + kb * e if kb < cached // e
+                    else lay.vc + b * lay.chunk + (kb - cached // e) * e)
+            prog.append(Instruction("compute", (
+                ("a", lay.p + kb * r), ("b", vrow), ("c", lay.o + b * r), ("i", r),
+                ("j", en), ("k", width), ("accumulate", int(kb > 0)))))
+        prog.append(unit_command("normalizer", "divide", src=lay.o + b * r,
+                                 dst=lay.o + b * r, rows=r, cols=en, arg=lay.den, count=1))
+        for g in range(head.g):
+            prog.append(Instruction("mvout", (
+                ("acc", lay.o + b * r + g * c),
+                ("dram", head.addr[3] + ((g * head.t + length) * dv + e0) * ob),
+                ("stride", dv * ob), ("rows", c), ("cols", en))))
+    return prog
+
+
+def cache_slots(head: DuoSteps, length: int, c: int) -> list[tuple[int, int]]:
+    """(position, cache slot) of the tokens of the step at ``length`` of ``c`` tokens that
+    stay in the cache (a streaming head's ring drops those overwritten within the step)."""
+    if head.window is None:
+        return [(pos, pos) for pos in range(length, length + c)]
+    sink, recent = head.window
+    return [(pos, ring_address(pos, sink, recent)) for pos in range(length, length + c)
+            if not sink <= pos < length + c - recent]
+
+
+def _cache_writes(head: DuoSteps, length: int, c: int) -> list[Instruction]:
+    """The chunk's tokens that stay in the cache, into their slots."""
+    lay, e, d, dv = head.lay, head.lay.edge, head.d, head.dv
+    prog = []
+    for pos, slot in cache_slots(head, length, c):
+        prog.append(_move(dram=head.addr[1] + pos * d, stride=d,
+                          sp=lay.kt + (slot // e) * d, rows=d, cols=1, transpose=1,
+                          col=slot % e))
+        for b, (e0, en) in enumerate(blocks(dv, e)):
+            prog.append(_move(dram=head.addr[2] + pos * dv + e0, stride=dv,
+                              sp=lay.v + b * lay.slots + slot, rows=1, cols=en))
+    return prog
+
+
 class DuoHead:
     """One KV head and its group of ``G`` query heads over a whole sequence of ``T`` tokens
     (``q`` (G, T, D), ``k`` (T, D), ``v`` (T, Dv) int8 codes) on the reference machine of
     ``arch``; ``sink``/``recent`` for a streaming head, neither for a retrieval head.
-    :meth:`step` runs the next ``C`` tokens and returns their outputs (G, C, Dv)."""
+    :meth:`step` runs the next ``C`` tokens (:func:`duo_step_program` at the head's length)
+    and returns their outputs (G, C, Dv)."""
 
     def __init__(self, arch: ArchSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, mult: int,
                  shift: int, sink: int | None = None, recent: int | None = None,
                  max_chunk: int = 64, kv: int = 0, dataflow: str | None = None) -> None:
-        for unit in ("requant", "softmax", "normalizer", "kv_cache"):
-            if getattr(arch.units, unit) is None:
-                raise SpecError(f"architecture {arch.name!r} has no {unit} unit; the "
-                                "attention head needs requant, softmax, normalizer, kv_cache")
         q, k, v = (np.asarray(x) for x in (q, k, v))
         if q.ndim != 3 or k.ndim != 2 or q.shape[1:] != k.shape or v.ndim != 2 \
                 or v.shape[0] != k.shape[0]:
             raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: expected (G, T, D), "
                              "(T, D), (T, Dv)")
-        if (sink is None) != (recent is None) or (recent is not None and recent < 1):
-            raise ValueError(f"give sink >= 0 and recent >= 1 together (streaming) or neither "
-                             f"(retrieval), got sink={sink!r}, recent={recent!r}")
-        self.arch, self.kv, self.mult, self.shift = arch, kv, mult, shift
-        self.window = (sink, recent) if recent is not None else None
-        (self.g, self.t, self.d), self.dv = q.shape, v.shape[1]
-        self.index, edge = chain_dataflow(arch, dataflow, "attention-head")
-        if edge != arch.accumulator.row_bytes * 8 // arch.types[2].bits or \
-                edge != arch.scratchpad.row_bytes * 8 // arch.types[0].bits:
-            raise SpecError(f"architecture {arch.name!r}: the attention kernel needs rows of "
-                            f"the array edge {edge} in both memories")
-        self.max_chunk = max_chunk
-        cap = self.t if self.window is None else sum(self.window)
-        lay = _layout(arch, edge, self.g, cap, self.d, self.dv, max_chunk)
-        if lay is None:
-            raise SpecError(f"a head of {cap} cached tokens with chunks of {max_chunk} and "
-                            f"{self.g} query heads does not fit {arch.name!r}'s memories "
-                            f"({arch.scratchpad.rows} scratchpad rows, {arch.accumulator.rows} "
-                            "accumulator rows)")
-        self.lay = lay
-        out_bytes = arch.types[2].bits // 8
-        sizes = [q.size, k.size, v.size, self.g * self.t * self.dv * out_bytes]
-        self.addr = list(np.cumsum([ALIGN] + [-(-n // ALIGN) * ALIGN for n in sizes]))
-        self.machine = Machine(arch, int(self.addr[-1]))
-        for base, x in zip(self.addr, (q, k, v), strict=False):
-            self.machine.write_dram(int(base), pack(x, arch.types[0]))
+        self.arch = arch
+        self.steps = duo_steps(arch, *q.shape, v.shape[1], mult, shift, sink, recent,
+                               max_chunk, kv, dataflow)
+        st = self.steps
+        self.kv, self.mult, self.shift, self.window = kv, mult, shift, st.window
+        self.g, self.t, self.d, self.dv = st.g, st.t, st.d, st.dv
+        self.index, self.max_chunk, self.lay, self.addr = st.index, max_chunk, st.lay, st.addr
+        self.machine = Machine(arch, st.addr[4])
+        for base, x in zip(st.addr, (q, k, v), strict=False):
+            self.machine.write_dram(base, pack(x, arch.types[0]))
         self.length = 0
         #: the cache's reset, run on construction (the steps' programs follow it)
         self.reset_program = [unit_command("kv_cache", "reset", src=sink or 0, dst=recent or 0,
@@ -162,96 +289,18 @@ class DuoHead:
 
     def step(self, c: int) -> np.ndarray:
         """Run the next ``c`` tokens (one program); their outputs, int64 (G, c, Dv)."""
-        most = min(self.max_chunk, self.t - self.length)
-        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= most:
-            raise ValueError(f"chunk must be an int in 1..{most} (max_chunk {self.max_chunk}, "
-                             f"{self.t - self.length} tokens left), got {c!r}")
         program = self.program(c)
         self.machine.run(program)
         self.last_program = program
         c_t, ob = self.arch.types[2], self.arch.types[2].bits // 8
         out = np.empty((self.g, c, self.dv), dtype=np.int64)
         for g in range(self.g):
-            addr = int(self.addr[3]) + (g * self.t + self.length) * self.dv * ob
+            addr = self.addr[3] + (g * self.t + self.length) * self.dv * ob
             out[g] = unpack(self.machine.read_dram(addr, c * self.dv * ob), c * self.dv,
                             c_t).reshape(c, self.dv)
         self.length += c
         return out
 
-    def _cached(self) -> int:
-        """Key slots the cache presents now (whole rows)."""
-        e = self.lay.edge
-        slots = self.length if self.window is None else sum(self.window)
-        return -(-slots // e) * e
-
     def program(self, c: int) -> list[Instruction]:
         """The checked program of the next ``c`` tokens (module docstring)."""
-        lay, e, d, dv = self.lay, self.lay.edge, self.d, self.dv
-        big, r = self.length, self.g * c
-        cached = self._cached()
-        prog = [Instruction("config", (("dataflow", self.index),))]
-        for g in range(self.g):
-            for t, (d0, dn) in enumerate(blocks(d, e)):
-                prog.append(_move(dram=int(self.addr[0]) + (g * self.t + big) * d + d0,
-                                  stride=d, sp=lay.qa + t * lay.rows + g * c, rows=c, cols=dn))
-        for b, (c0, cn) in enumerate(blocks(c, e)):
-            prog.append(_move(dram=int(self.addr[1]) + (big + c0) * d, stride=d,
-                              sp=lay.ktc + b * d, rows=d, cols=cn, transpose=1))
-        for b, (e0, en) in enumerate(blocks(dv, e)):
-            prog.append(_move(dram=int(self.addr[2]) + big * dv + e0, stride=dv,
-                              sp=lay.vc + b * lay.chunk, rows=c, cols=en))
-        keys = [(lay.kt + b * d, e) for b in range(cached // e)] + \
-               [(lay.ktc + b * d, cn) for b, (_, cn) in enumerate(blocks(c, e))]
-        for kb, (base, width) in enumerate(keys):
-            for t, (d0, dn) in enumerate(blocks(d, e)):
-                prog.append(Instruction("compute", (
-                    ("a", lay.qa + t * lay.rows), ("b", base + d0), ("c", lay.s + kb * r),
-                    ("i", r), ("j", width), ("k", dn), ("accumulate", int(t > 0)))))
-        prog.append(unit_command("requant", "wide", src=lay.s, dst=lay.s, rows=len(keys) * r,
-                                 cols=e, arg=self.mult, shift=self.shift))
-        prog.append(unit_command("softmax", "weights", src=lay.s, dst=lay.p, rows=r,
-                                 cols=cached + c, arg=lay.den, kv=self.kv))
-        prog += self._pv_and_out(c, r, cached, keys)
-        prog += self._cache_writes(c)
-        prog.append(unit_command("kv_cache", "advance", rows=c, kv=self.kv))
-        check_program(prog, self.arch)
-        return prog
-
-    def _pv_and_out(self, c: int, r: int, cached: int, keys: list) -> list[Instruction]:
-        lay, e, dv, ob = self.lay, self.lay.edge, self.dv, self.arch.types[2].bits // 8
-        prog = []
-        for b, (e0, en) in enumerate(blocks(dv, e)):
-            for kb, (_, width) in enumerate(keys):
-                vrow = (lay.v + b * lay.slots + kb * e if kb < cached // e
-                        else lay.vc + b * lay.chunk + (kb - cached // e) * e)
-                prog.append(Instruction("compute", (
-                    ("a", lay.p + kb * r), ("b", vrow), ("c", lay.o + b * r), ("i", r),
-                    ("j", en), ("k", width), ("accumulate", int(kb > 0)))))
-            prog.append(unit_command("normalizer", "divide", src=lay.o + b * r,
-                                     dst=lay.o + b * r, rows=r, cols=en, arg=lay.den, count=1))
-            for g in range(self.g):
-                prog.append(Instruction("mvout", (
-                    ("acc", lay.o + b * r + g * c),
-                    ("dram", int(self.addr[3]) + ((g * self.t + self.length) * dv + e0) * ob),
-                    ("stride", dv * ob), ("rows", c), ("cols", en))))
-        return prog
-
-    def _cache_writes(self, c: int) -> list[Instruction]:
-        """The chunk's tokens that stay in the cache, into their slots."""
-        lay, e, d, dv = self.lay, self.lay.edge, self.d, self.dv
-        prog = []
-        for pos in range(self.length, self.length + c):
-            if self.window is None:
-                slot = pos
-            else:
-                sink, recent = self.window
-                if sink <= pos < self.length + c - recent:
-                    continue                    # overwritten within this chunk
-                slot = ring_address(pos, sink, recent)
-            prog.append(_move(dram=int(self.addr[1]) + pos * d, stride=d,
-                              sp=lay.kt + (slot // e) * d, rows=d, cols=1, transpose=1,
-                              col=slot % e))
-            for b, (e0, en) in enumerate(blocks(dv, e)):
-                prog.append(_move(dram=int(self.addr[2]) + pos * dv + e0, stride=dv,
-                                  sp=lay.v + b * lay.slots + slot, rows=1, cols=en))
-        return prog
+        return duo_step_program(self.arch, self.steps, self.length, c)

@@ -20,7 +20,10 @@ C rows over i)::
 
 A tile of ``c > 1`` tokens takes the keys before it in blocks of ``KB`` and its own ``c``
 keys as one last block under the causal mask (``softmax max`` / ``scaled`` with ``shift``
-bit 1: key ``j`` of row ``r`` visible iff ``j <= r mod c``); ``c <= KB``.
+bit 1: key ``j`` of row ``r`` visible iff ``j <= r mod c``); ``c <= KB``. A non-causal tile
+(``causal=False``: FLUX.1's joint attention, Sana's cross-attention) has every query see all
+``keys`` keys, in blocks of ``KB`` with no causal block (any ``c``, even more than the keys):
+golden's head with no mask.
 
 Layer: hw.front, the planning layer (plain Python, no Amaranth).
 """
@@ -39,7 +42,7 @@ from .kernel_runs import ALIGN, KernelRun
 from .spec_model import SpecError
 
 __all__ = ["LongAttention", "default_tile", "largest_block", "long_attention_program",
-           "run_long_decode", "run_long_prefill"]
+           "query_tiles", "run_long_decode", "run_long_prefill", "tile_addresses"]
 
 _CAUSAL = 2             #: the softmax max / scaled commands' causal bit of ``shift``
 _KEYS_PER_TOKEN = 4     #: a prefill tile's key block holds at least this many keys a token
@@ -51,7 +54,7 @@ class LongAttention:
     the ``tokens`` in DRAM), the last of which sees ``keys`` keys; keys of ``d``, values of
     ``dv``, the logit multiplier and shift, ``kb`` keys a block; DRAM byte addresses of q
     (g x tokens x d), k (keys x d, at least), v (keys x dv), one constant byte 1 and the
-    output (g x tokens x dv, C elements)."""
+    output (g x tokens x dv, C elements); ``causal=False``: every query sees all ``keys``."""
 
     g: int
     c: int
@@ -68,16 +71,19 @@ class LongAttention:
     v: int = 0
     ones: int = 0
     out: int = 0
+    causal: bool = True
 
     def __post_init__(self) -> None:
         for name in ("g", "c", "keys", "d", "dv", "kb", "tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.c > self.keys or self.first + self.c > self.tokens:
+        if (self.causal and self.c > self.keys) or self.first + self.c > self.tokens:
             raise ValueError(f"a tile of c={self.c} tokens from token {self.first} of "
                              f"{self.tokens} with {self.keys} keys is out of range")
-        if 1 < self.c and self.kb < self.c:
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"causal must be a bool, got {self.causal!r}")
+        if self.causal and 1 < self.c and self.kb < self.c:
             raise ValueError(f"a tile's own c={self.c} keys are one block: kb={self.kb} must "
                              "be at least c")
 
@@ -211,7 +217,7 @@ def long_attention_program(arch: ArchSpec, op: LongAttention) -> list[Instructio
                                  ("rows", op.kb), ("cols", 1)))]
     for t, (d0, dn) in enumerate(blocks(op.d, e)):
         prog += _heads(op, op.q, op.d, lay["sp_Q"] + t * op.rows, op.d, d0, dn, False)
-    own = op.c if op.c > 1 else 0                       # the tile's own keys: one causal block
+    own = op.c if op.c > 1 and op.causal else 0         # the tile's own keys: one causal block
     kblocks = [(k0, kn, 0) for k0, kn in blocks(op.keys - own, op.kb)]
     kblocks += [(op.keys - own, own, _CAUSAL)] if own else []
     for n, (k0, kn, causal) in enumerate(kblocks):
@@ -234,12 +240,13 @@ def long_attention_program(arch: ArchSpec, op: LongAttention) -> list[Instructio
     return prog
 
 
-def _check_head(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, int, int, int, int]:
+def _check_head(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = True
+                ) -> tuple[int, int, int, int, int]:
     """(G, C, D, keys, Dv) of a tile's q (G, C, D), k (keys, D), v (keys, Dv)."""
     if q.ndim != 3 or k.ndim != 2 or v.ndim != 2 or k.shape[1] != q.shape[2] \
-            or v.shape[0] != k.shape[0] or q.shape[1] > k.shape[0]:
-        raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: expected (G, C, D), "
-                         "(L+C, D), (L+C, Dv)")
+            or v.shape[0] != k.shape[0] or (causal and q.shape[1] > k.shape[0]):
+        keys = "(L+C, D), (L+C, Dv)" if causal else "(N, D), (N, Dv)"
+        raise ValueError(f"q {q.shape}, k {k.shape}, v {v.shape}: expected (G, C, D), {keys}")
     return (*q.shape, *v.shape)
 
 
@@ -259,9 +266,10 @@ def _run(arch: ArchSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray,
     return KernelRun(out.reshape(op.g, op.tokens, op.dv), program, machine, dram_in)
 
 
-def _addresses(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, ...]:
-    """q, k, v, the constant 1 and the output one after the other from ``ALIGN``."""
-    sizes = (q.size, k.size, v.size, 1)
+def tile_addresses(g: int, tokens: int, keys: int, d: int, dv: int) -> tuple[int, ...]:
+    """DRAM byte addresses of q (g x tokens x d), k (keys x d), v (keys x dv), the constant 1
+    and the output, one after the other from ``ALIGN``."""
+    sizes = (g * tokens * d, keys * d, keys * dv, 1)
     return tuple(int(a) for a in np.cumsum([ALIGN] + [-(-n // ALIGN) * ALIGN for n in sizes]))
 
 
@@ -275,26 +283,39 @@ def run_long_decode(arch: ArchSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray,
         raise ValueError(f"q {q.shape}: expected (G, D)")
     g, _, d, keys, dv = _check_head(q[:, None], k, v)
     kb = kb or largest_block(arch, g, d, dv)
-    tile = LongAttention(g, 1, keys, d, dv, mult, shift, kb, 1, 0, *_addresses(q, k, v))
+    tile = LongAttention(g, 1, keys, d, dv, mult, shift, kb, 1, 0,
+                         *tile_addresses(g, 1, keys, d, dv))
     run = _run(arch, q, k, v, [tile])
     return KernelRun(run.output[:, 0], run.program, run.machine, run.dram_in)
 
 
+def query_tiles(g: int, chunk: int, keys: int, d: int, dv: int, mult: int, shift: int,
+                tile: int, kb: int, causal: bool = True,
+                addresses: tuple[int, ...] = (0, 0, 0, 0, 0)) -> list[LongAttention]:
+    """The query tiles of ``tile`` tokens (the last one shorter) of a chunk of ``chunk``
+    queries over ``keys`` keys: causal, the chunk is the keys' last positions and a tile
+    sees the keys up to its last query; else every tile sees all ``keys``. ``addresses``:
+    the DRAM bytes of q, k, v, the constant 1 and the output."""
+    return [LongAttention(g, c, keys - chunk + t0 + c if causal else keys, d, dv, mult, shift,
+                          kb, chunk, t0, *addresses, causal=causal)
+            for t0, c in blocks(chunk, tile)]
+
+
 def run_long_prefill(arch: ArchSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray, mult: int,
-                     shift: int, tile: int | None = None, kb: int | None = None) -> KernelRun:
+                     shift: int, tile: int | None = None, kb: int | None = None,
+                     causal: bool = True) -> KernelRun:
     """A prefill chunk of ``C`` tokens at context ``L``: int8 ``q`` (G, C, D), keys ``k``
     (L + C, D) and values ``v`` (L + C, Dv) (the chunk's last), causal, in query tiles of
     ``tile`` tokens (default: :func:`default_tile`) with ``kb`` keys a block (default: the
-    largest for the tile); ``output`` is (G, C, Dv), the normalizer's codes."""
+    largest for the tile); ``output`` is (G, C, Dv), the normalizer's codes. ``causal=False``:
+    ``C`` queries over ``N`` keys ``k`` (N, D), ``v`` (N, Dv), any ``C``, every query seeing
+    every key (golden's head with no mask)."""
     q, k, v = (np.asarray(x) for x in (q, k, v))
-    g, chunk, d, keys, dv = _check_head(q, k, v)
+    g, chunk, d, keys, dv = _check_head(q, k, v, causal)
     tile = tile or default_tile(arch, g, d, dv)
     if tile < 1:
         raise SpecError(f"no query tile of {g} heads, d={d}, dv={dv} fits {arch.name!r}'s "
                         "memories")
     kb = kb or largest_block(arch, g, d, dv, c=tile)
-    addr = _addresses(q, k, v)
-    context = keys - chunk
-    return _run(arch, q, k, v, [LongAttention(g, c, context + t0 + c, d, dv, mult, shift, kb,
-                                              chunk, t0, *addr)
-                                for t0, c in blocks(chunk, tile)])
+    return _run(arch, q, k, v, query_tiles(g, chunk, keys, d, dv, mult, shift, tile, kb, causal,
+                                           tile_addresses(g, chunk, keys, d, dv)))

@@ -21,7 +21,7 @@ from hw.front.program_cost import program_cost
 from hw.front.spec_model import SpecError
 from mapping.accel_cost import EXACT_BELOW, Unmappable, arch_energies, clear_cache, cost_op
 from mapping.energy import energy_table
-from mapping.ir import Attention, Conv2d, Linear, Matmul
+from mapping.ir import Attention, Conv2d, Linear, Matmul, Norm
 from mapping.zoo import MODELS, model
 from tests.hw.accel_cases import tiny_arch
 
@@ -205,7 +205,8 @@ def test_other_unmappable_ops_say_why():
         (Linear("svd", 16, 64, 64, "int8", "int8", rank=32), "SVDQuant rank 32"),
         (Conv2d("s2", 1, 16, 16, 8, 8, 2, stride=2, act_fmt="int8", weight_fmt="int8"),
          "stride 2"),
-        (Attention("attn", 1, 2, 2, 16, 8, 8, fmt="int8"), "no accelerator kernel"),
+        (Norm("ln", "layer", 8, 16, fmt="int8"), "no accelerator kernel"),
+        (Attention("attn", 1, 2, 2, 16, 8, 8), "the attention kernels take int8 codes"),
     ]
     for op, why in cases:
         with pytest.raises(Unmappable, match=why) as info:

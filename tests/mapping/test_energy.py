@@ -13,6 +13,7 @@ from mapping.energy import (
     dram_pj_per_byte,
     dram_range_pj_per_byte,
     energy_table,
+    fp_op_pj,
     int_add_pj,
     int_mult_pj,
     load_energy_table,
@@ -27,7 +28,9 @@ def test_table_cites_horowitz_and_holds_the_published_numbers():
     assert "Horowitz" in t.source and "ISSCC 2014" in t.source and t.node_nm == 45
     assert t.int_add_pj == ((8, 0.03), (32, 0.1))
     assert t.int_mult_pj == ((8, 0.2), (32, 3.1))
-    assert t.fp_mult_pj == ((16, 1.1),)
+    assert t.fp_mult_pj == ((16, 1.1), (32, 3.7))
+    assert t.fp_add_pj == ((16, 0.4), (32, 0.9))
+    assert fp_op_pj() == pytest.approx(2.3) and fp_op_pj(16) == pytest.approx(0.75)
     assert t.sram_read_pj == ((8192, 10.0), (32768, 20.0), (1 << 20, 100.0))
     assert (t.dram_low_pj, t.dram_high_pj, t.dram_access_bits) == (1300.0, 2600.0, 64)
 

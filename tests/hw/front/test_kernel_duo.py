@@ -1,7 +1,8 @@
 """DuoAttention KV heads on the reference machine, one program per chunk, the cache kept in
 the scratchpad: outputs bit-exact against golden.attention_cache_fixed for streaming and
 retrieval heads, chunked prefill then decode, GQA groups, the ring's wrap exactly at its
-boundary, sequences shorter than sink + recent, extremes; the cache's contents equal golden's."""
+boundary, sequences shorter than sink + recent, extremes; the cache's contents equal golden's;
+a step's program built at its position alone equals the head's."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from golden.attention_cache_fixed import FullCacheFixed, StreamingCacheFixed
 from golden.attention_fixed import logit_multiplier
 from hw.front.arch import load_arch
-from hw.front.kernel_duo import DuoHead, attention_config
+from hw.front.kernel_duo import DuoHead, attention_config, duo_step_program, duo_steps
 from hw.front.spec_model import SpecError
 from tests.hw.accel_cases import tiny_arch
 
@@ -92,3 +93,22 @@ def test_errors():
     head = DuoHead(FUSED, q, k, v, 1, 0, max_chunk=4)
     with pytest.raises(ValueError, match="chunk must be an int in 1..4"):
         head.step(5)
+
+
+@pytest.mark.parametrize("window", [(4, 12), None])
+def test_step_program_at_a_position_equals_the_heads(window):
+    """duo_step_program at length L is the program the stateful head ran after L tokens
+    (before, at and after the ring's wrap), without running the steps before it."""
+    rng = np.random.default_rng(11)
+    q, k, v = _codes(rng, 2, 50, 16, 16)
+    head = DuoHead(FUSED, q, k, v, 3, 9, *(window or (None, None)), max_chunk=16)
+    steps = duo_steps(FUSED, 2, 50, 16, 16, 3, 9, *(window or (None, None)), max_chunk=16)
+    assert steps == head.steps
+    for c in (16, 3, 16, 1, 9):
+        length = head.length
+        head.step(c)
+        assert head.last_program == duo_step_program(FUSED, steps, length, c)
+    with pytest.raises(ValueError, match="chunk must be an int in 1..5"):
+        duo_step_program(FUSED, steps, 45, 6)
+    with pytest.raises(SpecError, match="no requant unit"):
+        duo_steps(load_arch("examples/arch/gemmini_like.yaml"), 1, 8, 8, 8, 1, 0)

@@ -1,7 +1,8 @@
 """A retrieval head's decode step and prefill chunks over key blocks streamed from DRAM (two
 passes: the row max, then the weights against it): outputs equal golden.attention_fixed.
 attention_head_int's for the query over every key (causal for a chunk), whatever the block or
-tile size; the softmax max / scaled commands, causal too."""
+tile size; the softmax max / scaled commands, causal too; non-causal tiles (every query over
+every key) equal golden's head with no mask."""
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from hw.front.kernel_duo_long import (
     default_tile,
     largest_block,
     long_attention_program,
+    query_tiles,
     run_long_decode,
     run_long_prefill,
 )
@@ -131,3 +133,53 @@ def test_causal_softmax_commands():
                                             attention_config(TINY)), 0)
     np.testing.assert_array_equal(m.scratchpad[20:24, :3], w)
     np.testing.assert_array_equal(m.accumulator[10:14, 1], w.sum(axis=1))
+
+
+@pytest.mark.parametrize("g,queries,keys,tile,kb", [(2, 7, 13, 3, 8), (3, 10, 5, 4, None),
+                                                    (1, 1, 9, None, 4), (2, 9, 37, None, 16),
+                                                    (2, 6, 22, 6, 4), (4, 5, 3, 2, None)])
+def test_non_causal_tiles_equal_golden_without_mask(g, queries, keys, tile, kb):
+    """Query tiles that see every key (FLUX.1's joint attention, Sana's cross-attention):
+    keys in regular blocks, the last partial, no causal block; tiles longer than the keys, or
+    than a block; golden's head with no mask, per query head of the group."""
+    rng = np.random.default_rng(100 * g + keys)
+    q = rng.integers(-128, 128, (g, queries, 4))
+    k, v = (rng.integers(-128, 128, (keys, 4)) for _ in range(2))
+    cfg = attention_config(TINY)
+    mult, shift = logit_multiplier(1 / 32, 1 / 32, 4, cfg)
+    run = run_long_prefill(TINY, q, k, v, mult, shift, tile, kb, causal=False)
+    want = np.stack([attention_head_int(qh, k, v, mult, shift, None, cfg) for qh in q])
+    np.testing.assert_array_equal(run.output, want)
+    assert np.abs(want).max() > 0
+
+
+def test_non_causal_on_the_fused_architecture():
+    """2 query heads of d 32, 40 queries over 300 keys (not a multiple of the block), the
+    default tile; a causal run of the same codes differs."""
+    rng = np.random.default_rng(5)
+    q = rng.integers(-128, 128, (2, 40, 32))
+    k, v = (rng.integers(-128, 128, (300, 32)) for _ in range(2))
+    cfg = attention_config(FUSED)
+    mult, shift = logit_multiplier(1 / 64, 1 / 64, 32, cfg)
+    run = run_long_prefill(FUSED, q, k, v, mult, shift, causal=False)
+    want = np.stack([attention_head_int(qh, k, v, mult, shift, None, cfg) for qh in q])
+    np.testing.assert_array_equal(run.output, want)
+    tile = default_tile(FUSED, 2, 32, 32)
+    assert 300 % largest_block(FUSED, 2, 32, 32, c=tile) and tile < 40
+    causal = run_long_prefill(FUSED, q, k, v, mult, shift)
+    assert not np.array_equal(causal.output, run.output)
+
+
+def test_non_causal_tiles_and_their_checks():
+    """A non-causal tile may hold more queries than keys or a block; the query tiles of a
+    chunk see all keys (non-causal) or the keys up to their last query (causal)."""
+    tile = LongAttention(2, 6, 3, 4, 4, 1, 0, 4, 6, causal=False)
+    assert len(long_attention_program(TINY, tile)) > 0
+    with pytest.raises(ValueError, match="causal must be a bool"):
+        LongAttention(2, 1, 3, 4, 4, 1, 0, 4, causal=1)
+    with pytest.raises(ValueError, match=r"expected \(G, C, D\), \(N, D\)"):
+        run_long_prefill(TINY, np.zeros((2, 5, 4)), np.zeros((3, 3)), np.zeros((3, 4)), 1, 0,
+                         causal=False)
+    assert [(t.c, t.keys) for t in query_tiles(2, 7, 20, 4, 4, 1, 0, 3, 8)] == \
+        [(3, 16), (3, 19), (1, 20)]
+    assert {t.keys for t in query_tiles(2, 7, 20, 4, 4, 1, 0, 3, 8, causal=False)} == {20}

@@ -1,0 +1,143 @@
+"""``lego map`` and ``lego compare``: whole models mapped onto an accelerator or a GPU.
+
+``lego map MODEL`` prints one line per operator (where it runs, how, what it costs) and the
+totals; ``--json FILE`` also writes the schedule and, next to it, the plots (per-operator
+utilization and a roofline, PNG and SVG). ``lego compare MODEL --arch A --arch B`` maps the
+model on each architecture and prints cycles and energy per operator kind side by side with
+the ratios to the first. MODEL is a zoo name (``lego models``) or ``FILE.py:FUNCTION`` (the
+function returns a ``torch.nn.Module`` and its example inputs; imported by torch.fx).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parsers", "cmd_compare", "cmd_map"]
+
+_DEFAULT_ARCH = "examples/arch/lego_fused.yaml"
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``--set NAME=VALUE``: VALUE as an int, a float, true/false, else a string."""
+    name, eq, value = (s.strip() for s in text.partition("="))
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return name, cast(value)
+        except ValueError:
+            pass
+    return name, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a zoo model (see 'lego models') or "
+                   "FILE.py:FUNCTION returning (torch.nn.Module, example inputs)")
+    p.add_argument("--set", dest="options", type=_option, action="append", default=[],
+                   metavar="NAME=VALUE", help="a zoo model's option, e.g. phase=prefill, "
+                   "context=131072 (repeatable)")
+    p.add_argument("--float-as", choices=("int8", "none"), default="int8",
+                   help="float contractions and attention on the integer array as int8 codes "
+                        "(default) or not at all (then they are reported unmappable)")
+    p.add_argument("--grouped", choices=("partials", "int8"), default="partials",
+                   help="int4 group codes without a dequantizer: group partials with the "
+                        "host's rescale (default, same numerics) or W8A8 (another model)")
+    p.add_argument("--host-lanes", type=_positive, default=16, metavar="N",
+                   help="FP32 ops a cycle of the host beside the array (default 16)")
+
+
+def add_parsers(sub) -> None:
+    """Register ``map`` and ``compare`` on the ``lego`` sub-command parsers ``sub``."""
+    m = sub.add_parser("map", help="map a whole model onto an accelerator or a GPU: a line per "
+                       "operator (target, dataflow, tiles, cycles, utilization, DRAM bytes, "
+                       "energy, bound) and the totals")
+    _common(m)
+    m.add_argument("--target", choices=("accel", "gpu"), default="accel",
+                   help="accelerator (default) or GPU roofline")
+    m.add_argument("--arch", default=_DEFAULT_ARCH, metavar="ARCH.yaml",
+                   help=f"the accelerator (default {_DEFAULT_ARCH})")
+    m.add_argument("--gpu", default="RTX4090-laptop", metavar="NAME",
+                   help="the GPU of --target gpu: RTX4090-laptop (default), A100, H100")
+    m.add_argument("--json", metavar="FILE", help="write the schedule as JSON to FILE and its "
+                   "plots next to it (FILE's stem + _utilization / _roofline, .png and .svg)")
+    c = sub.add_parser("compare", help="map a model on several accelerators; cycles and energy "
+                       "per operator kind side by side, with ratios to the first")
+    _common(c)
+    c.add_argument("--arch", action="append", required=True, metavar="ARCH.yaml",
+                   help="an architecture (give two or more; ratios are to the first)")
+
+
+def _graph(args):
+    """The model graph of ``args.model`` (zoo name with ``--set`` options, or an fx import)."""
+    options = dict(args.options)
+    if ":" in args.model and args.model.split(":", 1)[0].endswith(".py"):
+        if options:
+            raise ValueError("--set applies to zoo models, not to FILE.py:FUNCTION")
+        from mapping.fx_import import import_module, load_user_model
+
+        module, inputs = load_user_model(args.model)
+        return import_module(module, inputs, name=Path(args.model.split(":")[0]).stem)
+    from mapping.zoo import model
+
+    return model(args.model, **options)
+
+
+def _policy(args):
+    from mapping.host_cost import Host
+    from mapping.policy import Policy
+
+    return (Policy(None if args.float_as == "none" else args.float_as, args.grouped),
+            Host(lanes=args.host_lanes))
+
+
+def _map(graph, args, arch_path: str):
+    from hw.front.arch import load_arch
+    from mapping.mapper import map_model
+
+    policy, host = _policy(args)
+    return map_model(graph, arch=load_arch(arch_path), policy=policy, host=host)
+
+
+def cmd_map(args) -> int:
+    """``lego map``: the table (and the JSON and plots with ``--json``)."""
+    from mapping.report import format_schedule
+
+    if args.json:
+        out = Path(args.json)
+        if not out.parent.is_dir():
+            raise ValueError(f"--json {args.json!r}: folder {str(out.parent)!r} does not exist")
+    graph = _graph(args)
+    if args.target == "gpu":
+        from mapping.mapper import map_model
+
+        schedule = map_model(graph, device=args.gpu)
+    else:
+        schedule = _map(graph, args, args.arch)
+    print(format_schedule(schedule))
+    if args.json:
+        from mapping.plots import plot_schedule
+
+        data = schedule.to_dict()
+        written = plot_schedule(data, out.with_suffix(""))
+        schedule.write_json(out)
+        print(f"wrote {out} and {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """``lego compare``: per-kind cycles and energy on every ``--arch``, ratios to the first."""
+    from mapping.report import format_comparison
+
+    if len(args.arch) < 2:
+        raise ValueError(f"compare needs two or more --arch, got {len(args.arch)}")
+    graph = _graph(args)
+    schedules = [_map(graph, args, a) for a in args.arch]
+    print(format_comparison(schedules))
+    return 0
