@@ -8,7 +8,8 @@ decode step at 32k, VILA-U one image token): total cycles, energy and DRAM bytes
 speedup and energy ratios (baseline over fused), per operator kind, and the mapper's wall time
 on each. Then the geometric means over the mix, the mix again with a one-lane host (the
 default host is a 16-lane vector unit, generous to the baseline, whose softmax, rescales and
-sums run there), FLUX.1 once more with the baseline at W8A8
+sums run there: Gemmini's Rocket core is one lane), the mix mapped for least energy instead of
+fewest cycles, FLUX.1 once more with the baseline at W8A8
 (``--grouped int8``: the model Gemmini users would run instead), and the seed papers' ratios
 computed by the framework: FLUX.1 weight memory, DuoAttention KV memory (GQA and MHA at 32k,
 and the decode context at which weights + KV reach the paper's 2.55x / 1.67x), Sana's
@@ -63,13 +64,14 @@ def _kinds(schedule) -> dict[str, dict[str, float]]:
     return out
 
 
-def _compare(graph, fused, base, base_policy: Policy, host: Host = DEFAULT_HOST) -> dict:
+def _compare(graph, fused, base, base_policy: Policy, host: Host = DEFAULT_HOST,
+             objective: str = "cycles") -> dict:
     """Both architectures' totals, ratios and per-kind ratios of one graph."""
     row: dict = {}
     runs = {}
     for tag, arch, policy in (("fused", fused, Policy()), ("baseline", base, base_policy)):
         t0 = time.perf_counter()
-        s = map_model(graph, arch=arch, policy=policy, host=host)
+        s = map_model(graph, arch=arch, policy=policy, host=host, objective=objective)
         row[f"{tag}_map_s"] = round(time.perf_counter() - t0, 2)
         t = s.totals
         row[tag] = {"cycles": t["cycles"], "energy_j": t["energy_pj"] * 1e-12,
@@ -110,10 +112,11 @@ def _geomean(values) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def _scalar_host(graphs: dict, fused, base) -> dict:
-    """The mix again with a one-lane host (Gemmini's in-order Rocket core: one op a cycle)."""
-    host = Host(lanes=1)
-    rows = {label: _compare(g, fused, base, Policy(), host) for label, g in graphs.items()}
+def _variant(graphs: dict, fused, base, host: Host = DEFAULT_HOST,
+             objective: str = "cycles") -> dict:
+    """The mix again with another host or objective: ratios per model and geomeans."""
+    rows = {label: _compare(g, fused, base, Policy(), host, objective)
+            for label, g in graphs.items()}
     out = {label: {"speedup": r["speedup"], "energy_ratio": r["energy_ratio"]}
            for label, r in rows.items()}
     out["geomean_speedup"] = _geomean(r["speedup"] for r in rows.values())
@@ -152,9 +155,12 @@ def main() -> None:
     print(f"geomean: speedup {out['geomean_speedup']:.3f}x, energy "
           f"{out['geomean_energy_ratio']:.3f}x; FLUX.1 vs a W8A8 baseline: "
           f"{w8['speedup']:.3f}x, {w8['energy_ratio']:.3f}x", file=sys.stderr, flush=True)
-    out["scalar_host"] = _scalar_host(graphs, fused, base)
+    out["scalar_host"] = _variant(graphs, fused, base, host=Host(lanes=1))
+    out["energy_objective"] = _variant(graphs, fused, base, objective="energy")
     print(f"with a one-lane host: geomean speedup {out['scalar_host']['geomean_speedup']:.3f}x, "
-          f"energy {out['scalar_host']['geomean_energy_ratio']:.3f}x", file=sys.stderr,
+          f"energy {out['scalar_host']['geomean_energy_ratio']:.3f}x; for least energy: "
+          f"{out['energy_objective']['geomean_speedup']:.3f}x, "
+          f"{out['energy_objective']['geomean_energy_ratio']:.3f}x", file=sys.stderr,
           flush=True)
     out["seeds"] = _seeds()
     print(json.dumps(out))

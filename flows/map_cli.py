@@ -49,6 +49,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grouped", choices=("partials", "int8"), default="partials",
                    help="int4 group codes without a dequantizer: group partials with the "
                         "host's rescale (default, same numerics) or W8A8 (another model)")
+    p.add_argument("--objective", choices=("cycles", "energy", "edp"), default="cycles",
+                   help="what each operator's choice minimizes: cycles (default; ties: "
+                        "energy), energy, or the energy-delay product")
     p.add_argument("--host-lanes", type=_positive, default=16, metavar="N",
                    help="FP32 ops a cycle of the host beside the array (default 16)")
 
@@ -67,6 +70,12 @@ def add_parsers(sub) -> None:
                    help="the GPU of --target gpu: RTX4090-laptop (default), A100, H100")
     m.add_argument("--json", metavar="FILE", help="write the schedule as JSON to FILE and its "
                    "plots next to it (FILE's stem + _utilization / _roofline, .png and .svg)")
+    m.add_argument("--lower", metavar="DIR", help="accelerator: write every accelerator step's "
+                   "program, operand DRAM image and the reference machine's result to DIR (a "
+                   "new folder; small models: the tiny-* twins)")
+    m.add_argument("--check", action="store_true", help="gpu: also run every operator once on "
+                   "its Triton kernel (the interpreter without a GPU) against its reference; "
+                   "exit 1 if one fails (small models)")
     c = sub.add_parser("compare", help="map a model on several accelerators; cycles and energy "
                        "per operator kind side by side, with ratios to the first")
     _common(c)
@@ -102,7 +111,8 @@ def _map(graph, args, arch_path: str):
     from mapping.mapper import map_model
 
     policy, host = _policy(args)
-    return map_model(graph, arch=load_arch(arch_path), policy=policy, host=host)
+    return map_model(graph, arch=load_arch(arch_path), policy=policy, host=host,
+                     objective=args.objective)
 
 
 def cmd_map(args) -> int:
@@ -113,6 +123,12 @@ def cmd_map(args) -> int:
         out = Path(args.json)
         if not out.parent.is_dir():
             raise ValueError(f"--json {args.json!r}: folder {str(out.parent)!r} does not exist")
+    if args.lower and args.target != "accel":
+        raise ValueError("--lower writes accelerator programs: it needs --target accel")
+    if args.check and args.target != "gpu":
+        raise ValueError("--check runs the GPU kernels: it needs --target gpu")
+    if args.lower and Path(args.lower).exists():
+        raise ValueError(f"--lower {args.lower!r} exists; give a new folder")
     graph = _graph(args)
     if args.target == "gpu":
         from mapping.mapper import map_model
@@ -121,6 +137,9 @@ def cmd_map(args) -> int:
     else:
         schedule = _map(graph, args, args.arch)
     print(format_schedule(schedule))
+    failed = _check(graph, args) if args.check else 0
+    if args.lower:
+        _lower(graph, args)
     if args.json:
         from mapping.plots import plot_schedule
 
@@ -128,7 +147,32 @@ def cmd_map(args) -> int:
         written = plot_schedule(data, out.with_suffix(""))
         schedule.write_json(out)
         print(f"wrote {out} and {', '.join(str(p) for p in written)}")
-    return 0
+    return 1 if failed else 0
+
+
+def _check(graph, args) -> int:
+    """Run the graph's operators on the GPU kernels; print a line per failure and a summary;
+    the number that failed."""
+    from mapping.gpu_run import run_on_gpu_kernels
+
+    runs = run_on_gpu_kernels(graph, device=args.gpu)
+    bad = [r for r in runs if not r.passed]
+    for r in bad:
+        print(f"FAILED {r.op} ({r.kernel}): {r.reason}")
+    triton = sum(r.ran == "triton" for r in runs)
+    print(f"check: {len(runs) - len(bad)} of {len(runs)} operators passed ({triton} on Triton "
+          f"kernels, {len(runs) - triton} in torch)")
+    return len(bad)
+
+
+def _lower(graph, args) -> None:
+    from hw.front.arch import load_arch
+    from mapping.lower import lower_model, save_lowered
+
+    policy, _ = _policy(args)
+    steps = lower_model(graph, load_arch(args.arch), policy=policy)  # the cycles objective
+    folder = save_lowered(steps, args.lower)
+    print(f"lowered {len(steps)} accelerator programs to {folder}")
 
 
 def cmd_compare(args) -> int:

@@ -10,9 +10,18 @@ accelerator or a GPU (the mapper, importer, GPU roofline and CLI build on this l
 * :mod:`mapping.zoo`: FLUX.1-dev (SVDQuant), Sana-0.6B/1.6B, Llama-3-8B / Llama-2-7B with
   DuoAttention, VILA-U generation, each with a ``tiny-`` twin; ``model(name, **overrides)``.
 * :mod:`mapping.ratios`: the seed papers' headline ratios recomputed from the IR.
+* :mod:`mapping.mapper`: ``map_model(graph, arch=...)`` / ``(graph, device=...)``: every
+  operator placed and costed (the precision policy :mod:`mapping.policy`, candidates from
+  :mod:`mapping.accel_cost`, :mod:`mapping.accel_attention`, :mod:`mapping.decompose`,
+  :mod:`mapping.host_cost`, :mod:`mapping.gpu_cost`), a :class:`mapping.schedule.Schedule`
+  (table :mod:`mapping.report`, plots :mod:`mapping.plots`), lowered to programs for the tiny
+  models (:mod:`mapping.lower`); energies from :mod:`mapping.energy`.
+* :mod:`mapping.fx_import`: a ``torch.nn.Module`` to the IR (torch twins of the tiny models:
+  :mod:`mapping.torch_models`); :mod:`mapping.gpu_run`: the GPU target run on the Triton
+  kernels. These import torch; the rest of the package does not.
 
-Pure Python: importing this package imports neither torch nor numpy. Model facts and sources:
-``docs/models.md``.
+Importing this package imports neither torch nor numpy. Model facts and sources:
+``docs/models.md``; the mapper, its costs and the measured comparison: ``docs/mapping.md``.
 """
 
 from .ir import ModelGraph, Stage, Totals

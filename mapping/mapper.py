@@ -2,22 +2,23 @@
 lowering chosen by search, costed, collected into a :class:`~mapping.schedule.Schedule`.
 
 **Accelerator** (:func:`map_op`): the operator is first rewritten by the precision policy
-(:func:`mapping.policy.deploy`), then every legal candidate is costed and the fewest cycles
-win (ties: less energy, then the candidates' order):
+(:func:`mapping.policy.deploy`), then every legal candidate is costed and the best under the
+objective wins (:data:`OBJECTIVES`: fewest cycles by default, ties broken by less energy, then
+by the candidates' order):
 
-* ``whole``: the operator as one kernel of the library (:func:`mapping.accel_cost.cost_op`:
-  GEMM, convolution, SVDQuant layer, fused attention), itself searched over every dataflow of
-  the architecture and the kernel library's tilings, so a ``whole`` choice is never worse
-  than any fixed dataflow;
+* ``whole/<dataflow>``: the operator as one kernel of the library on one dataflow of the
+  architecture (:func:`mapping.accel_cost.cost_op`: GEMM, convolution, SVDQuant layer, fused
+  attention, each with the kernel library's tilings searched), one candidate per dataflow, so
+  the choice is never worse than any fixed dataflow under the objective;
 * the decompositions of :mod:`mapping.decompose`: ``unfused_qb<N>`` (attention by query
   blocks of N tokens, N in :data:`QUERY_BLOCKS` up to the op's queries, at most
-  :data:`MAX_QUERY_BLOCKS` blocks), ``unfused``
-  (linear attention), ``unfused_branch`` (an SVDQuant layer's branch in its own pass),
-  ``k_split<p>`` (an SVDQuant layer in p parts along k, p up to
-  :data:`MAX_K_PARTS`; the parts are tried in order and stop at the first that costs more
-  than the one before: the cost falls while a part's rows block grows, then rises with the
-  host's sums), ``group_partials`` (int4 group codes without the dequantizer: the only
-  candidate for those, a plain GEMM would drop the scales), ``im2col`` (convolutions);
+  :data:`MAX_QUERY_BLOCKS` blocks: pruning), ``unfused`` (linear attention),
+  ``unfused_branch`` (an SVDQuant layer's branch in its own pass), ``k_split<p>`` (an
+  SVDQuant layer in p parts along k, p up to :data:`MAX_K_PARTS`, tried in order until one
+  costs more cycles than the one before: the cost falls while a part's block of rows grows,
+  then rises with the host's sums), ``group_partials`` (int4 group codes without the
+  dequantizer: the only candidate for those, a plain GEMM would drop the scales), ``im2col``
+  (convolutions);
 * ``host``: an operator without MACs (norms, element-wise ops, embeddings, KV-cache moves) on
   the host (:mod:`mapping.host_cost`).
 
@@ -53,7 +54,12 @@ from .ir import Attention, Conv2d, Linear, LinearAttention, ModelGraph, Op
 from .policy import DEFAULT_POLICY, Policy, deploy, runs_grouped
 from .schedule import Entry, Schedule
 
-__all__ = ["MAX_K_PARTS", "MAX_QUERY_BLOCKS", "QUERY_BLOCKS", "Choice", "map_model", "map_op"]
+__all__ = ["MAX_K_PARTS", "MAX_QUERY_BLOCKS", "OBJECTIVES", "QUERY_BLOCKS", "Choice",
+           "map_model", "map_op"]
+
+OBJECTIVES = ("cycles", "energy", "edp")
+"""What a choice minimizes: cycles (ties: energy), energy (ties: cycles) or the
+energy-delay product (ties: cycles)."""
 
 MAX_K_PARTS = 8
 """Most parts along k an SVDQuant layer is split into (``k_split<p>``, p = 2 ..)."""
@@ -97,7 +103,9 @@ def _candidates(arch: ArchSpec, op: Op, host: Host, table: EnergyTable | None,
         return [("host", lambda: [host_op_cost(arch, op, host=host, table=table)])]
     if runs_grouped(op, arch):
         return [("group_partials", lambda: group_partials(arch, op, host=host, table=table))]
-    out.append(("whole", lambda: [cost_op(arch, op, exact_below=exact_below, table=table)]))
+    for d in arch.dataflows:
+        out.append((f"whole/{d.name}", lambda d=d.name: [cost_op(
+            arch, op, exact_below=exact_below, dataflows=(d,), table=table)]))
     if isinstance(op, Attention):
         least = -(-op.q_tokens // MAX_QUERY_BLOCKS)
         for qb in sorted({b for b in QUERY_BLOCKS if least <= b < op.q_tokens} | {op.q_tokens}):
@@ -118,11 +126,21 @@ def _candidates(arch: ArchSpec, op: Op, host: Host, table: EnergyTable | None,
     return out
 
 
+def _score(objective: str, cycles: int, energy: float) -> tuple:
+    if objective == "cycles":
+        return cycles, energy
+    if objective == "energy":
+        return energy, cycles
+    return cycles * energy, cycles
+
+
 def map_op(arch: ArchSpec, op: Op, *, policy: Policy = DEFAULT_POLICY,
            host: Host = DEFAULT_HOST, table: EnergyTable | None = None,
-           exact_below: int = EXACT_BELOW) -> Choice:
-    """The cheapest candidate of ``op`` on ``arch`` (module docstring); :class:`Unmappable`
-    naming every candidate's reason when none runs."""
+           exact_below: int = EXACT_BELOW, objective: str = "cycles") -> Choice:
+    """The best candidate of ``op`` on ``arch`` under ``objective`` (module docstring);
+    :class:`Unmappable` naming every candidate's reason when none runs."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     deployed, notes = deploy(op, arch, policy)
     tried: dict[str, int | str] = {}
     best: tuple[tuple, str, list[OpCost]] | None = None
@@ -136,7 +154,7 @@ def map_op(arch: ArchSpec, op: Op, *, policy: Policy = DEFAULT_POLICY,
         tried[label] = cycles
         if label.startswith("k_split") and _rising(tried, label, cycles):
             break
-        key = (cycles, sum(s.energy_pj for s in steps), n)
+        key = (*_score(objective, cycles, sum(s.energy_pj for s in steps)), n)
         if best is None or key < best[0]:
             best = (key, label, steps)
     if best is None:
@@ -164,7 +182,7 @@ def _accel_entry(arch: ArchSpec, stage: str, count: int, op: Op, ch: Choice) -> 
              "dram_bytes": s.dram_bytes, "times": s.schedule.get("times", 1)} for s in steps]}
     cycles = ch.cycles
     notes = ch.notes + tuple(dict.fromkeys(n for s in steps for n in s.notes))
-    return Entry(stage, op.name, op.kind, count, "+".join(targets), ch.label,
+    return Entry(stage, op.name, op.kind, count, "+".join(targets), ch.label.split("/")[0],
                  accel[0].dataflow if accel else "", cycles / (arch.clock_mhz * 1e6), cycles,
                  op.macs, sum(s.dram_bytes for s in steps),
                  op.macs / (arch.pes * cycles) if cycles else 0.0, ch.energy_pj, main.bound,
@@ -181,7 +199,8 @@ def _gpu_entry(device: str, stage: str, count: int, op: Op) -> Entry:
 
 def map_model(graph: ModelGraph, *, arch: ArchSpec | None = None, device: str | None = None,
               policy: Policy = DEFAULT_POLICY, host: Host = DEFAULT_HOST,
-              table: EnergyTable | None = None, exact_below: int = EXACT_BELOW) -> Schedule:
+              table: EnergyTable | None = None, exact_below: int = EXACT_BELOW,
+              objective: str = "cycles") -> Schedule:
     """``graph`` mapped onto ``arch`` (an accelerator) or ``device`` (a GPU name of
     :data:`sw.roofline.DEVICES`): exactly one of them. :class:`Unmappable` listing every
     operator the accelerator cannot run."""
@@ -195,7 +214,7 @@ def map_model(graph: ModelGraph, *, arch: ArchSpec | None = None, device: str | 
             continue
         try:
             ch = map_op(arch, op, policy=policy, host=host, table=table,
-                        exact_below=exact_below)
+                        exact_below=exact_below, objective=objective)
         except Unmappable as exc:
             failed.append(f"{stage.name}.{op.name} ({exc.reason})")
             continue
@@ -203,17 +222,17 @@ def map_model(graph: ModelGraph, *, arch: ArchSpec | None = None, device: str | 
     if failed:
         raise Unmappable(graph.name, f"{len(failed)} operator(s) cannot run: "
                                      + "; ".join(failed), arch.name)
-    return _schedule(graph, arch, device, tuple(entries), policy, host,
+    return _schedule(graph, arch, device, tuple(entries), policy, host, objective,
                      time.perf_counter() - start)
 
 
 def _schedule(graph: ModelGraph, arch: ArchSpec | None, device: str | None,
-              entries: tuple[Entry, ...], policy: Policy, host: Host, spent: float
-              ) -> Schedule:
+              entries: tuple[Entry, ...], policy: Policy, host: Host, objective: str,
+              spent: float) -> Schedule:
     config = {"graph": dict(graph.config)} if hasattr(graph, "config") else {}
     if arch is not None:
         hz = arch.clock_mhz * 1e6
-        config.update(policy=policy.to_dict(), host=host.to_dict())
+        config.update(policy=policy.to_dict(), host=host.to_dict(), objective=objective)
         return Schedule(graph.name, "accel", arch.name, None, hz, arch.pes * hz,
                         arch.dram.bytes_per_cycle * hz, entries, config, spent)
     from sw.roofline import DEVICES

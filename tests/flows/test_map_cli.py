@@ -95,3 +95,26 @@ def test_formats():
     assert "gemmini_like/lego_fused" in cmp
     with pytest.raises(ValueError, match="two or more"):
         format_comparison([a])
+
+
+def test_map_lower_writes_programs(tmp_path):
+    out = tmp_path / "progs"
+    r = lego("map", "tiny-llama2-7b-duo", "--arch", ARCHS[1], "--lower", str(out))
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["steps"]) >= 4
+    assert f"lowered {len(manifest['steps'])} accelerator programs" in r.stdout
+    again = lego("map", "tiny-llama2-7b-duo", "--lower", str(out))
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_map_gpu_check_runs_the_kernels():
+    r = lego("map", "tiny-llama3-8b-duo", "--target", "gpu", "--check")
+    assert r.returncode == 0, r.stderr
+    assert "check: 17 of 17 operators passed (2 on Triton kernels" in r.stdout
+
+
+@pytest.mark.parametrize("args", [("--lower", "x", "--target", "gpu"), ("--check",)])
+def test_lower_and_check_need_their_target(args):
+    r = lego("map", "tiny-llama3-8b-duo", *args)
+    assert r.returncode == 1 and "needs --target" in r.stderr

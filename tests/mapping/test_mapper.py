@@ -10,7 +10,7 @@ import pytest
 from hw.front.arch import load_arch
 from mapping.accel_cost import Unmappable, cost_op
 from mapping.ir import Attention, Conv2d, Elementwise, Linear, Matmul, Norm
-from mapping.mapper import map_model, map_op
+from mapping.mapper import OBJECTIVES, map_model, map_op
 from mapping.policy import Policy
 from mapping.zoo import MODELS, model
 
@@ -32,22 +32,41 @@ def _random_op(rng: random.Random, n: int):
                   rng.randint(3, 12), rng.choice([1, 3]), act_fmt=fmt, weight_fmt=fmt)
 
 
+def _objective(objective: str, cycles: int, energy: float) -> float:
+    return {"cycles": cycles, "energy": energy, "edp": cycles * energy}[objective]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("arch", [FUSED, GEMMINI], ids=lambda a: a.name)
-def test_never_worse_than_a_fixed_dataflow(arch):
-    """Property: on 120 generated contractions, the mapper's cycles are at most those of the
-    same operator (as deployed) on any one dataflow of the architecture."""
+def test_never_worse_than_a_fixed_dataflow(arch, objective):
+    """Property: on 100 generated contractions, the mapper's choice scores at most what the
+    same operator (as deployed) scores on any one dataflow of the architecture."""
     rng = random.Random(15)
-    for n in range(120):
+    for n in range(100):
         op = _random_op(rng, n)
-        choice = map_op(arch, op)
+        choice = map_op(arch, op, objective=objective)
+        mine = _objective(objective, choice.cycles, choice.energy_pj)
         for d in arch.dataflows:
             try:
                 fixed = cost_op(arch, choice.deployed, dataflows=(d.name,))
             except Unmappable:
                 continue
-            assert choice.cycles <= fixed.cycles, (op, d.name, choice.candidates)
+            assert mine <= _objective(objective, fixed.cycles, fixed.energy_pj) * (1 + 1e-12), (
+                op, d.name, choice.candidates)
         assert choice.candidates[choice.label] == choice.cycles
-        assert all(choice.cycles <= c for c in choice.candidates.values() if isinstance(c, int))
+        if objective == "cycles":
+            assert all(choice.cycles <= c for c in choice.candidates.values()
+                       if isinstance(c, int))
+
+
+def test_objective_energy_trades_cycles():
+    """Llama-3's decode qkv: input-stationary is 131 cycles faster than output-stationary and
+    spends 10% more energy (accumulator traffic); each objective picks its own."""
+    op = Linear("qkv", 1, 4096, 6144, "int8", "int8")
+    fast, lean = map_op(FUSED, op), map_op(FUSED, op, objective="energy")
+    assert fast.cycles < lean.cycles and lean.energy_pj < fast.energy_pj
+    with pytest.raises(ValueError, match="objective must be one of"):
+        map_op(FUSED, op, objective="area")
 
 
 def test_policy_int8_and_none():
@@ -62,7 +81,7 @@ def test_policy_int8_and_none():
 def test_grouped_int4_candidates():
     op = Linear("fc", 16, 256, 64, "int4_g64", "int4_g64", rank=16)
     fused = map_op(FUSED, op)
-    assert fused.label == "whole" and fused.steps[0].schedule["lowering"] == "svdquant"
+    assert fused.label.startswith("whole/") and fused.steps[0].schedule["lowering"] == "svdquant"
     base = map_op(GEMMINI, op)
     assert base.label == "group_partials" and set(base.candidates) == {"group_partials"}
     assert {s.target for s in base.steps} == {"accel", "host"}
