@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sim.errors import SimError
 
-from .map_cli import add_parsers, cmd_compare, cmd_map
+from .map_cli import add_parsers, cmd_compare, cmd_e2e, cmd_map
 
 __all__ = ["main"]
 
@@ -360,7 +360,7 @@ def _si(n: int) -> str:
 
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,
              "arch": _cmd_arch, "run": _cmd_run, "models": _cmd_models,
-             "map": cmd_map, "compare": cmd_compare}
+             "map": cmd_map, "compare": cmd_compare, "e2e": cmd_e2e}
 
 
 def _in_spec_file(exc: Exception, path: str | None) -> Exception:

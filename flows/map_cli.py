@@ -1,4 +1,5 @@
-"""``lego map`` and ``lego compare``: whole models mapped onto an accelerator or a GPU.
+"""``lego map`` and ``lego compare``: whole models mapped onto an accelerator or a GPU; ``lego
+e2e``: a tiny model run on the accelerator's RTL against golden and float (:mod:`flows.e2e`).
 
 ``lego map MODEL`` prints one line per operator (where it runs, how, what it costs) and the
 totals; ``--json FILE`` also writes the schedule and, next to it, the plots (per-operator
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_parsers", "cmd_compare", "cmd_map"]
+__all__ = ["add_parsers", "cmd_compare", "cmd_e2e", "cmd_map"]
 
 _DEFAULT_ARCH = "examples/arch/lego_fused.yaml"
 
@@ -76,6 +77,17 @@ def add_parsers(sub) -> None:
     m.add_argument("--check", action="store_true", help="gpu: also run every operator once on "
                    "its Triton kernel (the interpreter without a GPU) against its reference; "
                    "exit 1 if one fails (small models)")
+    e = sub.add_parser("e2e", help="run a tiny model's torch twin with its linears as W8A8 GEMMs "
+                       "on the accelerator (RTL) against golden (bit-exact) and float: a line "
+                       "per linear call, then one JSON line")
+    e.add_argument("model", metavar="MODEL", help="a tiny zoo model with a torch twin, e.g. "
+                   "tiny-llama3-8b-duo")
+    e.add_argument("--arch", default=_DEFAULT_ARCH, metavar="ARCH.yaml",
+                   help=f"the accelerator (default {_DEFAULT_ARCH})")
+    e.add_argument("--engine", choices=("fast", "ref"), default="fast",
+                   help="fast: the RTL in Verilator and the reference machine (default); ref: "
+                        "the reference machine only")
+    e.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
     c = sub.add_parser("compare", help="map a model on several accelerators; cycles and energy "
                        "per operator kind side by side, with ratios to the first")
     _common(c)
@@ -185,3 +197,18 @@ def cmd_compare(args) -> int:
     schedules = [_map(graph, args, a) for a in args.arch]
     print(format_comparison(schedules))
     return 0
+
+
+def cmd_e2e(args) -> int:
+    """``lego e2e``: the linear calls' table and the JSON line; exit 1 unless it passed."""
+    import json
+
+    from hw.front.arch import load_arch
+
+    from .e2e import records_table, run_e2e
+
+    run = run_e2e(args.model, load_arch(args.arch), engine=args.engine, seed=args.seed)
+    print(records_table(run))
+    print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
+    print(json.dumps(run.report()))
+    return 0 if run.passed else 1

@@ -67,7 +67,8 @@ from .op_cost import OpCost, timed
 from .policy import DEFAULT_POLICY, Policy
 from .schedule import write_json_atomic
 
-__all__ = ["MAX_INSTRUCTIONS", "LoweredStep", "lower_model", "lower_step", "save_lowered"]
+__all__ = ["MAX_INSTRUCTIONS", "LoweredStep", "gemm_schedule", "lower_model", "lower_step",
+           "save_lowered"]
 
 MAX_INSTRUCTIONS = 200_000
 """Most instructions (setup included) a lowered step may hold: the reference machine runs a
@@ -122,8 +123,9 @@ def _scales(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return (rng.random(shape) + 1.0).astype(np.float32) * np.float32(2.0 ** -7)
 
 
-def _gemm_schedule(s: dict[str, Any]) -> GemmSchedule:
-    """The :class:`GemmSchedule` whose fields are ``s``'s keys (lists from JSON: tuples)."""
+def gemm_schedule(s: dict[str, Any]) -> GemmSchedule:
+    """The :class:`GemmSchedule` whose fields are the keys of ``s``, a GEMM or convolution
+    step's ``schedule`` (lists from JSON: tuples)."""
     return GemmSchedule(**{f.name: tuple(v) if isinstance(v := s[f.name], list) else v
                            for f in fields(GemmSchedule)})
 
@@ -135,7 +137,7 @@ def _done(run: KernelRun) -> _Built:
 def _gemm(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generator) -> _Built:
     (m, n, k), t = s["extents"], arch.types
     a, b = _codes(rng, t[0].min, t[0].max, (m, k)), _codes(rng, t[1].min, t[1].max, (k, n))
-    return _done(run_gemm(arch, flow, gemm_operands(arch, m, n, k), a, b, _gemm_schedule(s)))
+    return _done(run_gemm(arch, flow, gemm_operands(arch, m, n, k), a, b, gemm_schedule(s)))
 
 
 def _conv(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generator) -> _Built:
@@ -144,7 +146,7 @@ def _conv(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generator
     image, weights = _codes(rng, t.min, t.max, (c, h, w)), _codes(rng, t.min, t.max,
                                                                    (kk, c, r, ss))
     return _done(run_conv(arch, flow, conv_operands(arch, c, h, w, kk, r, ss), image, weights,
-                          _gemm_schedule(s)))
+                          gemm_schedule(s)))
 
 
 def _svdquant(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generator

@@ -1,0 +1,243 @@
+"""A tiny model end to end: its torch twin (:data:`mapping.torch_models.TORCH_TWINS`, seeded
+weights, float32) run three ways and compared (:func:`run_e2e`).
+
+* **float**: the twin as written (the reference).
+* **accelerator**: every ``nn.Linear`` as a W8A8 GEMM on the generated accelerator: the
+  activations' rows and the weights' output channels quantized symmetric to int8
+  (:func:`golden.svdquant_fixed.quantize_symmetric`), ``C = A W^T`` (int32) by the kernel
+  library's program under the mapper's choice (:func:`mapping.mapper.map_op`: dataflow and
+  tiles) on the reference machine, and with ``engine="fast"`` on the accelerator's RTL
+  (Verilator), whose DRAM must equal the reference machine's; ``y = C s_a s_w^T + b`` in
+  float32. Every other operator (norms, element-wise ops, attention, SVDQuant leaves) runs in
+  torch float32: this increment puts the linears on the accelerator only.
+* **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C``: the accelerator
+  run must equal it bit for bit, every GEMM and the model's outputs.
+
+Per linear call (:class:`OpRecord`): the cycle model's cycles on its program, the RTL's
+(fast engine), the mapper's cost, DRAM bytes, utilization, whether ``C`` matched golden, and
+its error against the float linear on the same input with the W8A8 bound
+``sum_k |a| s_w / 2 + s_a / 2 |w| + s_a s_w / 4`` plus float32 rounding of the dequantization
+(``4 u |y| + u |b|``). The model's output error against the float run is reported, not bounded
+(the chain's errors compound).
+
+Layer: flows (it runs the RTL engines).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from golden.int_gemm import int_gemm
+from golden.svdquant_fixed import quantize_symmetric
+from hw.front.accel_params import accel_params
+from hw.front.accel_timing import accel_timing
+from hw.front.arch import ArchSpec
+from hw.front.kernel_runs import gemm_operands, run_gemm
+from mapping.ir import Linear
+from mapping.lower import gemm_schedule
+from mapping.mapper import map_op
+
+__all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "run_e2e"]
+
+E2E_ENGINES = ("fast", "ref")
+_U = 2.0 ** -24
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One call of one linear (``name``: its module path, ``#n`` the call) or a summary of a
+    torch-run kind; ``shape`` (m, k, n); ``rtl_cycles`` None on the reference engine."""
+
+    name: str
+    target: str
+    shape: tuple[int, int, int]
+    dataflow: str
+    model_cycles: int
+    rtl_cycles: int | None
+    mapper_cycles: int
+    dram_bytes: int
+    utilization: float
+    bit_exact: bool
+    max_err: float
+    err_bound: float
+
+    @property
+    def cycles_match(self) -> bool:
+        """Model = mapper (= RTL when measured)."""
+        return self.model_cycles == self.mapper_cycles and self.rtl_cycles in (
+            None, self.model_cycles)
+
+
+@dataclass(frozen=True)
+class E2ERun:
+    """A model's three runs (module docstring): the linears' records, the output error of the
+    accelerator run against float (max abs, and relative to the float output's max abs),
+    whether it equals the golden run bit for bit."""
+
+    model: str
+    arch: str
+    engine: str
+    ops: tuple[OpRecord, ...]
+    max_err_accel: float
+    rel_err_accel: float
+    bit_exact: bool
+    torch_ops: tuple[str, ...]
+
+    @property
+    def cycles_match(self) -> bool:
+        return all(op.cycles_match for op in self.ops)
+
+    @property
+    def within_bounds(self) -> bool:
+        return all(op.max_err <= op.err_bound for op in self.ops)
+
+    @property
+    def passed(self) -> bool:
+        return self.bit_exact and self.cycles_match and self.within_bounds
+
+    def report(self) -> dict[str, Any]:
+        """The one JSON line: model, bit_exact, max_err_accel, cycles_match, pass and more."""
+        return {"model": self.model, "arch": self.arch, "engine": self.engine,
+                "bit_exact": self.bit_exact, "max_err_accel": self.max_err_accel,
+                "rel_err_accel": self.rel_err_accel, "cycles_match": self.cycles_match,
+                "within_bounds": self.within_bounds, "linears": len(self.ops),
+                "accel_cycles": sum(op.model_cycles for op in self.ops),
+                "torch_ops": list(self.torch_ops), "pass": self.passed}
+
+
+class _Gemms:
+    """The int32 products of one run: on the accelerator (records kept) or golden's."""
+
+    def __init__(self, arch: ArchSpec, engine: str | None) -> None:
+        self.arch, self.engine, self.records = arch, engine, []
+
+    def __call__(self, name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict]:
+        t = self.arch.types
+        gold = int_gemm(a, b, t[0], t[1], t[2].bits)
+        if self.engine is None:
+            return gold, {}
+        (m, k), n = a.shape, b.shape[1]
+        step = map_op(self.arch, Linear(name.replace(".", "_"), m, k, n, "int8", "int8")).steps[0]
+        run = run_gemm(self.arch, step.dataflow, gemm_operands(self.arch, m, n, k), a, b,
+                       gemm_schedule(step.schedule))
+        model = accel_timing(run.program, accel_params(self.arch)).cycles
+        exact = bool(np.array_equal(run.output, gold))
+        rtl = None
+        if self.engine == "fast":
+            from .accel_engines import run_program
+
+            r = run_program(self.arch, run.program, run.dram_in, engine="fast",
+                            expected_cycles=model)
+            rtl, exact = r.cycles, exact and r.dram == run.machine.dram.tobytes()
+        return np.asarray(run.output), {
+            "name": name, "target": "accel", "shape": (m, k, n), "dataflow": step.dataflow,
+            "model_cycles": model, "rtl_cycles": rtl, "mapper_cycles": step.cycles,
+            "dram_bytes": step.dram_bytes, "utilization": step.utilization, "bit_exact": exact}
+
+
+def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
+    """``linear(x)`` through a W8A8 GEMM (module docstring); records the call on ``gemms``."""
+    k = linear.in_features
+    a = x.detach().reshape(-1, k).to(torch.float32).numpy()
+    w = linear.weight.detach().to(torch.float32).numpy()
+    qa, sa = quantize_symmetric(a, 8)
+    qw, sw = quantize_symmetric(w, 8)
+    c, rec = gemms(name, qa.astype(np.int64), qw.T.astype(np.int64))
+    y = (c.astype(np.float32) * sa[:, None]) * sw[None, :]
+    bias = None if linear.bias is None else linear.bias.detach().to(torch.float32).numpy()
+    if bias is not None:
+        y = y + bias
+    if rec:
+        exact_y = a.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else bias)
+        bound = (np.abs(a).sum(1)[:, None] * sw[None, :] / 2
+                 + sa[:, None] / 2 * np.abs(w).sum(1)[None, :] + k * sa[:, None] * sw / 4
+                 + 4 * _U * np.abs(exact_y) + _U * (0 if bias is None else np.abs(bias)))
+        err = np.abs(y - exact_y)
+        worst = np.unravel_index(np.argmax(err / bound), err.shape) if err.size else (0, 0)
+        gemms.records.append(OpRecord(**rec, max_err=float(err.max(initial=0.0)),
+                                      err_bound=float(bound[worst]) if err.size else 0.0))
+    out = torch.from_numpy(np.ascontiguousarray(y)).reshape(*x.shape[:-1], linear.out_features)
+    return out.to(x.dtype)
+
+
+def _run(model, inputs, gemms: _Gemms | None):
+    """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``."""
+    import torch
+
+    model = copy.deepcopy(model)
+    if gemms is not None:
+        calls: dict[str, int] = {}
+        for path, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear):
+                def forward(x, mod=mod, path=path):
+                    calls[path] = calls.get(path, 0) + 1
+                    return _w8a8(torch, mod, x, gemms, f"{path}#{calls[path]}")
+                mod.forward = forward
+    with torch.no_grad():
+        out = model(*inputs)
+    outs = out if isinstance(out, tuple | list) else (out,)
+    return [o.detach().to(torch.float32).numpy() for o in outs if torch.is_tensor(o)]
+
+
+def _torch_kinds(model) -> tuple[str, ...]:
+    import torch
+
+    kinds = {type(m).__name__ for m in model.modules()
+             if not isinstance(m, torch.nn.Linear) and not list(m.children())}
+    return tuple(sorted(kinds))
+
+
+def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0) -> E2ERun:
+    """Tiny model ``name`` (a key of :data:`~mapping.torch_models.TORCH_TWINS`) on ``arch``:
+    float, accelerator (``engine``: "fast" RTL + reference machine, or "ref" alone) and golden
+    runs compared (module docstring). ``ValueError`` for an unknown model or engine."""
+    import torch
+
+    from mapping.torch_models import TORCH_TWINS
+
+    if name not in TORCH_TWINS:
+        raise ValueError(f"no torch twin named {name!r} (known: {', '.join(TORCH_TWINS)})")
+    if engine not in E2E_ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(E2E_ENGINES)}, got {engine!r}")
+    model, inputs = TORCH_TWINS[name](seed=seed)
+    model = model.float().eval()
+    for mod in model.modules():         # leaves that cast their outputs (Timesteps)
+        if isinstance(getattr(mod, "dtype", None), torch.dtype):
+            mod.dtype = torch.float32
+    inputs = tuple(x.float() if torch.is_tensor(x) and x.is_floating_point() else x
+                   for x in inputs)
+    ref = _run(model, inputs, None)
+    accel = _Gemms(arch, engine)
+    got = _run(model, inputs, accel)
+    gold = _run(model, inputs, _Gemms(arch, None))
+    exact = all(np.array_equal(g, h) for g, h in zip(got, gold, strict=True)) and all(
+        op.bit_exact for op in accel.records)
+    err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
+    scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
+    return E2ERun(name, arch.name, engine, tuple(accel.records), err, err / scale, exact,
+                  _torch_kinds(model))
+
+
+def records_table(run: E2ERun) -> str:
+    """A line per linear call: shape, dataflow, cycles (model / RTL / mapper), DRAM bytes,
+    utilization, bit-exact, error and bound."""
+    rows = [("linear call", "m x k x n", "dataflow", "model", "rtl", "mapper", "DRAM",
+             "util", "exact", "err", "bound")]
+    for op in run.ops:
+        rows.append((op.name, "x".join(map(str, op.shape)), op.dataflow, str(op.model_cycles),
+                     "-" if op.rtl_cycles is None else str(op.rtl_cycles),
+                     str(op.mapper_cycles), str(op.dram_bytes), f"{op.utilization:.2f}",
+                     "yes" if op.bit_exact else "NO", f"{op.max_err:.2e}",
+                     f"{op.err_bound:.2e}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def as_dict(op: OpRecord) -> dict[str, Any]:
+    """JSON-able fields of a record."""
+    return asdict(op)
