@@ -8,8 +8,10 @@ weights, float32) run three ways and compared (:func:`run_e2e`).
   library's program under the mapper's choice (:func:`mapping.mapper.map_op`: dataflow and
   tiles) on the reference machine, and with ``engine="fast"`` on the accelerator's RTL
   (Verilator), whose DRAM must equal the reference machine's; ``y = C s_a s_w^T + b`` in
-  float32. Every other operator (norms, element-wise ops, attention, SVDQuant leaves) runs in
-  torch float32: this increment puts the linears on the accelerator only.
+  float32. Sana's ReLU linear attention runs on the linear-attention kernel where the
+  architecture has its units (:mod:`flows.e2e_units`). Every other operator (norms,
+  element-wise ops, softmax attention, SVDQuant leaves) runs in torch float32 (listed in the
+  report's ``torch_ops``).
 * **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C``: the accelerator
   run must equal it bit for bit, every GEMM and the model's outputs.
 
@@ -49,8 +51,9 @@ _U = 2.0 ** -24
 
 @dataclass(frozen=True)
 class OpRecord:
-    """One call of one linear (``name``: its module path, ``#n`` the call) or a summary of a
-    torch-run kind; ``shape`` (m, k, n); ``rtl_cycles`` None on the reference engine."""
+    """One accelerator call (``name``: the module path, ``#n`` the call, ``[b,h]`` the head):
+    ``shape`` (m, k, n) of a linear, (tokens, d, dv) of a linear-attention head;
+    ``rtl_cycles`` None on the reference engine."""
 
     name: str
     target: str
@@ -104,13 +107,14 @@ class E2ERun:
         return {"model": self.model, "arch": self.arch, "engine": self.engine,
                 "bit_exact": self.bit_exact, "max_err_accel": self.max_err_accel,
                 "rel_err_accel": self.rel_err_accel, "cycles_match": self.cycles_match,
-                "within_bounds": self.within_bounds, "linears": len(self.ops),
+                "within_bounds": self.within_bounds, "accel_ops": len(self.ops),
                 "accel_cycles": sum(op.model_cycles for op in self.ops),
                 "torch_ops": list(self.torch_ops), "pass": self.passed}
 
 
 class _Gemms:
-    """The int32 products of one run: on the accelerator (records kept) or golden's."""
+    """The int32 products of one run (and the workload units' kernels, :mod:`flows.e2e_units`):
+    on the accelerator (records kept) or golden's."""
 
     def __init__(self, arch: ArchSpec, engine: str | None) -> None:
         self.arch, self.engine, self.records = arch, engine, []
@@ -124,6 +128,12 @@ class _Gemms:
         step = map_op(self.arch, Linear(name.replace(".", "_"), m, k, n, "int8", "int8")).steps[0]
         run = run_gemm(self.arch, step.dataflow, gemm_operands(self.arch, m, n, k), a, b,
                        gemm_schedule(step.schedule))
+        return np.asarray(run.output), self.measured(run, gold, name, (m, k, n), step)
+
+    def measured(self, run, gold: np.ndarray, name: str, shape: tuple[int, int, int],
+                 step) -> dict:
+        """A record's fields for kernel run ``run`` of mapped step ``step``: the cycle model,
+        the RTL's cycles and DRAM (fast engine), the output against golden's ``gold``."""
         model = accel_timing(run.program, accel_params(self.arch)).cycles
         exact = bool(np.array_equal(run.output, gold))
         rtl = None
@@ -133,10 +143,10 @@ class _Gemms:
             r = run_program(self.arch, run.program, run.dram_in, engine="fast",
                             expected_cycles=model)
             rtl, exact = r.cycles, exact and r.dram == run.machine.dram.tobytes()
-        return np.asarray(run.output), {
-            "name": name, "target": "accel", "shape": (m, k, n), "dataflow": step.dataflow,
-            "model_cycles": model, "rtl_cycles": rtl, "mapper_cycles": step.cycles,
-            "dram_bytes": step.dram_bytes, "utilization": step.utilization, "bit_exact": exact}
+        return {"name": name, "target": "accel", "shape": shape, "dataflow": step.dataflow,
+                "model_cycles": model, "rtl_cycles": rtl, "mapper_cycles": step.cycles,
+                "dram_bytes": step.dram_bytes, "utilization": step.utilization,
+                "bit_exact": exact}
 
 
 def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
@@ -168,26 +178,41 @@ def _run(model, inputs, gemms: _Gemms | None):
     """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``."""
     import torch
 
+    from mapping.torch_attention import ReLULinearAttention
+
+    from .e2e_units import has_linear_attention, lite_la
+
     model = copy.deepcopy(model)
     if gemms is not None:
         calls: dict[str, int] = {}
+
+        def call(path: str) -> str:
+            calls[path] = calls.get(path, 0) + 1
+            return f"{path}#{calls[path]}"
+
         for path, mod in model.named_modules():
             if isinstance(mod, torch.nn.Linear):
-                def forward(x, mod=mod, path=path):
-                    calls[path] = calls.get(path, 0) + 1
-                    return _w8a8(torch, mod, x, gemms, f"{path}#{calls[path]}")
-                mod.forward = forward
+                mod.forward = lambda x, mod=mod, path=path: _w8a8(torch, mod, x, gemms,
+                                                                  call(path))
+            elif isinstance(mod, ReLULinearAttention) and has_linear_attention(gemms.arch):
+                mod.forward = lambda q, k, v, path=path: lite_la(torch, q, k, v, gemms,
+                                                                 call(path))
     with torch.no_grad():
         out = model(*inputs)
     outs = out if isinstance(out, tuple | list) else (out,)
     return [o.detach().to(torch.float32).numpy() for o in outs if torch.is_tensor(o)]
 
 
-def _torch_kinds(model) -> tuple[str, ...]:
+def _torch_kinds(model, arch: ArchSpec) -> tuple[str, ...]:
     import torch
 
+    from mapping.torch_attention import ReLULinearAttention
+
+    from .e2e_units import has_linear_attention
+
+    accel = (torch.nn.Linear,) + ((ReLULinearAttention,) if has_linear_attention(arch) else ())
     kinds = {type(m).__name__ for m in model.modules()
-             if not isinstance(m, torch.nn.Linear) and not list(m.children())}
+             if not isinstance(m, accel) and not list(m.children())}
     return tuple(sorted(kinds))
 
 
@@ -219,13 +244,14 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0) -
     err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
     return E2ERun(name, arch.name, engine, tuple(accel.records), err, err / scale, exact,
-                  _torch_kinds(model))
+                  _torch_kinds(model, arch))
 
 
 def records_table(run: E2ERun) -> str:
-    """A line per linear call: shape, dataflow, cycles (model / RTL / mapper), DRAM bytes,
+    """A line per accelerator call (a linear's ``m x k x n``, a linear-attention head's
+    ``tokens x d x dv``): dataflow, cycles (model / RTL / mapper), DRAM bytes,
     utilization, bit-exact, error and bound."""
-    rows = [("linear call", "m x k x n", "dataflow", "model", "rtl", "mapper", "DRAM",
+    rows = [("accelerator call", "shape", "dataflow", "model", "rtl", "mapper", "DRAM",
              "util", "exact", "err", "bound")]
     for op in run.ops:
         rows.append((op.name, "x".join(map(str, op.shape)), op.dataflow, str(op.model_cycles),

@@ -29,8 +29,21 @@ def test_tiny_models_on_the_rtl(name, arch):
     assert all(op.bit_exact and op.max_err <= op.err_bound for op in run.ops)
     assert 0 < run.rel_err_accel < 0.1            # W8A8 through the whole chain, reported
     report = run.report()
-    assert report["pass"] and report["linears"] == len(run.ops)
+    assert report["pass"] and report["accel_ops"] == len(run.ops)
     assert "RMSNorm" in report["torch_ops"] or "LayerNorm" in report["torch_ops"]
+
+
+def test_linear_attention_on_its_kernel():
+    """Sana's LiteLA heads on the fused architecture's kernel: bit-exact against golden's
+    on-chip chain, within its bound, RTL = model = mapper; on the Gemmini-like (no units)
+    they stay in torch and say so."""
+    run = e2e.run_e2e("tiny-sana-0.6b", FUSED, engine="fast")
+    heads = [op for op in run.ops if ".lite_la#" in op.name]
+    assert len(heads) == 4 and run.passed                 # 2 blocks x 2 heads
+    assert all(op.bit_exact and op.rtl_cycles == op.mapper_cycles for op in heads)
+    assert "ReLULinearAttention" not in run.torch_ops
+    base = e2e.run_e2e("tiny-sana-0.6b", GEMMINI, engine="ref")
+    assert "ReLULinearAttention" in base.torch_ops
 
 
 def test_a_wrong_product_is_caught(monkeypatch):
@@ -66,6 +79,6 @@ def test_cli_prints_table_and_json():
                         "--engine", "ref"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("linear call") and "layers.0.qkv#1" in r.stdout
+    assert lines[0].startswith("accelerator call") and "layers.0.qkv#1" in r.stdout
     report = json.loads(lines[-1])
     assert report["pass"] and report["bit_exact"] and np.isfinite(report["max_err_accel"])
