@@ -29,9 +29,18 @@ import sys
 import time
 from pathlib import Path
 
-# run as a script, this file's folder comes first on sys.path and its name would shadow the
-# ``mapping`` package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# This file's name shadows the ``mapping`` package for every script in its folder (Python puts
+# the script's folder first on sys.path). Run as a script: drop the folder from the path.
+# Imported as ``mapping`` by a sibling script: load the package and stand aside for it.
+_HERE = Path(__file__).resolve().parent
+_path = list(sys.path)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if __name__ == "mapping":
+    del sys.modules["mapping"]
+    import mapping as _package  # noqa: E402  (the package, now first on the path)
+
+    sys.modules["mapping"] = _package
+    sys.path[:] = _path
 
 from hw.front.arch import load_arch  # noqa: E402
 from mapping.host_cost import DEFAULT_HOST, Host  # noqa: E402
