@@ -9,11 +9,16 @@ weights, float32) run three ways and compared (:func:`run_e2e`).
   tiles) on the reference machine, and with ``engine="fast"`` on the accelerator's RTL
   (Verilator), whose DRAM must equal the reference machine's; ``y = C s_a s_w^T + b`` in
   float32. Sana's ReLU linear attention runs on the linear-attention kernel where the
-  architecture has its units (:mod:`flows.e2e_units`). Every other operator (norms,
-  element-wise ops, softmax attention, SVDQuant leaves) runs in torch float32 (listed in the
-  report's ``torch_ops``).
-* **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C``: the accelerator
-  run must equal it bit for bit, every GEMM and the model's outputs.
+  architecture has its units (:mod:`flows.e2e_units`); DuoAttention's decode leaves on the
+  fused attention kernels (retrieval heads: the long-context decode tile; streaming heads:
+  the ring-cache step after its warming setup) where it has requant, softmax, normalizer
+  and kv_cache (:mod:`flows.e2e_duo`: a record per KV head, shape ``(G, keys, D)``, its
+  ``mapper_cycles`` the fused kernel's cost, which the mapper may not prefer). Every other
+  operator (norms, element-wise ops, other softmax attention, DuoAttention in prefill,
+  SVDQuant leaves) runs in torch float32 (listed in the report's ``torch_ops``).
+* **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C`` (and golden's
+  fixed-point DuoAttention head for those leaves): the accelerator run must equal it bit for
+  bit, every GEMM, every head and the model's outputs.
 
 Per linear call (:class:`OpRecord`): the cycle model's cycles on its program, the RTL's
 (fast engine), the mapper's cost, DRAM bytes, utilization, whether ``C`` matched golden, and
@@ -178,8 +183,9 @@ def _run(model, inputs, gemms: _Gemms | None):
     """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``."""
     import torch
 
-    from mapping.torch_attention import ReLULinearAttention
+    from mapping.torch_attention import DuoAttention, ReLULinearAttention
 
+    from .e2e_duo import duo_attention, on_accelerator
     from .e2e_units import has_linear_attention, lite_la
 
     model = copy.deepcopy(model)
@@ -197,6 +203,9 @@ def _run(model, inputs, gemms: _Gemms | None):
             elif isinstance(mod, ReLULinearAttention) and has_linear_attention(gemms.arch):
                 mod.forward = lambda q, k, v, path=path: lite_la(torch, q, k, v, gemms,
                                                                  call(path))
+            elif isinstance(mod, DuoAttention) and on_accelerator(mod, gemms.arch):
+                mod.forward = lambda q, k, v, pos, mod=mod, path=path: duo_attention(
+                    torch, mod, q, k, v, pos, gemms, call(path))
     with torch.no_grad():
         out = model(*inputs)
     outs = out if isinstance(out, tuple | list) else (out,)
@@ -204,15 +213,21 @@ def _run(model, inputs, gemms: _Gemms | None):
 
 
 def _torch_kinds(model, arch: ArchSpec) -> tuple[str, ...]:
+    """The kinds of ``model``'s leaves that stay in torch on ``arch``."""
     import torch
 
-    from mapping.torch_attention import ReLULinearAttention
+    from mapping.torch_attention import DuoAttention, ReLULinearAttention
 
+    from .e2e_duo import on_accelerator
     from .e2e_units import has_linear_attention
 
-    accel = (torch.nn.Linear,) + ((ReLULinearAttention,) if has_linear_attention(arch) else ())
+    def accel(m) -> bool:
+        return (isinstance(m, torch.nn.Linear)
+                or (isinstance(m, ReLULinearAttention) and has_linear_attention(arch))
+                or (isinstance(m, DuoAttention) and on_accelerator(m, arch)))
+
     kinds = {type(m).__name__ for m in model.modules()
-             if not isinstance(m, accel) and not list(m.children())}
+             if not accel(m) and not list(m.children())}
     return tuple(sorted(kinds))
 
 

@@ -58,6 +58,9 @@ def lite_la(torch, q, k, v, runner, name: str):
             (qc, _), (kc, _), (vc, sv) = (quantize_int8(x[bi, hi].detach().float().numpy())
                                           for x in (q, k, v))
             chain = linear_attention_chain_int(qc, kc, vc, *frac)
+            if runner.engine is None:                   # the golden run: golden's codes
+                out[bi, hi] = decode(chain.out, sv, frac[0])
+                continue
             step = map_op(arch, LinearAttention(name.replace(".", "_"), 1, 1, d, n,
                                                 "int8")).steps[0]
             run = run_linear_attention(arch, qc, kc, vc)

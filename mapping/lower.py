@@ -68,7 +68,7 @@ from .policy import DEFAULT_POLICY, Policy
 from .schedule import write_json_atomic
 
 __all__ = ["MAX_INSTRUCTIONS", "LoweredStep", "gemm_schedule", "lower_model", "lower_step",
-           "save_lowered"]
+           "save_lowered", "warm_head"]
 
 MAX_INSTRUCTIONS = 200_000
 """Most instructions (setup included) a lowered step may hold: the reference machine runs a
@@ -173,7 +173,7 @@ def _linear(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generat
     return _done(run_linear_attention(arch, qc, kc, vc))
 
 
-def _warm(head: DuoHead, length: int, chunk: int) -> list[Instruction]:
+def warm_head(head: DuoHead, length: int, chunk: int) -> list[Instruction]:
     """Bring ``head`` (just reset) to ``length`` tokens as the cache holds them: the steps of
     the sink positions and of the last ``recent`` ones, ``kv_cache advance`` over the ones
     between (their slots are overwritten by then); the instructions run."""
@@ -198,7 +198,7 @@ def _duo(arch: ArchSpec, flow: str, s: dict[str, Any], rng: np.random.Generator)
     qc, kc, vc = (_codes(rng, -128, 127, shape) for shape in ((g, k, d), (k, d), (k, d)))
     head = DuoHead(arch, qc, kc, vc, 1, 0, *s["window"], max_chunk=chunk)
     dram_in = head.machine.dram.tobytes()          # the reset touches no DRAM
-    setup = list(head.reset_program) + _warm(head, k - q, chunk)
+    setup = list(head.reset_program) + warm_head(head, k - q, chunk)
     program: list[Instruction] = []
     for _, c in blocks(q, chunk):
         head.step(c)

@@ -1,6 +1,7 @@
 """``flows.e2e``: tiny models' torch twins with their linears as W8A8 GEMMs on the accelerator
 (RTL through the fast engine), bit-exact against golden, within the W8A8 bound of float, in
-the mapper's cycles."""
+the mapper's cycles; Sana's linear attention and DuoAttention's decode heads on the fused
+kernels."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import flows.e2e as e2e
+import flows.e2e_duo as e2e_duo
 from hw.front.arch import load_arch
 
 FUSED = load_arch("examples/arch/lego_fused.yaml")
@@ -46,18 +48,24 @@ def test_linear_attention_on_its_kernel():
     assert "ReLULinearAttention" in base.torch_ops
 
 
-def test_a_wrong_product_is_caught(monkeypatch):
-    real = e2e.run_gemm
+def _off_by_one(monkeypatch, module, name: str) -> None:
+    """``module.name`` (a kernel run) with its output's first code one off."""
+    real = getattr(module, name)
 
     def off_by_one(*args, **kwargs):
         run = real(*args, **kwargs)
         run.output[0, 0] += 1
         return run
 
-    monkeypatch.setattr(e2e, "run_gemm", off_by_one)
+    monkeypatch.setattr(module, name, off_by_one)
+
+
+def test_a_wrong_product_is_caught(monkeypatch):
+    _off_by_one(monkeypatch, e2e, "run_gemm")
     run = e2e.run_e2e("tiny-llama2-7b-duo", FUSED, engine="ref")
     assert not run.bit_exact and not run.passed
-    assert not any(op.bit_exact for op in run.ops)
+    gemms = [op for op in run.ops if ".attn#" not in op.name]   # heads: golden's inputs
+    assert gemms and not any(op.bit_exact for op in gemms)
 
 
 def test_deterministic_and_seeded():
@@ -82,3 +90,63 @@ def test_cli_prints_table_and_json():
     assert lines[0].startswith("accelerator call") and "layers.0.qkv#1" in r.stdout
     report = json.loads(lines[-1])
     assert report["pass"] and report["bit_exact"] and np.isfinite(report["max_err_accel"])
+
+
+def _duo_records(run):
+    return [op for op in run.ops if ".attn#" in op.name]
+
+
+@pytest.mark.parametrize("name, streaming", [("tiny-llama3-8b-duo", 1),
+                                             ("tiny-llama2-7b-duo", 3)])
+def test_duo_attention_on_its_kernels(name, streaming):
+    """DuoAttention's decode heads on the fused kernels: bit-exact against golden's
+    fixed-point head, RTL = cycle model = the fused cost (mapping.accel_cost) of the op
+    DuoAttention.ir_ops states per head kind, within golden's bound."""
+    from mapping.accel_cost import cost_op
+    from mapping.ir import Attention
+
+    run = e2e.run_e2e(name, FUSED, engine="fast")
+    heads = _duo_records(run)
+    assert run.passed and "DuoAttention" not in run.torch_ops, run.report()
+    assert len(heads) == 2 * (1 + streaming)                     # 2 layers x KV heads
+    assert all(op.bit_exact and op.rtl_cycles == op.model_cycles == op.mapper_cycles
+               and op.max_err <= op.err_bound for op in heads)
+    g = 4 // (1 + streaming)
+    for kind, kv, window in (("retrieval", 1, None), ("streaming", streaming, (4, 8))):
+        fused = cost_op(FUSED, Attention(f"attn_{kind}", 1, kv * g, kv, 16, 1, 64, True,
+                                         window, "int8", "int8"))
+        ops = [op for op in heads if op.name.startswith("layers.0.") and kind in op.name]
+        assert len(ops) == kv and sum(op.mapper_cycles for op in ops) == fused.cycles
+        assert all(op.shape == (g, 64 if window is None else 12, 16) for op in ops)
+
+
+class _OffByOneHead(e2e_duo.DuoHead):
+    def step(self, c):
+        out = super().step(c)
+        out[0, 0, 0] += 1
+        return out
+
+
+@pytest.mark.parametrize("kind", ["retrieval", "streaming"])
+def test_a_wrong_attention_output_is_caught(monkeypatch, kind):
+    if kind == "retrieval":
+        _off_by_one(monkeypatch, e2e_duo, "run_long_decode")
+    else:
+        monkeypatch.setattr(e2e_duo, "DuoHead", _OffByOneHead)
+    run = e2e.run_e2e("tiny-llama3-8b-duo", FUSED, engine="ref")
+    assert not run.bit_exact and not run.passed
+    heads = _duo_records(run)
+    assert heads and all(op.bit_exact == (kind not in op.name) for op in heads)
+
+
+def test_duo_attention_stays_in_torch_without_the_units_or_in_prefill():
+    from mapping.torch_models import TORCH_TWINS
+
+    run = e2e.run_e2e("tiny-llama3-8b-duo", GEMMINI, engine="ref")
+    assert "DuoAttention" in run.torch_ops and not _duo_records(run) and run.passed
+    model, _ = TORCH_TWINS["tiny-llama3-8b-duo"](phase="prefill")
+    assert "DuoAttention" in e2e._torch_kinds(model, FUSED)
+    leaf = model.layers[0].attn
+    with pytest.raises(ValueError, match="16 tokens .prefill. is not yet on the accelerator"):
+        e2e_duo.duo_attention(None, leaf, None, None, None, 48, e2e._Gemms(FUSED, "ref"),
+                              "attn")
