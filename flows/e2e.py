@@ -13,12 +13,16 @@ weights, float32) run three ways and compared (:func:`run_e2e`).
   fused attention kernels (retrieval heads: the long-context decode tile; streaming heads:
   the ring-cache step after its warming setup) where it has requant, softmax, normalizer
   and kv_cache (:mod:`flows.e2e_duo`: a record per KV head, shape ``(G, keys, D)``, its
-  ``mapper_cycles`` the fused kernel's cost, which the mapper may not prefer). Every other
-  operator (norms, element-wise ops, other softmax attention, DuoAttention in prefill,
-  SVDQuant leaves) runs in torch float32 (listed in the report's ``torch_ops``).
+  ``mapper_cycles`` the fused kernel's cost, which the mapper may not prefer); SVDQuant W4A4
+  leaves on the SVDQuant kernel where it has requant and dequant (:mod:`flows.e2e_svdquant`:
+  int4 activation codes, the leaf's int4 weight codes, the int8 branch, one float32 output
+  per call, shape ``(M, K, N)``). Every other operator (norms, element-wise ops, other
+  softmax attention, DuoAttention in prefill, SVDQuant leaves without the units) runs in
+  torch float32 (listed in the report's ``torch_ops``).
 * **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C`` (and golden's
-  fixed-point DuoAttention head for those leaves): the accelerator run must equal it bit for
-  bit, every GEMM, every head and the model's outputs.
+  fixed-point DuoAttention head and SVDQuant layer,
+  :func:`golden.svdquant_fixed.svdquant_fixed_int`, for those leaves): the accelerator run
+  must equal it bit for bit, every GEMM, every head, every layer and the model's outputs.
 
 Per linear call (:class:`OpRecord`): the cycle model's cycles on its program, the RTL's
 (fast engine), the mapper's cost, DRAM bytes, utilization, whether ``C`` matched golden, and
@@ -184,8 +188,10 @@ def _run(model, inputs, gemms: _Gemms | None):
     import torch
 
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
+    from mapping.torch_blocks import SVDQuantLinear
 
     from .e2e_duo import duo_attention, on_accelerator
+    from .e2e_svdquant import svdquant_linear, svdquant_on_accelerator
     from .e2e_units import has_linear_attention, lite_la
 
     model = copy.deepcopy(model)
@@ -206,6 +212,9 @@ def _run(model, inputs, gemms: _Gemms | None):
             elif isinstance(mod, DuoAttention) and on_accelerator(mod, gemms.arch):
                 mod.forward = lambda q, k, v, pos, mod=mod, path=path: duo_attention(
                     torch, mod, q, k, v, pos, gemms, call(path))
+            elif isinstance(mod, SVDQuantLinear) and svdquant_on_accelerator(mod, gemms.arch):
+                mod.forward = lambda x, mod=mod, path=path: svdquant_linear(torch, mod, x, gemms,
+                                                                           call(path))
     with torch.no_grad():
         out = model(*inputs)
     outs = out if isinstance(out, tuple | list) else (out,)
@@ -217,14 +226,17 @@ def _torch_kinds(model, arch: ArchSpec) -> tuple[str, ...]:
     import torch
 
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
+    from mapping.torch_blocks import SVDQuantLinear
 
     from .e2e_duo import on_accelerator
+    from .e2e_svdquant import svdquant_on_accelerator
     from .e2e_units import has_linear_attention
 
     def accel(m) -> bool:
         return (isinstance(m, torch.nn.Linear)
                 or (isinstance(m, ReLULinearAttention) and has_linear_attention(arch))
-                or (isinstance(m, DuoAttention) and on_accelerator(m, arch)))
+                or (isinstance(m, DuoAttention) and on_accelerator(m, arch))
+                or (isinstance(m, SVDQuantLinear) and svdquant_on_accelerator(m, arch)))
 
     kinds = {type(m).__name__ for m in model.modules()
              if not accel(m) and not list(m.children())}

@@ -1,10 +1,11 @@
 """``flows.e2e``: tiny models' torch twins with their linears as W8A8 GEMMs on the accelerator
 (RTL through the fast engine), bit-exact against golden, within the W8A8 bound of float, in
 the mapper's cycles; Sana's linear attention and DuoAttention's decode heads on the fused
-kernels."""
+kernels; FLUX.1's SVDQuant W4A4 leaves on the SVDQuant kernel."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -14,17 +15,25 @@ import pytest
 
 import flows.e2e as e2e
 import flows.e2e_duo as e2e_duo
+import flows.e2e_svdquant as e2e_svdquant
 from hw.front.arch import load_arch
 
 FUSED = load_arch("examples/arch/lego_fused.yaml")
 GEMMINI = load_arch("examples/arch/gemmini_like.yaml")
+_ARCHS = {"lego_fused": FUSED, "gemmini_like": GEMMINI}
+
+
+@functools.cache
+def _fast_run(name: str, arch: str) -> e2e.E2ERun:
+    """``run_e2e(name, arch, engine="fast")``, once per session (unpatched tests only)."""
+    return e2e.run_e2e(name, _ARCHS[arch], engine="fast")
 
 
 @pytest.mark.parametrize("name, arch", [("tiny-llama3-8b-duo", FUSED),
                                         ("tiny-sana-0.6b", GEMMINI),
                                         ("tiny-flux1-dev", FUSED)])
 def test_tiny_models_on_the_rtl(name, arch):
-    run = e2e.run_e2e(name, arch, engine="fast")
+    run = _fast_run(name, arch.name)
     assert run.passed, run.report()
     assert run.ops and all(op.rtl_cycles == op.model_cycles == op.mapper_cycles
                            for op in run.ops)
@@ -150,3 +159,64 @@ def test_duo_attention_stays_in_torch_without_the_units_or_in_prefill():
     with pytest.raises(ValueError, match="16 tokens .prefill. is not yet on the accelerator"):
         e2e_duo.duo_attention(None, leaf, None, None, None, 48, e2e._Gemms(FUSED, "ref"),
                               "attn")
+
+
+def _svdquant_paths(name: str) -> set[str]:
+    from mapping.torch_blocks import SVDQuantLinear
+    from mapping.torch_models import TORCH_TWINS
+
+    model, _ = TORCH_TWINS[name]()
+    return {p for p, m in model.named_modules() if isinstance(m, SVDQuantLinear)}
+
+
+def _svdquant_records(run):
+    paths = _svdquant_paths(run.model)
+    return [op for op in run.ops if op.name.split("#")[0] in paths]
+
+
+def test_svdquant_on_its_kernel():
+    """FLUX.1's SVDQuant leaves (signed and, fc2, unsigned after the GELU) on the SVDQuant
+    kernel: bit-exact against golden's fixed-point layer, RTL = cycle model = the mapper's
+    cost (the whole kernel), within golden's bounds (a) + (b) of the leaf's float linear."""
+    from mapping.ir import Linear
+    from mapping.mapper import map_op
+
+    run = _fast_run("tiny-flux1-dev", "lego_fused")
+    ops = _svdquant_records(run)
+    assert run.passed and "SVDQuantLinear" not in run.torch_ops, run.report()
+    assert len(ops) == 20 and len(_svdquant_paths(run.model)) == 20    # 2 x 2 x 4 + 2 x 2
+    assert sum(".fc2#" in op.name for op in ops) == 4
+    assert all(op.bit_exact and op.rtl_cycles == op.model_cycles == op.mapper_cycles
+               and 0 < op.max_err <= op.err_bound for op in ops)
+    for op in ops:
+        act = "uint4_g64" if ".fc2#" in op.name else "int4_g64"
+        choice = map_op(FUSED, Linear("l", *op.shape, act, "int4_g64", rank=32))
+        step = choice.steps[0]
+        assert choice.label.startswith("whole/") and len(choice.steps) == 1
+        assert op.mapper_cycles == step.cycles and op.dataflow == step.dataflow
+    assert {op.shape for op in ops} >= {(16, 64, 192), (8, 256, 64), (24, 64, 448),
+                                        (24, 320, 64)}
+
+
+def test_a_wrong_svdquant_output_is_caught(monkeypatch):
+    _off_by_one(monkeypatch, e2e_svdquant, "run_svdquant_linear")
+    run = e2e.run_e2e("tiny-flux1-dev", FUSED, engine="ref")
+    assert not run.bit_exact and not run.passed
+    ops = _svdquant_records(run)
+    assert len(ops) == 20 and not any(op.bit_exact for op in ops)
+    assert all(op.bit_exact for op in run.ops if op not in ops)     # golden on their inputs
+
+
+def test_svdquant_stays_in_torch_without_the_units():
+    run = e2e.run_e2e("tiny-flux1-dev", GEMMINI, engine="ref")
+    assert "SVDQuantLinear" in run.torch_ops and not _svdquant_records(run) and run.passed
+    from mapping.torch_blocks import SVDQuantLinear
+
+    leaf = SVDQuantLinear(64, 16, 8, act="uint4_g64").float()
+    with pytest.raises(ValueError, match="'gemmini_like' cannot run SVDQuant leaf 'fc'"):
+        e2e_svdquant.svdquant_linear(None, leaf, None, e2e._Gemms(GEMMINI, "ref"), "fc")
+    import torch
+
+    with pytest.raises(ValueError, match="input -0.5 below -GELU_SHIFT"):
+        e2e_svdquant.svdquant_linear(torch, leaf, torch.full((2, 64), -0.5),
+                                     e2e._Gemms(FUSED, "ref"), "fc")
