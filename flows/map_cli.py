@@ -1,5 +1,6 @@
 """``lego map`` and ``lego compare``: whole models mapped onto an accelerator or a GPU; ``lego
-e2e``: a tiny model run on the accelerator's RTL against golden and float (:mod:`flows.e2e`).
+e2e``: a tiny model run on the accelerator's RTL against golden and float (:mod:`flows.e2e`);
+with ``--out DIR``, its report there (:mod:`flows.e2e_report`).
 
 ``lego map MODEL`` prints one line per operator (where it runs, how, what it costs) and the
 totals; ``--json FILE`` also writes the schedule and, next to it, the plots (per-operator
@@ -88,6 +89,9 @@ def add_parsers(sub) -> None:
                    help="fast: the RTL in Verilator and the reference machine (default); ref: "
                         "the reference machine only")
     e.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
+    e.add_argument("--out", metavar="DIR", help="also write the report to DIR (created if "
+                   "missing): MODEL_e2e.md, a self-contained MODEL_e2e.html and the mapper's "
+                   "plots of the model")
     c = sub.add_parser("compare", help="map a model on several accelerators; cycles and energy "
                        "per operator kind side by side, with ratios to the first")
     _common(c)
@@ -200,15 +204,20 @@ def cmd_compare(args) -> int:
 
 
 def cmd_e2e(args) -> int:
-    """``lego e2e``: the linear calls' table and the JSON line; exit 1 unless it passed."""
+    """``lego e2e``: the linear calls' table and the JSON line (with ``--out``, the report's
+    paths before it); exit 1 unless it passed."""
     import json
 
     from hw.front.arch import load_arch
 
-    from .e2e import records_table, run_e2e
+    from .e2e import records_table
+    from .e2e_report import e2e_with_report
 
-    run = run_e2e(args.model, load_arch(args.arch), engine=args.engine, seed=args.seed)
+    run, _, written = e2e_with_report(args.model, load_arch(args.arch), engine=args.engine,
+                                      seed=args.seed, out_dir=args.out)
     print(records_table(run))
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
+    if written:
+        print(f"wrote {', '.join(str(p) for p in written)}")
     print(json.dumps(run.report()))
     return 0 if run.passed else 1

@@ -15,6 +15,13 @@ def lego(*args, env=None):
                           text=True, env=full_env, timeout=600)
 
 
+@pytest.fixture(scope="class")
+def demo(tmp_path_factory):
+    """``lego demo --out DIR`` run once: (the completed process, DIR)."""
+    out = tmp_path_factory.mktemp("demo")
+    return lego("demo", "--out", str(out)), out
+
+
 class TestCli:
     def test_help(self):
         r = lego("--help")
@@ -144,11 +151,29 @@ class TestCli:
         assert r.stderr.strip() == (f"lego: error: Verilator not found: "
                                     f"LEGO_VERILATOR_BIN_DIR={tmp_path} has no 'verilator'")
 
-    def test_demo(self, tmp_path):
-        r = lego("demo", "--out", str(tmp_path))
+    def test_demo(self, demo):
+        r, out = demo
         assert r.returncode == 0, r.stderr
         assert "bit-exact" in r.stdout and r.stdout.rstrip().endswith("PASS")
-        assert (tmp_path / "gemm_os.v").is_file() and (tmp_path / "gemm_os.json").is_file()
+        assert (out / "gemm_os.v").is_file() and (out / "gemm_os.json").is_file()
+
+    def test_demo_whole_flow(self, demo):
+        """After the design: the GPU kernel, the tiny model mapped and run end to end, its
+        report written to --out, every step passing."""
+        r, out = demo
+        steps = [line.split()[0] for line in r.stdout.splitlines()]
+        assert steps == ["design", "emit", "build", "sim", "check", "gpu-ref", "map", "e2e",
+                         "report", "time", "PASS"]
+        lines = dict(line.split(maxsplit=1) for line in r.stdout.splitlines()[:-1])
+        assert "(ok " in lines["gpu-ref"] and "tiny-llama3-8b-duo on lego_fused" in lines["map"]
+        assert lines["e2e"].startswith("ref engine: 13 accelerator calls, bit-exact vs golden "
+                                       "yes, cycles match True, errors within bounds True")
+        stem = out / "tiny-llama3-8b-duo_e2e"
+        assert lines["report"].startswith(f"{stem}.md, {stem}.html (+4 plots)")
+        assert "**PASS**" in (out / f"{stem.name}.md").read_text()
+        assert "<strong>PASS</strong>" in (out / f"{stem.name}.html").read_text()
+        for kind in ("utilization", "roofline"):
+            assert (out / f"{stem.name}_{kind}.png").is_file()
 
 
 class TestGpuRef:
