@@ -29,7 +29,7 @@ from hw.rtl.emit import to_verilog
 from hw.rtl.unit_rtl import GraphUnit
 
 
-def _with_lanes(arch, lanes: int | None):
+def with_lanes(arch, lanes: int | None):
     """``arch`` with every unit's lanes set to ``lanes`` (``None``: as declared)."""
     if lanes is None:
         return arch
@@ -58,7 +58,7 @@ def _synth(arch, name: str, budget: float) -> dict:
     """Cells and flip-flops at 1 and 2 lanes, and the linear estimate at ``arch``'s lanes."""
     stats = []
     for lanes in (1, 2):
-        graph = unit_graphs(_with_lanes(arch, lanes))[name]
+        graph = unit_graphs(with_lanes(arch, lanes))[name]
         if name in ("kv_cache", "normalizer.reciprocal") and lanes == 2:
             stats.append(stats[0])              # no lanes: one generator
             continue
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=None, help="override every unit's lanes")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys")
     args = ap.parse_args()
-    arch = _with_lanes(load_arch(args.arch), args.lanes)
+    arch = with_lanes(load_arch(args.arch), args.lanes)
     units = measure(arch, args.budget, not args.no_synth)
     print(json.dumps({"arch": arch.name, "budget": args.budget, "units": units}))
 
