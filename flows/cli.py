@@ -321,6 +321,7 @@ def _run_workload(arch, args) -> int:
 
 
 def _cmd_models(args) -> int:
+    from mapping.report import si
     from mapping.zoo import describe, model
 
     for name, text in describe():
@@ -330,16 +331,8 @@ def _cmd_models(args) -> int:
                               "weight_params": t.weight_params, "weight_bytes": t.weight_bytes,
                               "kv_cache_bytes": t.kv_cache_bytes}))
         else:
-            print(f"{name:<20} {_si(t.weight_params):>7} params {_si(t.macs):>7} MACs  {text}")
+            print(f"{name:<20} {si(t.weight_params):>7} params {si(t.macs):>7} MACs  {text}")
     return 0
-
-
-def _si(n: int) -> str:
-    """``n`` with a k / M / G / T suffix, three significant digits."""
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= div:
-            return f"{n / div:.3g}{suffix}"
-    return str(n)
 
 
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,

@@ -37,7 +37,7 @@ Layer: flows (it runs the RTL engines).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -290,7 +290,3 @@ def records_table(run: E2ERun) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
 
-
-def as_dict(op: OpRecord) -> dict[str, Any]:
-    """JSON-able fields of a record."""
-    return asdict(op)
