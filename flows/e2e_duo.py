@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
     from .e2e import _Gemms
 
-__all__ = ["duo_attention", "has_attention_units", "on_accelerator"]
+__all__ = ["duo_attention", "has_attention_units", "head_error_bound", "on_accelerator"]
 
 _UNITS = ("requant", "softmax", "normalizer", "kv_cache")
 
@@ -98,21 +98,23 @@ def _fused_cost(arch: ArchSpec, mod: DuoAttention, g: int, d: int, streaming: bo
                                    mod.window if streaming else None, "int8", "int8"))
 
 
-def _bound(qc: np.ndarray, kc: np.ndarray, vc: np.ndarray, scales: tuple[float, float],
-           mult: int, shift: int, mask: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
-    """(exact ``o*`` (G, Dv) in v-code units, golden's bound per element) of one head
-    (module docstring: Error)."""
+def head_error_bound(qc: np.ndarray, kc: np.ndarray, vc: np.ndarray,
+                     scales: tuple[float, float], mult: int, shift: int, mask: np.ndarray,
+                     cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(exact ``o*`` (R, Dv) in v-code units, golden's bound per element) of query rows ``qc``
+    (R, D) of one head over keys ``kc``, values ``vc`` with ``mask`` (R or 1, keys) (module
+    docstring: Error; the value range over the keys any row sees)."""
     sq, sk = scales
-    z = (qc * sq) @ (kc * sk).T / np.sqrt(kc.shape[1])           # (G, Nk), float64
-    z = np.where(mask, z, -np.inf)
+    z = (qc * sq) @ (kc * sk).T / np.sqrt(kc.shape[1])           # (R, Nk), float64
+    vis = np.broadcast_to(mask, z.shape)
+    z = np.where(vis, z, -np.inf)
     p = np.exp(z - z.max(-1, keepdims=True))
     exact = (p / p.sum(-1, keepdims=True)) @ vc
-    w = np.stack([attention_weights(attention_logits(qi[None], kc, mult, shift), mask, cfg)[0]
-                  for qi in qc])
+    w = np.stack([attention_weights(attention_logits(qi[None], kc, mult, shift), vis[i][None],
+                                    cfg)[0] for i, qi in enumerate(qc)])
     den = w.sum(-1, keepdims=True)
-    vis = np.broadcast_to(mask, z.shape)
     span = np.where(vis, z, -np.inf).max(-1) - np.where(vis, z, np.inf).min(-1)
-    vals = vc[mask[0]]
+    vals = vc[vis.any(0)]
     bound = attention_error_bound(vis.sum(-1)[:, None], span[:, None], cfg,
                                   float(vals.max() - vals.min()), den,
                                   np.abs((w @ vc) / den))
@@ -184,7 +186,7 @@ def _head(runner: _Gemms, mod: DuoAttention, q: np.ndarray, k: np.ndarray, v: np
         run = run_long_decode(arch, qc, kc, vc, mult, shift)
         out, rec = np.asarray(run.output), runner.measured(run, gold, name, shape, cost)
     got = decode(out, sv, cfg.out_frac_bits)
-    exact, bound = _bound(qc, kc, vc, (sq, sk), mult, shift, mask, cfg)
+    exact, bound = head_error_bound(qc, kc, vc, (sq, sk), mult, shift, mask, cfg)
     err = np.abs(got.astype(np.float64) - exact * sv)
     bound = bound * sv + 2.0 ** -23 * np.abs(got)
     worst = np.unravel_index(np.argmax(err / bound), err.shape)

@@ -92,6 +92,15 @@ def add_parsers(sub) -> None:
     e.add_argument("--out", metavar="DIR", help="also write the report to DIR (created if "
                    "missing): MODEL_e2e.md, a self-contained MODEL_e2e.html and the mapper's "
                    "plots of the model")
+    e.add_argument("--steps", type=int, metavar="N", help="generate: a DuoAttention decoder "
+                   "twin prefills a prompt in chunks, then decodes N tokens with its KV cache "
+                   "kept in the accelerator's memories, checked against golden's caches")
+    e.add_argument("--prompt", type=int, default=24, metavar="P",
+                   help="with --steps: prompt tokens (default 24; more than sink + recent)")
+    e.add_argument("--chunk", type=int, default=8, metavar="C",
+                   help="with --steps: prefill chunk (default 8)")
+    e.add_argument("--retrieval-heads", type=int, metavar="R", help="with --steps: retrieval "
+                   "KV heads a layer (default: half of them)")
     c = sub.add_parser("compare", help="map a model on several accelerators; cycles and energy "
                        "per operator kind side by side, with ratios to the first")
     _common(c)
@@ -203,6 +212,25 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _generate(args, arch) -> int:
+    """``lego e2e --steps N``: the generation's tables and JSON line."""
+    import json
+
+    from .e2e import records_table
+    from .e2e_generate import caches_table, run_generate
+
+    run = run_generate(args.model, arch, steps=args.steps, prompt=args.prompt,
+                       chunk=args.chunk, engine=args.engine, seed=args.seed,
+                       retrieval_heads=args.retrieval_heads)
+    print(records_table(run))
+    print(caches_table(run))
+    print(f"tokens (float): {' '.join(map(str, run.tokens_float))}")
+    print(f"tokens (accel): {' '.join(map(str, run.tokens_accel))}")
+    print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
+    print(json.dumps(run.report()))
+    return 0 if run.passed else 1
+
+
 def cmd_e2e(args) -> int:
     """``lego e2e``: the linear calls' table and the JSON line (with ``--out``, the report's
     paths before it); exit 1 unless it passed."""
@@ -212,6 +240,14 @@ def cmd_e2e(args) -> int:
 
     from .e2e import records_table
     from .e2e_report import e2e_with_report
+
+    if args.steps is None:
+        given = [f"--{n}" for n in ("prompt", "chunk") if getattr(args, n) != {
+            "prompt": 24, "chunk": 8}[n]]
+        if given or args.retrieval_heads is not None:
+            raise ValueError(f"{', '.join(given) or '--retrieval-heads'} needs --steps")
+    else:
+        return _generate(args, load_arch(args.arch))
 
     run, _, written = e2e_with_report(args.model, load_arch(args.arch), engine=args.engine,
                                       seed=args.seed, out_dir=args.out)

@@ -70,10 +70,9 @@ from hw.front.kernel_chain import blocks, chain_dataflow
 from hw.front.kernel_duo import DuoHead, DuoSteps, cache_slots, duo_step_program, duo_steps
 from hw.front.kernel_duo_long import (
     LongAttention,
-    default_tile,
-    largest_block,
     long_attention_program,
     query_tiles,
+    query_tiling,
     tile_addresses,
 )
 from hw.front.spec_model import SpecError
@@ -125,11 +124,9 @@ def _units(arch: ArchSpec, op: Op, kernel: str) -> None:
 
 @lru_cache(maxsize=256)
 def _tiling(arch: ArchSpec, g: int, d: int, queries: int) -> tuple[int, int]:
-    """(tokens a query tile, keys a block) for ``queries`` queries; block 0: none fits."""
-    if queries == 1:
-        return 1, largest_block(arch, g, d, d)
-    tile = min(default_tile(arch, g, d, d), queries)
-    return tile, largest_block(arch, g, d, d, c=tile) if tile else 0
+    """:func:`~hw.front.kernel_duo_long.query_tiling` of heads of ``d`` (values too),
+    memoized."""
+    return query_tiling(arch, g, d, d, queries)
 
 
 def _long_plan(arch: ArchSpec, op: Attention, g: int) -> _Plan:

@@ -42,7 +42,8 @@ from .kernel_runs import ALIGN, KernelRun
 from .spec_model import SpecError
 
 __all__ = ["LongAttention", "default_tile", "largest_block", "long_attention_program",
-           "query_tiles", "run_long_decode", "run_long_prefill", "tile_addresses"]
+           "query_tiles", "query_tiling", "run_long_decode", "run_long_prefill",
+           "tile_addresses"]
 
 _CAUSAL = 2             #: the softmax max / scaled commands' causal bit of ``shift``
 _KEYS_PER_TOKEN = 4     #: a prefill tile's key block holds at least this many keys a token
@@ -139,6 +140,17 @@ def default_tile(arch: ArchSpec, g: int, d: int, dv: int) -> int:
         if kb >= _KEYS_PER_TOKEN * c or best == 0:
             best = c
     return best
+
+
+def query_tiling(arch: ArchSpec, g: int, d: int, dv: int, queries: int) -> tuple[int, int]:
+    """(tokens a query tile, keys a block) for a step of ``queries`` queries of ``g`` heads: a
+    decode (one query) one token over blocks of the largest ``kb``; a prefill chunk tiles of
+    :func:`default_tile` tokens (at most ``queries``) over the largest blocks for them. Block
+    0: no tile fits the memories."""
+    if queries == 1:
+        return 1, largest_block(arch, g, d, dv)
+    tile = min(default_tile(arch, g, d, dv), queries)
+    return tile, largest_block(arch, g, d, dv, c=tile) if tile else 0
 
 
 def _logits(op: LongAttention, lay: dict, e: int, k0: int, kn: int) -> list[Instruction]:
