@@ -1,5 +1,5 @@
 """A tiny model end to end: its torch twin (:data:`mapping.torch_models.TORCH_TWINS`, seeded
-weights, float32) run three ways and compared (:func:`run_e2e`).
+weights, float32) run four ways and compared (:func:`run_e2e`).
 
 * **float**: the twin as written (the reference).
 * **accelerator**: every ``nn.Linear`` as a W8A8 GEMM on the generated accelerator: the
@@ -23,13 +23,24 @@ weights, float32) run three ways and compared (:func:`run_e2e`).
   fixed-point DuoAttention head and SVDQuant layer,
   :func:`golden.svdquant_fixed.svdquant_fixed_int`, for those leaves): the accelerator run
   must equal it bit for bit, every GEMM, every head, every layer and the model's outputs.
+* **gpu** (``gpu=True``, the default): the same chain with its leaves on the :mod:`sw`
+  Triton kernels (:mod:`flows.e2e_gpu`, where the contract and bounds are; Triton's
+  interpreter without a GPU): every ``nn.Linear`` the W8A8 GEMM above with ``C`` by
+  ``sw.int8_gemm`` (equal to golden's, so its output is the accelerator's on that input, bit
+  for bit), SVDQuant leaves on the W4A4 kernel with its fused low-rank branch, linear
+  attention and DuoAttention (decode and prefill) on their kernels, the rest in torch float32;
+  a :class:`~flows.e2e_gpu.GpuRecord` per call (error, bound, Triton launches). Reported: the
+  output's error against the float run (``max_err_gpu``, ``rel_err_gpu``) and its largest
+  difference from the accelerator run's output (``gpu_vs_accel``: 0 where the two chains
+  differ in linears only, as on tiny-vila-u).
 
 Per linear call (:class:`OpRecord`): the cycle model's cycles on its program, the RTL's
 (fast engine), the mapper's cost, DRAM bytes, utilization, whether ``C`` matched golden, and
 its error against the float linear on the same input with the W8A8 bound
 ``sum_k |a| s_w / 2 + s_a / 2 |w| + s_a s_w / 4`` plus float32 rounding of the dequantization
 (``4 u |y| + u |b|``). The model's output error against the float run is reported, not bounded
-(the chain's errors compound).
+(the chain's errors compound). :attr:`E2ERun.passed` needs every accelerator call bit-exact,
+in its cycles and within its bound, and every GPU call launched and within its bound.
 
 Layer: flows (it runs the RTL engines).
 """
@@ -37,8 +48,9 @@ Layer: flows (it runs the RTL engines).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +64,11 @@ from mapping.ir import Linear
 from mapping.lower import gemm_schedule
 from mapping.mapper import map_op
 
-__all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "run_e2e"]
+if TYPE_CHECKING:
+    from .e2e_gpu import GpuRecord, GpuRunner
+
+__all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "gpu_records_table", "records_table", "run_e2e",
+           "w8a8_error", "w8a8_operands", "w8a8_output"]
 
 E2E_ENGINES = ("fast", "ref")
 _U = 2.0 ** -24
@@ -86,9 +102,13 @@ class OpRecord:
 
 @dataclass(frozen=True)
 class E2ERun:
-    """A model's three runs (module docstring): the linears' records, the output error of the
-    accelerator run against float (max abs, and relative to the float output's max abs),
-    whether it equals the golden run bit for bit."""
+    """A model's runs (module docstring): the accelerator calls' records, the output error of
+    the accelerator run against float (max abs, and relative to the float output's max abs),
+    whether it equals the golden run bit for bit; with the GPU run, its kernel calls' records
+    (:class:`flows.e2e_gpu.GpuRecord`), its output error against float (max abs, relative),
+    its largest difference from the accelerator run's output, the leaf kinds it left in
+    torch and its wall time (``gpu_seconds``, not in :meth:`report`: it varies). The GPU
+    fields are None (``gpu_ops`` empty) without the GPU run."""
 
     model: str
     arch: str
@@ -98,6 +118,12 @@ class E2ERun:
     rel_err_accel: float
     bit_exact: bool
     torch_ops: tuple[str, ...]
+    gpu_ops: tuple[GpuRecord, ...] = ()
+    max_err_gpu: float | None = None
+    rel_err_gpu: float | None = None
+    gpu_vs_accel: float | None = None
+    gpu_torch_ops: tuple[str, ...] = ()
+    gpu_seconds: float | None = field(default=None, compare=False)
 
     @property
     def cycles_match(self) -> bool:
@@ -108,17 +134,27 @@ class E2ERun:
         return all(op.max_err <= op.err_bound for op in self.ops)
 
     @property
+    def gpu_within_bounds(self) -> bool:
+        """Every GPU call launched its kernels, within its bound, bit-exact where claimed."""
+        return all(op.passed for op in self.gpu_ops)
+
+    @property
     def passed(self) -> bool:
-        return self.bit_exact and self.cycles_match and self.within_bounds
+        return (self.bit_exact and self.cycles_match and self.within_bounds
+                and self.gpu_within_bounds)
 
     def report(self) -> dict[str, Any]:
-        """The one JSON line: model, bit_exact, max_err_accel, cycles_match, pass and more."""
+        """The one JSON line: model, bit_exact, max_err_accel, cycles_match, the GPU run's
+        max_err_gpu, rel_err_gpu, gpu_vs_accel (null without it), pass and more."""
         return {"model": self.model, "arch": self.arch, "engine": self.engine,
                 "bit_exact": self.bit_exact, "max_err_accel": self.max_err_accel,
                 "rel_err_accel": self.rel_err_accel, "cycles_match": self.cycles_match,
                 "within_bounds": self.within_bounds, "accel_ops": len(self.ops),
                 "accel_cycles": sum(op.model_cycles for op in self.ops),
-                "torch_ops": list(self.torch_ops), "pass": self.passed}
+                "torch_ops": list(self.torch_ops), "max_err_gpu": self.max_err_gpu,
+                "rel_err_gpu": self.rel_err_gpu, "gpu_vs_accel": self.gpu_vs_accel,
+                "gpu_within_bounds": self.gpu_within_bounds, "gpu_ops": len(self.gpu_ops),
+                "gpu_torch_ops": list(self.gpu_torch_ops), "pass": self.passed}
 
 
 class _Gemms:
@@ -158,33 +194,56 @@ class _Gemms:
                 "bit_exact": exact}
 
 
+def w8a8_operands(torch, linear, x) -> tuple[np.ndarray, ...]:
+    """``linear`` on activations ``x`` (..., K) as a W8A8 GEMM's operands (module docstring):
+    ``(a (M, K), w (N, K), bias (N,) or None)`` float32 and the codes and scales ``(qa (M, K),
+    sa (M,), qw (N, K), sw (N,))`` of :func:`quantize_symmetric`."""
+    k = linear.in_features
+    a = x.detach().reshape(-1, k).to(torch.float32).cpu().numpy()
+    w = linear.weight.detach().to(torch.float32).cpu().numpy()
+    bias = (None if linear.bias is None
+            else linear.bias.detach().to(torch.float32).cpu().numpy())
+    return (a, w, bias, *quantize_symmetric(a, 8), *quantize_symmetric(w, 8))
+
+
+def w8a8_output(c: np.ndarray, sa: np.ndarray, sw: np.ndarray,
+                bias: np.ndarray | None) -> np.ndarray:
+    """``y = C s_a s_w^T + b`` in float32 of the int32 product ``c`` (M, N)."""
+    y = (c.astype(np.float32) * sa[:, None]) * sw[None, :]
+    return y if bias is None else y + bias
+
+
+def w8a8_error(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, sa: np.ndarray,
+               sw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(max error of ``y`` against the float linear ``a w^T + b`` in float64, the W8A8 bound
+    (module docstring) at the element nearest (or furthest past) its bound)."""
+    k = a.shape[1]
+    exact_y = a.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else bias)
+    bound = (np.abs(a).sum(1)[:, None] * sw[None, :] / 2
+             + sa[:, None] / 2 * np.abs(w).sum(1)[None, :] + k * sa[:, None] * sw / 4
+             + 4 * _U * np.abs(exact_y) + _U * (0 if bias is None else np.abs(bias)))
+    err = np.abs(y - exact_y)
+    if not err.size:
+        return 0.0, 0.0
+    worst = np.unravel_index(np.argmax(err / bound), err.shape)
+    return float(err.max()), float(bound[worst])
+
+
 def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
     """``linear(x)`` through a W8A8 GEMM (module docstring); records the call on ``gemms``."""
-    k = linear.in_features
-    a = x.detach().reshape(-1, k).to(torch.float32).numpy()
-    w = linear.weight.detach().to(torch.float32).numpy()
-    qa, sa = quantize_symmetric(a, 8)
-    qw, sw = quantize_symmetric(w, 8)
+    a, w, bias, qa, sa, qw, sw = w8a8_operands(torch, linear, x)
     c, rec = gemms(name, qa.astype(np.int64), qw.T.astype(np.int64))
-    y = (c.astype(np.float32) * sa[:, None]) * sw[None, :]
-    bias = None if linear.bias is None else linear.bias.detach().to(torch.float32).numpy()
-    if bias is not None:
-        y = y + bias
+    y = w8a8_output(c, sa, sw, bias)
     if rec:
-        exact_y = a.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else bias)
-        bound = (np.abs(a).sum(1)[:, None] * sw[None, :] / 2
-                 + sa[:, None] / 2 * np.abs(w).sum(1)[None, :] + k * sa[:, None] * sw / 4
-                 + 4 * _U * np.abs(exact_y) + _U * (0 if bias is None else np.abs(bias)))
-        err = np.abs(y - exact_y)
-        worst = np.unravel_index(np.argmax(err / bound), err.shape) if err.size else (0, 0)
-        gemms.records.append(OpRecord(**rec, max_err=float(err.max(initial=0.0)),
-                                      err_bound=float(bound[worst]) if err.size else 0.0))
+        err, bound = w8a8_error(a, w, bias, sa, sw, y)
+        gemms.records.append(OpRecord(**rec, max_err=err, err_bound=bound))
     out = torch.from_numpy(np.ascontiguousarray(y)).reshape(*x.shape[:-1], linear.out_features)
     return out.to(x.dtype)
 
 
-def _run(model, inputs, gemms: _Gemms | None):
-    """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``."""
+def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
+    """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``
+    (the accelerator's or golden's products, or the GPU run's kernels)."""
     import torch
 
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
@@ -195,7 +254,7 @@ def _run(model, inputs, gemms: _Gemms | None):
     from .e2e_units import has_linear_attention, lite_la
 
     model = copy.deepcopy(model)
-    if gemms is not None:
+    if isinstance(gemms, _Gemms):
         calls: dict[str, int] = {}
 
         def call(path: str) -> str:
@@ -215,6 +274,8 @@ def _run(model, inputs, gemms: _Gemms | None):
             elif isinstance(mod, SVDQuantLinear) and svdquant_on_accelerator(mod, gemms.arch):
                 mod.forward = lambda x, mod=mod, path=path: svdquant_linear(torch, mod, x, gemms,
                                                                            call(path))
+    elif gemms is not None:
+        gemms.install(model)
     with torch.no_grad():
         out = model(*inputs)
     outs = out if isinstance(out, tuple | list) else (out,)
@@ -243,19 +304,38 @@ def _torch_kinds(model, arch: ArchSpec) -> tuple[str, ...]:
     return tuple(sorted(kinds))
 
 
-def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0) -> E2ERun:
+def _gpu_run(model, inputs, ref: list[np.ndarray], accel: list[np.ndarray]
+             ) -> dict[str, Any]:
+    """The GPU run (:mod:`flows.e2e_gpu`) of ``model`` against the float outputs ``ref`` and
+    the accelerator's ``accel``: :class:`E2ERun`'s GPU fields."""
+    from .e2e_gpu import GpuRunner
+
+    t0 = time.perf_counter()
+    runner = GpuRunner()
+    got = _run(model, inputs, runner)
+    err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
+    scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
+    vs = max(float(np.abs(g - a).max(initial=0.0)) for g, a in zip(got, accel, strict=True))
+    return {"gpu_ops": tuple(runner.records), "max_err_gpu": err, "rel_err_gpu": err / scale,
+            "gpu_vs_accel": vs, "gpu_torch_ops": runner.torch_kinds(model),
+            "gpu_seconds": time.perf_counter() - t0}
+
+
+def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
+            gpu: bool = True) -> E2ERun:
     """Tiny model ``name`` (a key of :data:`~mapping.torch_models.TORCH_TWINS`) on ``arch``:
-    float, accelerator (``engine``: "fast" RTL + reference machine, or "ref" alone) and golden
-    runs compared (module docstring). ``ValueError`` for an unknown model or engine."""
+    float, accelerator (``engine``: "fast" RTL + reference machine, or "ref" alone), golden
+    and, with ``gpu`` (default), GPU-kernel runs compared (module docstring). ``ValueError``
+    for an unknown model or engine."""
     import torch
 
-    from mapping.torch_models import TORCH_TWINS
+    from mapping.torch_models import E2E_TWIN_OPTIONS, TORCH_TWINS
 
     if name not in TORCH_TWINS:
         raise ValueError(f"no torch twin named {name!r} (known: {', '.join(TORCH_TWINS)})")
     if engine not in E2E_ENGINES:
         raise ValueError(f"engine must be one of {', '.join(E2E_ENGINES)}, got {engine!r}")
-    model, inputs = TORCH_TWINS[name](seed=seed)
+    model, inputs = TORCH_TWINS[name](seed=seed, **E2E_TWIN_OPTIONS.get(name, {}))
     model = model.float().eval()
     for mod in model.modules():         # leaves that cast their outputs (Timesteps)
         if isinstance(getattr(mod, "dtype", None), torch.dtype):
@@ -271,7 +351,7 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0) -
     err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
     return E2ERun(name, arch.name, engine, tuple(accel.records), err, err / scale, exact,
-                  _torch_kinds(model, arch))
+                  _torch_kinds(model, arch), **(_gpu_run(model, inputs, ref, got) if gpu else {}))
 
 
 def records_table(run: E2ERun) -> str:
@@ -286,6 +366,22 @@ def records_table(run: E2ERun) -> str:
                      str(op.mapper_cycles), str(op.dram_bytes), f"{op.utilization:.2f}",
                      "yes" if op.bit_exact else "NO", f"{op.max_err:.2e}",
                      f"{op.err_bound:.2e}"))
+    return _aligned(rows)
+
+
+def gpu_records_table(run: E2ERun) -> str:
+    """A line per GPU kernel call (:class:`flows.e2e_gpu.GpuRecord`): kernel, shape,
+    launches, bit-exact (``-``: nothing bit-exact claimed), error and bound."""
+    rows = [("gpu call", "kernel", "shape", "launches", "exact", "err", "bound")]
+    for op in run.gpu_ops:
+        rows.append((op.name, op.kernel, "x".join(map(str, op.shape)), str(op.launches),
+                     {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.max_err:.2e}",
+                     f"{op.err_bound:.2e}"))
+    return _aligned(rows)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` as left-aligned columns two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)

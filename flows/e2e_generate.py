@@ -23,6 +23,12 @@ embedding, Llama layers, final norm and LM head) runs three ways over the same t
   :class:`~golden.attention_cache_fixed.FullCacheFixed`) takes the same codes: every step's
   output must equal it bit for bit, and its error against the exact attention of the codes
   stay within golden's bound (:func:`flows.e2e_duo.head_error_bound`).
+* **gpu** (``gpu=True``): the same tokens with the linears on ``sw.int8_gemm`` (the
+  accelerator run's W8A8, so bit for bit its linears) and each layer's attention on one
+  ``sw.duo_attention.DuoKVCache`` kept across the steps (Triton; the interpreter without a
+  GPU), each call against :class:`golden.kv_cache.DuoCache` fed the same inputs (``<=
+  1e-5``, launches counted: :class:`flows.e2e_gpu.GpuDuoCache`); its logits against the
+  float run's (``max_err_gpu``) and the accelerator's (``gpu_vs_accel``).
 * **golden**: the same chain with :func:`golden.int_gemm.int_gemm` and golden's fixed-point
   caches alone: the accelerator run's logits must equal it bit for bit at every step.
 
@@ -59,7 +65,7 @@ from mapping.ir import Attention
 
 from .e2e import E2E_ENGINES, OpRecord, _Gemms
 from .e2e_duo import has_attention_units, head_error_bound
-from .e2e_generate_runs import float_generation, quantized_generation
+from .e2e_generate_runs import float_generation, gpu_generation, quantized_generation
 
 __all__ = ["CacheCheck", "GenerateRun", "caches_table", "run_generate"]
 
@@ -111,6 +117,11 @@ class GenerateRun:
     bit_exact: bool
     saturated: int
     torch_ops: tuple[str, ...]
+    gpu_ops: tuple = ()
+    max_err_gpu: float | None = None
+    rel_err_gpu: float | None = None
+    gpu_vs_accel: float | None = None
+    tokens_gpu: tuple[int, ...] = ()
 
     @property
     def max_err_accel(self) -> float:
@@ -130,22 +141,37 @@ class GenerateRun:
         return all(op.max_err <= op.err_bound for op in self.ops)
 
     @property
+    def gpu_within_bounds(self) -> bool:
+        """Every GPU call launched its kernels and stayed within its bound."""
+        return all(op.passed for op in self.gpu_ops)
+
+    @property
     def passed(self) -> bool:
         return self.bit_exact and self.cycles_match and self.kv_cache_match \
-            and self.within_bounds
+            and self.within_bounds and self.gpu_within_bounds
 
     def report(self) -> dict[str, Any]:
         """The one JSON line: model, bit_exact, max_err_accel, cycles_match, pass and more."""
-        same = sum(a == f for a, f in zip(self.tokens_accel, self.tokens_float, strict=True))
         return {"model": self.model, "arch": self.arch, "engine": self.engine,
                 "prompt": self.prompt, "chunk": self.chunk, "steps": self.steps,
                 "bit_exact": self.bit_exact, "max_err_accel": self.max_err_accel,
                 "rel_err_accel": self.rel_err_accel, "cycles_match": self.cycles_match,
                 "kv_cache_match": self.kv_cache_match, "within_bounds": self.within_bounds,
-                "tokens_match": f"{same}/{len(self.tokens_float)}",
+                "tokens_match": _agreement(self.tokens_accel, self.tokens_float),
+                "max_err_gpu": self.max_err_gpu, "rel_err_gpu": self.rel_err_gpu,
+                "gpu_vs_accel": self.gpu_vs_accel, "gpu_within_bounds": self.gpu_within_bounds,
+                "gpu_ops": len(self.gpu_ops),
+                "tokens_match_gpu": _agreement(self.tokens_gpu, self.tokens_float),
                 "saturated_codes": self.saturated, "accel_ops": len(self.ops),
                 "accel_cycles": sum(op.model_cycles for op in self.ops),
                 "torch_ops": list(self.torch_ops), "pass": self.passed}
+
+
+def _agreement(tokens: tuple[int, ...], ref: tuple[int, ...]) -> str | None:
+    """``"n/m"``: ``n`` of the ``m`` greedy tokens equal to the float run's (None: no run)."""
+    if not tokens:
+        return None
+    return f"{sum(a == b for a, b in zip(tokens, ref, strict=True))}/{len(ref)}"
 
 
 @dataclass
@@ -268,12 +294,12 @@ def _cache_check(arch: ArchSpec, engine: str, head: _Head, gold: _Head, expected
 
 def run_generate(name: str, arch: ArchSpec, *, steps: int = 4, prompt: int = 24,
                  chunk: int = 8, engine: str = "fast", seed: int = 0,
-                 retrieval_heads: int | None = None) -> GenerateRun:
+                 retrieval_heads: int | None = None, gpu: bool = True) -> GenerateRun:
     """Twin ``name`` (a DuoAttention decoder of :data:`~mapping.torch_models.TORCH_TWINS`)
     generating ``steps`` tokens after a ``prompt``-token prompt prefilled in chunks of
     ``chunk`` on ``arch`` (module docstring); ``retrieval_heads`` of each layer's KV heads
-    full (default: half). ``ValueError`` for another model, an unknown engine, a prompt not
-    longer than ``sink + recent``, or counts below 1; ``SpecError`` (from the kernels) for an
+    full (default: half); with ``gpu`` also the GPU run. ``ValueError`` for another model,
+    an unknown engine, a prompt not longer than ``sink + recent``, counts below 1, or an
     architecture without the attention units."""
     from mapping.torch_models import TORCH_TWINS
 
@@ -321,7 +347,18 @@ def run_generate(name: str, arch: ArchSpec, *, steps: int = 4, prompt: int = 24,
     return GenerateRun(name, arch.name, engine, prompt, chunk, steps,
                        tuple(acc.runner.records), caches, errs, max(errs) / scale,
                        tuple(ref.tokens), tuple(acc.tokens), exact,
-                       sum(a.saturated for a in acc.attention), _torch_kinds(model))
+                       sum(a.saturated for a in acc.attention), _torch_kinds(model),
+                       **(_gpu_fields(model, ids, chunk, ref, acc, scale) if gpu else {}))
+
+
+def _gpu_fields(model, ids, chunk: int, ref, acc, scale: float) -> dict[str, Any]:
+    """The GPU run's fields of :class:`GenerateRun` (its logits against the float run's, of
+    largest magnitude ``scale``, and the accelerator's)."""
+    run = gpu_generation(model, ids, chunk, ref.tokens)
+    err = max(float(np.abs(g - f).max()) for g, f in zip(run.logits, ref.logits, strict=True))
+    vs = max(float(np.abs(g - a).max()) for g, a in zip(run.logits, acc.logits, strict=True))
+    return {"gpu_ops": tuple(run.runner.records), "max_err_gpu": err,
+            "rel_err_gpu": err / scale, "gpu_vs_accel": vs, "tokens_gpu": tuple(run.tokens)}
 
 
 def _torch_kinds(model) -> tuple[str, ...]:

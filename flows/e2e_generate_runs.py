@@ -1,7 +1,10 @@
 """The generation loop of :mod:`flows.e2e_generate` over a DuoAttention decoder twin
 (:class:`~mapping.torch_llm.DuoLlama`): the float run (:func:`float_generation`, through
 :class:`golden.kv_cache.DuoCache`, greedy, calibrating the static scales) and a quantized run
-(:func:`quantized_generation`: W8A8 linears, the attention a caller's, teacher-forced).
+(:func:`quantized_generation`: W8A8 linears, the attention a caller's, teacher-forced) and
+the GPU run (:func:`gpu_generation`: the linears on ``sw.int8_gemm``, each layer's attention
+on one ``sw.duo_attention.DuoKVCache`` kept across the steps, :class:`flows.e2e_gpu.
+GpuDuoCache`; teacher-forced).
 
 Both run the prompt in chunks, then one token a step; a forward is ``embed``, the layers at
 the chunk's first position, the final norm and LM head on the chunk's last token (its
@@ -22,7 +25,7 @@ import numpy as np
 
 from .e2e import _Gemms, _w8a8
 
-__all__ = ["Generation", "float_generation", "quantized_generation"]
+__all__ = ["Generation", "float_generation", "gpu_generation", "quantized_generation"]
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Generation:
     attention: list[Any] = field(default_factory=list)
     scales: list[list[tuple[float, float, float]]] = field(default_factory=list)
     positions: list[list[np.ndarray]] = field(default_factory=list)
-    runner: _Gemms | None = None
+    runner: Any = None
 
 
 def _forward(model, ids, pos: int) -> np.ndarray:
@@ -144,3 +147,24 @@ def quantized_generation(model, ids: np.ndarray, chunk: int, forced: list[int],
         heads.append(att)
     logits, tokens = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
     return Generation(logits, tokens, attention=heads, runner=runner)
+
+
+def gpu_generation(model, ids: np.ndarray, chunk: int, forced: list[int]) -> Generation:
+    """The GPU run (module docstring) teacher-forced with ``forced``: records on its
+    :class:`flows.e2e_gpu.GpuRunner` (``runner``)."""
+    import torch
+
+    from .e2e_gpu import GpuDuoCache, GpuRunner, gpu_linear
+
+    model, runner = _copy(model), GpuRunner()
+    for path, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            mod.forward = lambda x, mod=mod, path=path: gpu_linear(mod, x, runner,
+                                                                   runner.call(path))
+    for li, layer in enumerate(model.layers):
+        attn = layer.attn
+        cache = GpuDuoCache(runner, [h < attn.retrieval for h in range(attn.kv_heads)],
+                            attn.k_retrieval.shape[-1], *attn.window, f"layers.{li}.attn")
+        attn.forward = lambda q, k, v, pos, cache=cache: cache(q, k, v)
+    logits, tokens = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
+    return Generation(logits, tokens, runner=runner)

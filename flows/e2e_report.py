@@ -5,7 +5,8 @@ self-contained ``<model>_e2e.html``, with the mapper's plots of the same tiny mo
 Contents, in order: the verdict; the run's summary (the fields of
 :meth:`flows.e2e.E2ERun.report`); a row per accelerator call (shape, dataflow, cycles of the
 cycle model / the RTL / the mapper, DRAM bytes, utilization, bit-exact, error and its bound);
-the operators left in torch; the mapper's schedule of the model
+with the GPU run, a row per GPU kernel call (kernel, shape, Triton launches, bit-exact, error
+and its bound); the operators left in torch; the mapper's schedule of the model
 (:func:`mapping.report.format_schedule`, its wall time moved to the timings line); the two
 plots (:func:`mapping.plots.plot_schedule`: the Markdown links the PNG files, the HTML embeds
 them). Deterministic: the same run and schedule give byte-identical files, except the one
@@ -39,7 +40,7 @@ from mapping.schedule import Schedule
 
 from .e2e import E2ERun, run_e2e
 
-__all__ = ["TIMINGS_MARK", "e2e_with_report", "write_report"]
+__all__ = ["TIMINGS_MARK", "e2e_with_report", "write_generate_report", "write_report"]
 
 TIMINGS_MARK = "Timings (vary run to run):"
 """The start of the report's only non-deterministic line."""
@@ -47,6 +48,7 @@ _PLOTS = ("utilization", "roofline")
 _CALL_HEAD = ("accelerator call", "shape", "dataflow", "model cycles", "RTL cycles",
               "mapper cycles", "DRAM bytes", "utilization", "bit-exact", "max error",
               "error bound")
+_GPU_HEAD = ("GPU call", "kernel", "shape", "launches", "bit-exact", "max error", "error bound")
 
 
 def _call_rows(run: E2ERun) -> list[tuple[str, ...]]:
@@ -55,6 +57,13 @@ def _call_rows(run: E2ERun) -> list[tuple[str, ...]]:
              "-" if op.rtl_cycles is None else str(op.rtl_cycles), str(op.mapper_cycles),
              str(op.dram_bytes), f"{op.utilization:.4f}", "yes" if op.bit_exact else "NO",
              f"{op.max_err:.3e}", f"{op.err_bound:.3e}") for op in run.ops]
+
+
+def _gpu_rows(run: E2ERun) -> list[tuple[str, ...]]:
+    """A row per GPU kernel call of ``run`` (:data:`_GPU_HEAD`)."""
+    return [(op.name, op.kernel, "x".join(map(str, op.shape)), str(op.launches),
+             {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.max_err:.3e}",
+             f"{op.err_bound:.3e}") for op in run.gpu_ops]
 
 
 def _summary_rows(run: E2ERun) -> list[tuple[str, str]]:
@@ -99,14 +108,36 @@ def _verdict(run: E2ERun) -> str:
     return "PASS" if run.passed else "FAIL"
 
 
+def _checks(run: E2ERun) -> str:
+    """What the verdict rests on, in words."""
+    gpu = "" if run.max_err_gpu is None else \
+        f", GPU calls launched and within bounds {run.gpu_within_bounds}"
+    return (f"bit-exact against golden {'yes' if run.bit_exact else 'NO'}, cycles match "
+            f"{run.cycles_match}, errors within bounds {run.within_bounds}{gpu}")
+
+
+def _gpu_markdown(run: E2ERun) -> list[str]:
+    """The GPU calls' section in Markdown (nothing without the GPU run)."""
+    if run.max_err_gpu is None:
+        return []
+    return ["## GPU calls", "", *_md_table(_GPU_HEAD, _gpu_rows(run)), ""]
+
+
+def _gpu_html(run: E2ERun) -> list[str]:
+    """The GPU calls' section in HTML (nothing without the GPU run)."""
+    if run.max_err_gpu is None:
+        return []
+    return ["<h2>GPU calls</h2>", *_html_table(_GPU_HEAD, _gpu_rows(run))]
+
+
 def _markdown(run: E2ERun, schedule: Schedule, stem: str, timings: str | None) -> str:
     """The Markdown report; plots linked as ``<stem>_<kind>.png`` next to it."""
-    lines = [f"# {_title(run)}", "", f"**{_verdict(run)}**: bit-exact against golden "
-             f"{'yes' if run.bit_exact else 'NO'}, cycles match {run.cycles_match}, errors "
-             f"within bounds {run.within_bounds}.", "", "## Summary", "",
+    lines = [f"# {_title(run)}", "", f"**{_verdict(run)}**: {_checks(run)}.", "",
+             "## Summary", "",
              *_md_table(("field", "value"), _summary_rows(run)), "",
              "## Accelerator calls", "", *_md_table(_CALL_HEAD, _call_rows(run)), "",
-             "## Left in torch", "", *(f"- {k}" for k in run.torch_ops or ("(none)",)), "",
+             *_gpu_markdown(run), "## Left in torch", "",
+             *(f"- {k}" for k in run.torch_ops or ("(none)",)), "",
              "## The mapper's schedule", "", "```", _schedule_text(schedule), "```", "",
              "## Plots", ""]
     lines += [f"![{kind}]({stem}_{kind}.png)" for kind in _PLOTS]
@@ -119,12 +150,11 @@ def _html(run: E2ERun, schedule: Schedule, pngs: Mapping[str, bytes],
           timings: str | None) -> str:
     """The HTML report, self-contained (the plots embedded as PNG data)."""
     title = html.escape(_title(run))
-    body = [f"<h1>{title}</h1>", f"<p><strong>{_verdict(run)}</strong>: bit-exact against "
-            f"golden {'yes' if run.bit_exact else 'NO'}, cycles match {run.cycles_match}, "
-            f"errors within bounds {run.within_bounds}.</p>", "<h2>Summary</h2>",
+    body = [f"<h1>{title}</h1>", f"<p><strong>{_verdict(run)}</strong>: "
+            f"{html.escape(_checks(run))}.</p>", "<h2>Summary</h2>",
             *_html_table(("field", "value"), _summary_rows(run)),
             "<h2>Accelerator calls</h2>", *_html_table(_CALL_HEAD, _call_rows(run)),
-            "<h2>Left in torch</h2>", "<ul>",
+            *_gpu_html(run), "<h2>Left in torch</h2>", "<ul>",
             *(f"<li>{html.escape(k)}</li>" for k in run.torch_ops or ("(none)",)), "</ul>",
             "<h2>The mapper's schedule</h2>",
             f"<pre>{html.escape(_schedule_text(schedule))}</pre>", "<h2>Plots</h2>"]
@@ -149,6 +179,25 @@ def _folder(out_dir: str | Path) -> Path:
     return out
 
 
+def _atomic(out: Path, stem: str, write) -> list[Path]:
+    """``write(tmp)`` (files into a hidden temporary folder of ``out``, returning their paths
+    in the order to move them), then each moved into ``out``; nothing left on any error or
+    interrupt. The paths written, in that order."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
+    moved: list[Path] = []
+    try:
+        for path in write(tmp):
+            moved.append(out / path.name)
+            os.replace(path, out / path.name)
+    except BaseException:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return moved
+
+
 def write_report(run: E2ERun, schedule: Schedule, out_dir: str | Path,
                  timings: Mapping[str, float] | None = None) -> list[Path]:
     """Write ``run``'s report and ``schedule``'s plots (module docstring) into ``out_dir``
@@ -160,39 +209,83 @@ def write_report(run: E2ERun, schedule: Schedule, out_dir: str | Path,
 
     out = _folder(out_dir)
     stem = f"{run.model}_e2e"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
-    moved: list[Path] = []
-    try:
+
+    def write(tmp: Path) -> list[Path]:
         plots = plot_schedule(schedule.to_dict(), tmp / stem)
         pngs = {kind: (tmp / f"{stem}_{kind}.png").read_bytes() for kind in _PLOTS}
         line = _timings_line(timings)
         (tmp / f"{stem}.md").write_text(_markdown(run, schedule, stem, line), encoding="utf-8")
         (tmp / f"{stem}.html").write_text(_html(run, schedule, pngs, line), encoding="utf-8")
-        for path in [*plots, tmp / f"{stem}.md", tmp / f"{stem}.html"]:
-            moved.append(out / path.name)
-            os.replace(path, out / path.name)
-    except BaseException:
-        for path in moved:
-            path.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return [*plots, tmp / f"{stem}.md", tmp / f"{stem}.html"]
+
+    moved = _atomic(out, stem, write)
     return moved[-2:] + moved[:-2]
 
 
+_CACHE_HEAD = ("KV head", "kind", "tokens", "programs", "model cycles", "RTL cycles",
+               "RTL DRAM", "cache")
+
+
+def _generate_sections(run) -> list[tuple[str, Sequence[str], list[tuple[str, ...]]]]:
+    """(title, head, rows) of a generation's tables."""
+    caches = [(c.name, c.kind, str(c.tokens), str(c.programs), str(c.model_cycles),
+               "-" if c.rtl_cycles is None else str(c.rtl_cycles),
+               "yes" if c.dram_match else "NO", "yes" if c.cache_match else "NO")
+              for c in run.caches]
+    tokens = [(k, " ".join(map(str, t))) for k, t in (
+        ("float", run.tokens_float), ("accelerator", run.tokens_accel), ("GPU", run.tokens_gpu))
+        if t]
+    sections = [("Summary", ("field", "value"), _summary_rows(run)),
+                ("Greedy tokens", ("run", "tokens"), tokens),
+                ("KV caches after the generation", _CACHE_HEAD, caches),
+                ("Accelerator calls", _CALL_HEAD, _call_rows(run))]
+    if run.gpu_ops:
+        sections.append(("GPU calls", _GPU_HEAD, _gpu_rows(run)))
+    sections.append(("Left in torch", ("leaf kind",), [(k,) for k in run.torch_ops]))
+    return sections
+
+
+def write_generate_report(run, out_dir: str | Path) -> list[Path]:
+    """Write a generation's report (:class:`flows.e2e_generate.GenerateRun`: its summary, the
+    greedy tokens, the KV caches' checks, the accelerator and GPU calls) into ``out_dir``:
+    ``<model>_generate.md`` and ``.html``, atomically (as :func:`write_report`); their
+    paths. ``ValueError`` if ``out_dir`` is not a folder."""
+    out, stem = _folder(out_dir), f"{run.model}_generate"
+    title = (f"{run.model} generating on {run.arch} ({run.engine} engine): {run.prompt} "
+             f"prompt tokens in chunks of {run.chunk}, {run.steps} decode steps")
+    verdict = f"{_verdict(run)}: {_checks(run)}, KV caches match {run.kv_cache_match}."
+    sections = _generate_sections(run)
+    md = [f"# {title}", "", f"**{verdict}**", ""]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p><strong>{html.escape(verdict)}</strong></p>"]
+    for name, head, rows in sections:
+        md += [f"## {name}", "", *_md_table(head, rows), ""]
+        body += [f"<h2>{html.escape(name)}</h2>", *_html_table(head, rows)]
+
+    def write(tmp: Path) -> list[Path]:
+        (tmp / f"{stem}.md").write_text("\n".join(md), encoding="utf-8")
+        (tmp / f"{stem}.html").write_text(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
+            f"{html.escape(title)}</title></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n", encoding="utf-8")
+        return [tmp / f"{stem}.md", tmp / f"{stem}.html"]
+
+    return _atomic(out, stem, write)
+
+
 def e2e_with_report(name: str, arch: ArchSpec, *, engine: str, seed: int = 0,
-                    out_dir: str | Path | None = None
+                    out_dir: str | Path | None = None, gpu: bool = True
                     ) -> tuple[E2ERun, Schedule | None, list[Path]]:
     """Tiny model ``name`` run end to end on ``arch`` (:func:`flows.e2e.run_e2e` with
-    ``engine`` and ``seed``); with ``out_dir``, also mapped (:func:`mapping.mapper.map_model`,
-    its defaults) and its report written there (:func:`write_report`, timings included). The
-    run, the schedule and the paths written (None and none without ``out_dir``).
+    ``engine``, ``seed`` and ``gpu``); with ``out_dir``, also mapped
+    (:func:`mapping.mapper.map_model`, its defaults) and its report written there
+    (:func:`write_report`, timings included). The run, the schedule and the paths written
+    (None and none without ``out_dir``).
     ``ValueError`` as those raise it (an unknown model or engine, ``out_dir`` not a folder)."""
     from mapping.mapper import map_model
     from mapping.zoo import model
 
     t0 = time.perf_counter()
-    run = run_e2e(name, arch, engine=engine, seed=seed)
+    run = run_e2e(name, arch, engine=engine, seed=seed, gpu=gpu)
     t_run = time.perf_counter() - t0
     if out_dir is None:
         return run, None, []

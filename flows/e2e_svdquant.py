@@ -5,8 +5,8 @@ accumulated by the group dequantizer), where the architecture has the requant an
 units (:func:`svdquant_on_accelerator`) and the dequantizer's group is the leaf's.
 
 Per call, activations ``x`` (M, K) float32, the leaf's residual codes ``qw`` (N, K) and
-scales ``sw`` (N, G) as it stores them (``G = K / 64``), its branch ``down`` (r, K),
-``up`` (N, r), its bias ``b``:
+scales ``sw`` (N, G) as it stores them (``G = K / 64``), its branch ``(down, up) =
+mod.branch()`` (r, K), (N, r) (its LoRA fused, below), its bias ``b``:
 
 * **Codes.** ``(qx, sx) = quantize_int4(x_a, 64)`` (:func:`golden.svdquant_ops.
   quantize_int4`), ``x_a = x`` signed; for ``act="uint4_g64"`` leaves
@@ -28,11 +28,29 @@ scales ``sw`` (N, G) as it stores them (``G = K / 64``), its branch ``down`` (r,
   fixed-point layer against the exact product of its codes) + (b)
   :func:`~golden.svdquant_fixed.branch_error_bound` (the fixed-point branch against the exact
   ``x down^T up^T``) + ``2**-23 (|e| + |y|)`` (the two float32 roundings of the epilogue).
+* **Rank.** The kernel takes a rank at most the array edge or a multiple of it
+  (:func:`hw.front.kernel_svdquant.svdquant_program`); the branch is padded to
+  :func:`kernel_rank` with zero columns of ``l1q`` and zero rows of ``l2q``
+  (:func:`pad_branch`), which is exact: the zero columns of ``u32`` change no row's maximum,
+  so neither ``s_m`` nor ``u``, and add nothing to ``dot_lr``. Golden runs the unpadded branch,
+  so bit-exactness checks the padding too. The dequantizer's ``dot_bits`` bounds the rank
+  (golden's ``max_rank`` 64, 22 bits on ``lego_fused``).
 * **Cycles.** ``mapper_cycles`` is :func:`mapping.mapper.map_op`'s cost of ``Linear(name, M,
-  K, N, act, "int4_g64", rank=r)`` when it picks the whole SVDQuant kernel (on the tiny
-  FLUX.1 it does, one step); when it picks another candidate (a split along k, the branch in
-  its own pass) the record takes :func:`mapping.accel_cost.cost_op`'s cost of the op (the
-  whole kernel's, which this run measures). The bias is added on the host, not costed.
+  K, N, act, "int4_g64", rank=kernel_rank(r))`` when it picks the whole SVDQuant kernel (on
+  the tiny FLUX.1 it does, one step); when it picks another candidate (a split along k, the
+  branch in its own pass) the record takes :func:`mapping.accel_cost.cost_op`'s cost of the
+  op (the whole kernel's, which this run measures). The bias is added on the host, not costed.
+
+**LoRA without requantization** (SVDQuant, Li et al. 2024): a LoRA ``s B A``
+(:meth:`mapping.torch_blocks.SVDQuantLinear.attach_lora`) is concatenated to the branch,
+``down = [down_svd; A]``, ``up = [up_svd, fl32(s B)]`` (rank ``r_svd + r_l``); ``qw``, ``sw``
+and the activation codes are the layer's as before, byte for byte. Everything above runs on
+the fused branch: its quantization (``quantize_branch``), golden, the float reference ``y*``
+(the layer with its LoRA, ``x down^T up^T = x down_svd^T up_svd^T + s (x A^T) B^T``), bound
+(b) and the mapper's rank. tests/flows/test_e2e_lora.py checks that the kernel's int4
+operands are identical with and without a LoRA, the output bit-exact against golden, the
+error within the bound, and the tiny FLUX.1 with a rank-16 LoRA on every SVDQuant linear
+(:data:`mapping.torch_models.E2E_TWIN_OPTIONS`) end to end.
 
 Shapes in a record: ``(M, K, N)``.
 
@@ -55,6 +73,7 @@ from golden.svdquant_fixed import (
 )
 from golden.svdquant_ops import GELU_SHIFT, dequantize_int4, fold_act_shift, quantize_int4
 from hw.front.arch import ArchSpec
+from hw.front.kernel_chain import chain_dataflow
 from hw.front.kernel_svdquant import run_svdquant_linear
 from mapping.accel_cost import cost_op
 from mapping.ir import Linear
@@ -66,7 +85,8 @@ if TYPE_CHECKING:
 
     from .e2e import _Gemms
 
-__all__ = ["has_svdquant_units", "svdquant_linear", "svdquant_on_accelerator"]
+__all__ = ["has_svdquant_units", "kernel_rank", "pad_branch", "svdquant_linear",
+           "svdquant_on_accelerator"]
 
 _U = 2.0 ** -23         #: twice the float32 unit roundoff: one RNE of a value, with slack
 
@@ -80,6 +100,33 @@ def svdquant_on_accelerator(module: SVDQuantLinear, arch: ArchSpec) -> bool:
     """Whether the e2e run puts SVDQuant leaf ``module`` on ``arch``'s kernel: the units are
     there and the dequantizer's group is the leaf's."""
     return has_svdquant_units(arch) and arch.units.dequant.group == module.group
+
+
+def kernel_rank(arch: ArchSpec, r: int) -> int:
+    """The rank the SVDQuant kernel runs a rank-``r`` branch at on ``arch``: ``r`` when it is
+    at most the array edge ``E`` of the kernel's dataflow (:func:`hw.front.kernel_chain.
+    chain_dataflow`, the one the mapper costs), else ``r`` rounded up to a multiple of ``E``
+    (module docstring: Rank). ``ValueError`` for a negative ``r``."""
+    if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+        raise ValueError(f"rank must be an int >= 0, got {r!r}")
+    edge = chain_dataflow(arch, None, "SVDQuant")[1]
+    return r if r <= edge else -(-r // edge) * edge
+
+
+def pad_branch(ops: list[np.ndarray], rank: int) -> list[np.ndarray]:
+    """The kernel's operands (:func:`svdquant_fixed_int`'s order) with the branch padded to
+    ``rank``: zero columns appended to ``l1q`` (K, r) and zero rows to ``l2q`` (r, N), the
+    rest the same objects (the result is golden's bit for bit, module docstring: Rank).
+    ``ValueError`` for a ``rank`` below the branch's."""
+    l1q, l2q = ops[6], ops[7]
+    r = l1q.shape[1]
+    if rank < r:
+        raise ValueError(f"cannot pad a rank-{r} branch to rank {rank}")
+    if rank == r:
+        return list(ops)
+    l1 = np.concatenate([l1q, np.zeros((l1q.shape[0], rank - r), l1q.dtype)], axis=1)
+    l2 = np.concatenate([l2q, np.zeros((rank - r, l2q.shape[1]), l2q.dtype)], axis=0)
+    return [*ops[:6], l1, l2, ops[8]]
 
 
 def _kernel_cost(arch: ArchSpec, name: str, shape: tuple[int, int, int], act: str, r: int
@@ -108,8 +155,7 @@ def _operands(mod: SVDQuantLinear, x: np.ndarray) -> tuple[list[np.ndarray], boo
     n, k = mod.out_features, mod.in_features
     qw = mod.qweight.detach().numpy().reshape(n, k)
     sw = mod.wscale.detach().float().numpy().reshape(n, k // mod.group)
-    down = mod.down.detach().float().numpy()
-    up = mod.up.detach().float().numpy()
+    down, up = (t.numpy() for t in mod.branch())
     br = quantize_branch(x, down, up, 8)
     return [qx, sx, qw, sw, br.xl, br.sxl, br.l1q, br.l2q, br.sl2], signed
 
@@ -131,8 +177,7 @@ def _record(runner: _Gemms, mod: SVDQuantLinear, x: np.ndarray, ops: list[np.nda
     g = mod.group
     w = dequantize_int4(qw, sw, g)
     xq = dequantize_int4(qx, sx, g)
-    down = mod.down.detach().double().numpy()
-    up = mod.up.detach().double().numpy()
+    down, up = (t.double().numpy() for t in mod.branch())
     want = xq @ w.T + _epilogue(mod, w, mod.act == "int4_g64") + (
         x.astype(np.float64) @ down.T) @ up.T
     bound = (fixed_error_bound(res, sx, sw, ops[5], ops[8], spec)
@@ -164,8 +209,9 @@ def svdquant_linear(torch, mod: SVDQuantLinear, x, runner: _Gemms, name: str):
     y = (gold + e).astype(np.float32)
     if runner.engine is not None:
         shape = (x2.shape[0], k, n)
-        cost = _kernel_cost(arch, name, shape, mod.act, mod.rank)
-        run = run_svdquant_linear(arch, *ops, dataflow=cost.dataflow)
+        rank = kernel_rank(arch, mod.branch_rank)
+        cost = _kernel_cost(arch, name, shape, mod.act, rank)
+        run = run_svdquant_linear(arch, *pad_branch(ops, rank), dataflow=cost.dataflow)
         got = np.asarray(run.output, np.float32)
         rec = runner.measured(run, gold, name, shape, cost)
         rec["bit_exact"] = rec["bit_exact"] and np.array_equal(got.view(np.int32),

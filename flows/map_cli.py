@@ -91,7 +91,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--seed", type=int, default=0, help="weights and inputs seed (default 0)")
     e.add_argument("--out", metavar="DIR", help="also write the report to DIR (created if "
                    "missing): MODEL_e2e.md, a self-contained MODEL_e2e.html and the mapper's "
-                   "plots of the model")
+                   "plots of the model (with --steps: MODEL_generate.md and .html)")
+    e.add_argument("--no-gpu", action="store_true", help="skip the GPU run (the chain's leaves "
+                   "on the sw Triton kernels; the interpreter without a GPU)")
     e.add_argument("--steps", type=int, metavar="N", help="generate: a DuoAttention decoder "
                    "twin prefills a prompt in chunks, then decodes N tokens with its KV cache "
                    "kept in the accelerator's memories, checked against golden's caches")
@@ -216,17 +218,24 @@ def _generate(args, arch) -> int:
     """``lego e2e --steps N``: the generation's tables and JSON line."""
     import json
 
-    from .e2e import records_table
+    from .e2e import gpu_records_table, records_table
     from .e2e_generate import caches_table, run_generate
 
     run = run_generate(args.model, arch, steps=args.steps, prompt=args.prompt,
                        chunk=args.chunk, engine=args.engine, seed=args.seed,
-                       retrieval_heads=args.retrieval_heads)
+                       retrieval_heads=args.retrieval_heads, gpu=not args.no_gpu)
     print(records_table(run))
+    if run.gpu_ops:
+        print(gpu_records_table(run))
     print(caches_table(run))
     print(f"tokens (float): {' '.join(map(str, run.tokens_float))}")
     print(f"tokens (accel): {' '.join(map(str, run.tokens_accel))}")
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
+    if args.out:
+        from .e2e_report import write_generate_report
+
+        written = write_generate_report(run, args.out)
+        print(f"wrote {', '.join(str(p) for p in written)}")
     print(json.dumps(run.report()))
     return 0 if run.passed else 1
 
@@ -238,7 +247,7 @@ def cmd_e2e(args) -> int:
 
     from hw.front.arch import load_arch
 
-    from .e2e import records_table
+    from .e2e import gpu_records_table, records_table
     from .e2e_report import e2e_with_report
 
     if args.steps is None:
@@ -250,8 +259,10 @@ def cmd_e2e(args) -> int:
         return _generate(args, load_arch(args.arch))
 
     run, _, written = e2e_with_report(args.model, load_arch(args.arch), engine=args.engine,
-                                      seed=args.seed, out_dir=args.out)
+                                      seed=args.seed, out_dir=args.out, gpu=not args.no_gpu)
     print(records_table(run))
+    if run.gpu_ops:
+        print(gpu_records_table(run))
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
     if written:
         print(f"wrote {', '.join(str(p) for p in written)}")

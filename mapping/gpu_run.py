@@ -93,7 +93,7 @@ from .gpu_run_torch import (
     tens,
 )
 
-__all__ = ["OpRun", "run_on_gpu_kernels", "run_op"]
+__all__ = ["Counted", "OpRun", "counting_launches", "run_on_gpu_kernels", "run_op"]
 
 
 
@@ -128,7 +128,7 @@ class OpRun:
 # --------------------------------------------------------------------------- launch counting
 
 
-class _Counted:
+class Counted:
     """Stands in for a ``@triton.jit`` kernel: counts launches (``kernel[grid]``), then
     launches it."""
 
@@ -141,9 +141,11 @@ class _Counted:
 
 
 @contextmanager
-def _counting(points: tuple[tuple[Any, str], ...]) -> Iterator[list[_Counted]]:
+def counting_launches(points: tuple[tuple[Any, str], ...]) -> Iterator[list[Counted]]:
+    """The ``@triton.jit`` kernels at ``points`` (``(module, attribute)``) replaced by
+    :class:`Counted` while the block runs (not thread-safe), then restored."""
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr in points]
-    counters = [_Counted(kernel) for _, _, kernel in saved]
+    counters = [Counted(kernel) for _, _, kernel in saved]
     for (mod, attr, _), c in zip(saved, counters, strict=True):
         setattr(mod, attr, c)
     try:
@@ -365,7 +367,7 @@ def run_op(op: ir.Op, stage: ir.Stage | None = None, *, seed: int = 0,
             raise ValueError(f"no runner for kernel {kernel!r}")
         else:
             runner, points = _KERNELS[kernel]
-            with _counting(points) as counters:
+            with counting_launches(points) as counters:
                 outcome = runner(op, stage, rng)
             launches = sum(c.launches for c in counters)
             idle = [attr for (_, attr), c in zip(points, counters, strict=True) if not c.launches]

@@ -6,7 +6,9 @@ Every block runs its algorithm in float at random weights and states its IR oper
 
 * :class:`SVDQuantLinear`: SVDQuant W4A4 (the weight's top-``rank`` SVD as a 16-bit low-rank
   branch, the residual and the activations fake-quantized to int4 per group of 64; uint4 with
-  a shift after a GELU) -> ``quantize`` + :class:`~mapping.ir.Linear` with ``rank``;
+  a shift after a GELU) -> ``quantize`` + :class:`~mapping.ir.Linear` with ``rank``; a LoRA
+  attached (:meth:`SVDQuantLinear.attach_lora`, :func:`attach_loras`) joins the branch
+  (rank ``rank + r_lora``), the int4 residual untouched;
 * :class:`W4A16Linear`: AWQ-style int4 weights with a scale and zero per group, 16-bit
   activations -> :class:`~mapping.ir.Linear` in ``int4_awq_g64``;
 * :class:`Modulate` (``x (1 + scale) + shift``), :class:`GatedResidual` (``x + g y``),
@@ -23,6 +25,7 @@ Attention blocks are in :mod:`mapping.torch_attention`.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,8 +39,8 @@ if TYPE_CHECKING:
     from .fx_trace import LeafCall
 
 __all__ = ["ClassifierFreeGuidance", "GatedResidual", "GatedSiLU", "MLP", "Modulate",
-           "RotaryEmbedding", "SVDQuantLinear", "Timesteps", "W4A16Linear", "dequantize",
-           "elementwise", "fake_quant", "quantize_groups"]
+           "RotaryEmbedding", "SVDQuantLinear", "Timesteps", "W4A16Linear", "attach_loras",
+           "dequantize", "elementwise", "fake_quant", "quantize_groups"]
 
 GELU_SHIFT = 0.171875
 """Added to GELU outputs (minimum about -0.17) before unsigned 4-bit quantization (nunchaku)."""
@@ -92,7 +95,17 @@ class SVDQuantLinear(nn.Module):
     """SVDQuant W4A4 linear ``y = Q(x) Q(W - U V)^T + (x V^T) U^T + b``: the weight's top-``rank``
     singular directions as a 16-bit branch, the residual's int4 codes with a 16-bit scale per
     ``group`` inputs, activations fake-quantized per group (``act="uint4_g64"``: shifted by
-    :data:`GELU_SHIFT`, unsigned, for the input of a GELU MLP's second linear)."""
+    :data:`GELU_SHIFT`, unsigned, for the input of a GELU MLP's second linear).
+
+    A LoRA ``W + s B A`` (:meth:`attach_lora`: ``A`` (r_l, K), ``B`` (N, r_l), scale ``s``)
+    joins the low-rank branch without requantizing anything (SVDQuant, Li et al. 2024, Sec. 4):
+    :meth:`branch` is ``down' = [down; A]`` (r + r_l, K), ``up' = [up, s B]`` (N, r + r_l), so
+    ``x down'^T up'^T = x down^T up^T + s (x A^T) B^T``; ``qweight``, ``wscale`` and the
+    activation quantization stay as they are. ``rank`` stays the SVD's; :attr:`branch_rank`
+    is ``rank + r_l``, the rank :meth:`ir_ops` reports."""
+
+    lora_down: nn.Parameter | None
+    lora_up: nn.Parameter | None
 
     def __init__(self, in_features: int, out_features: int, rank: int = 32, group: int = 64,
                  act: str = "int4_g64", bias: bool = True,
@@ -112,6 +125,68 @@ class SVDQuantLinear(nn.Module):
         self.down = nn.Parameter(down.to(dtype))
         self.up = nn.Parameter(up.to(dtype))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
+        self.register_parameter("lora_down", None)
+        self.register_parameter("lora_up", None)
+        self.lora_scale = 0.0
+
+    @property
+    def lora_rank(self) -> int:
+        """The attached LoRA's rank ``r_l`` (0: none)."""
+        return 0 if self.lora_down is None else int(self.lora_down.shape[0])
+
+    @property
+    def branch_rank(self) -> int:
+        """The low-rank branch's rank with the LoRA fused: ``rank + lora_rank``."""
+        return self.rank + self.lora_rank
+
+    def attach_lora(self, down: torch.Tensor, up: torch.Tensor, scale: float = 1.0) -> None:
+        """Attaches the LoRA ``s B A`` (``down`` = A (r_l, K), ``up`` = B (N, r_l), ``scale``
+        = s), stored as parameters ``lora_down``, ``lora_up`` in the branch's dtype (16-bit
+        like ``down``/``up``; SVDQuant keeps LoRAs at 16 bits) and ``lora_scale``. One LoRA
+        at a time: attaching a second raises ``ValueError`` (fold several into one before, or
+        :meth:`remove_lora` first). ``ValueError`` naming the offending value for a rank < 1,
+        shapes that are not (r_l, K) and (N, r_l), non-float or non-finite weights, or a
+        non-finite scale. The int4 codes and scales are not touched."""
+        if self.lora_down is not None:
+            raise ValueError(f"a LoRA of rank {self.lora_rank} is already attached; remove_lora()"
+                             " first (one LoRA at a time)")
+        if not isinstance(down, torch.Tensor) or not isinstance(up, torch.Tensor):
+            raise ValueError(f"down and up must be tensors, got {type(down).__name__} and "
+                             f"{type(up).__name__}")
+        k, n = self.in_features, self.out_features
+        if down.dim() != 2 or down.shape[1] != k or down.shape[0] < 1:
+            raise ValueError(f"LoRA down has shape {tuple(down.shape)}, expected (r_l >= 1, "
+                             f"K={k})")
+        r = down.shape[0]
+        if tuple(up.shape) != (n, r):
+            raise ValueError(f"LoRA up has shape {tuple(up.shape)}, expected (N={n}, r_l={r})")
+        for name, t in (("down", down), ("up", up)):
+            if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise ValueError(f"LoRA {name} must hold finite floats, got {t.dtype}"
+                                 f"{'' if not t.is_floating_point() else ' with inf/nan'}")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(
+                scale):
+            raise ValueError(f"LoRA scale must be a finite number, got {scale!r}")
+        dtype = self.down.dtype
+        self.lora_down = nn.Parameter(down.detach().to(dtype).clone())
+        self.lora_up = nn.Parameter(up.detach().to(dtype).clone())
+        self.lora_scale = float(scale)
+
+    def remove_lora(self) -> None:
+        """Detaches the LoRA (none attached: nothing happens); the layer is as built."""
+        self.lora_down = self.lora_up = None
+        self.lora_scale = 0.0
+
+    def branch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float32 low-rank branch ``(down', up')``, (R, K) and (N, R), ``R`` =
+        :attr:`branch_rank`: ``(down, up)`` without a LoRA, else ``down' = [down; A]``,
+        ``up' = [up, fl32(s B)]``, so ``x down'^T up'^T = x down^T up^T + s (x A^T) B^T``
+        (exactly in real arithmetic; in float32 up to summation order)."""
+        down, up = self.down.detach().float(), self.up.detach().float()
+        if self.lora_down is None or self.lora_up is None:
+            return down, up
+        return (torch.cat([down, self.lora_down.detach().float()], 0),
+                torch.cat([up, self.lora_scale * self.lora_up.detach().float()], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = dequantize(self.qweight, self.wscale, torch.zeros_like(self.wscale)).to(x.dtype)
@@ -119,15 +194,45 @@ class SVDQuantLinear(nn.Module):
             xq = fake_quant(x + GELU_SHIFT, self.group, 4, "unsigned") - GELU_SHIFT
         else:
             xq = fake_quant(x, self.group, 4, "signed")
-        return F.linear(xq, w, self.bias) + F.linear(F.linear(x, self.down), self.up)
+        if self.lora_down is None:
+            down, up = self.down, self.up
+        else:
+            down, up = (t.to(x.dtype) for t in self.branch())
+        return F.linear(xq, w, self.bias) + F.linear(F.linear(x, down), up)
 
     def ir_ops(self, call: LeafCall) -> Sequence[Op]:
-        """The activation's ``quantize`` op and the W4A4 linear with its low-rank branch."""
+        """The activation's ``quantize`` op and the W4A4 linear with its low-rank branch (rank
+        :attr:`branch_rank`: a LoRA is more rank, nothing new)."""
         x, out = call.tensors()[0], call.outputs[0]
         k, n = self.in_features, self.out_features
         return [Elementwise("quant", "quantize", x.numel, x.fmt, self.act),
-                Linear("linear", x.numel // k, k, n, self.act, "int4_g64", out.fmt, self.rank,
-                       self.bias is not None)]
+                Linear("linear", x.numel // k, k, n, self.act, "int4_g64", out.fmt,
+                       self.branch_rank, self.bias is not None)]
+
+
+def attach_loras(model: nn.Module, rank: int, seed: int = 0,
+                 scale: float = 1.0) -> list[str]:
+    """Attaches a random LoRA of ``rank`` to every :class:`SVDQuantLinear` of ``model`` (in
+    :meth:`~torch.nn.Module.named_modules` order) and returns their paths; ``rank`` 0 attaches
+    none. Per layer (K inputs, N outputs), from a generator seeded by ``crc32(f"{seed}:{path}")``
+    (deterministic, the global RNG untouched): ``A ~ N(0, 1) / sqrt(K)`` (r_l, K), ``B ~ 0.1
+    N(0, 1) / sqrt(r_l)`` (N, r_l), so ``s B A`` moves the layer by about ``0.1 s`` of its
+    weight's scale. ``ValueError`` for a negative or non-int ``rank``, and as
+    :meth:`SVDQuantLinear.attach_lora` raises (a layer with a LoRA already)."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"LoRA rank must be an int >= 0, got {rank!r}")
+    if rank == 0:
+        return []
+    paths = []
+    for path, mod in model.named_modules():
+        if isinstance(mod, SVDQuantLinear):
+            gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{path}".encode()))
+            k, n = mod.in_features, mod.out_features
+            down = torch.randn(rank, k, generator=gen) / math.sqrt(k)
+            up = 0.1 * torch.randn(n, rank, generator=gen) / math.sqrt(rank)
+            mod.attach_lora(down, up, scale)
+            paths.append(path)
+    return paths
 
 
 class W4A16Linear(nn.Module):

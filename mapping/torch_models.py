@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .torch_blocks import attach_loras
 from .torch_dit import Flux, Sana
 from .torch_llm import DuoLlama, VilaUGeneration
 from .zoo_llama import LlamaDims
 
-__all__ = ["TORCH_TWINS", "TWIN_OPTIONS", "tiny_flux1_dev", "tiny_llama2_7b_duo",
-           "tiny_llama3_8b_duo", "tiny_sana", "tiny_vila_u"]
+__all__ = ["E2E_TWIN_OPTIONS", "TORCH_TWINS", "TWIN_OPTIONS", "tiny_flux1_dev",
+           "tiny_llama2_7b_duo", "tiny_llama3_8b_duo", "tiny_sana", "tiny_vila_u"]
 
 Twin = tuple[nn.Module, tuple[Any, ...]]
 BF16 = torch.bfloat16
@@ -66,15 +67,21 @@ def tiny_llama2_7b_duo(phase: str = "decode", context: int = 64, chunk: int = 16
                 sink, recent, seed)
 
 
-def tiny_flux1_dev(seed: int = 0) -> Twin:
+def tiny_flux1_dev(seed: int = 0, lora_rank: int = 0, lora_scale: float = 1.0) -> Twin:
     """Twin of ``tiny-flux1-dev`` (SVDQuant rank 32, W4A16 modulation): hidden 64, 2 heads,
-    MLP 256, 2 + 2 blocks, 16 image and 8 text tokens."""
+    MLP 256, 2 + 2 blocks, 16 image and 8 text tokens. ``lora_rank`` > 0 attaches a seeded
+    LoRA of that rank and ``lora_scale`` to each of its 20 SVDQuant linears
+    (:func:`~mapping.torch_blocks.attach_loras` with ``seed``): their branches gain the rank
+    (32 + ``lora_rank`` in the import), their int4 codes are the same; 0 (the default) is
+    the hand-written zoo graph's twin."""
     def build() -> Twin:
         model = Flux(64, 2, 256, 2, 2, in_ch=64, ctx_dim=64, vec_dim=64, time_dim=64,
                      txt_tokens=8)
         return model, (torch.randn(1, 16, 64).to(BF16), torch.randn(1, 8, 64).to(BF16),
                        torch.tensor([0.5]), torch.tensor([3.5]), torch.randn(1, 64).to(BF16))
-    return _seeded(seed, build)
+    model, inputs = _seeded(seed, build)
+    attach_loras(model, lora_rank, seed, lora_scale)
+    return model, inputs
 
 
 def tiny_sana(size: str = "0.6B", seed: int = 0) -> Twin:
@@ -116,3 +123,9 @@ TORCH_TWINS: dict[str, Callable[[], Twin]] = {
 
 TWIN_OPTIONS: dict[str, dict[str, Any]] = {"tiny-vila-u": {"buckets": 16}}
 """Zoo options under which a twin's import equals the hand-written graph exactly."""
+
+E2E_TWIN_OPTIONS: dict[str, dict[str, Any]] = {"tiny-flux1-dev": {"lora_rank": 16}}
+"""Builder options of the twins the e2e run (:func:`flows.e2e.run_e2e`) takes beyond the
+defaults: FLUX.1 with a rank-16 LoRA on its SVDQuant linears (branch rank 32 + 16 = 48, a
+multiple of the 16-wide array: no padding), which shows the LoRA running on the int4 codes
+the layer had without it. Not the zoo graph's twin (:data:`TWIN_OPTIONS`)."""

@@ -190,7 +190,7 @@ def test_svdquant_on_its_kernel():
                and 0 < op.max_err <= op.err_bound for op in ops)
     for op in ops:
         act = "uint4_g64" if ".fc2#" in op.name else "int4_g64"
-        choice = map_op(FUSED, Linear("l", *op.shape, act, "int4_g64", rank=32))
+        choice = map_op(FUSED, Linear("l", *op.shape, act, "int4_g64", rank=48))
         step = choice.steps[0]
         assert choice.label.startswith("whole/") and len(choice.steps) == 1
         assert op.mapper_cycles == step.cycles and op.dataflow == step.dataflow

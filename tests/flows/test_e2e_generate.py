@@ -42,11 +42,47 @@ def test_two_retrieval_two_streaming_heads_generate_bit_exact():
     assert all(0 < op.max_err <= op.err_bound for op in heads)
     assert len(run.step_errors) == 5 and 0 < run.rel_err_accel < 0.05
     assert len(run.tokens_float) == 3 and run.report()["tokens_match"].endswith("/3")
+    # the GPU run: linears on int8_gemm, each layer's attention on one DuoKVCache
+    assert run.gpu_within_bounds and 0 < run.rel_err_gpu < 0.05
+    attn = [op for op in run.gpu_ops if ".attn" in op.name]
+    assert len(attn) == 2 * 5 and all(op.launches > 0 for op in attn)
+    assert {op.kernel for op in attn} == {"sw.duo_attention.prefill",
+                                          "sw.duo_attention.decode_step"}
+    assert sum(op.bit_exact is True for op in run.gpu_ops) == 9 * 5      # the linears
+
+
+def test_a_gpu_attention_that_never_launched_fails(monkeypatch):
+    import flows.e2e_gpu as e2e_gpu
+
+    real = e2e_gpu.duo.DuoKVCache.__init__
+
+    def torch_backend(self, *args, **kwargs):
+        real(self, *args, **{**kwargs, "backend": "torch"})
+
+    monkeypatch.setattr(e2e_gpu.duo.DuoKVCache, "__init__", torch_backend)
+    run = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=7,
+                           engine="ref")
+    assert run.bit_exact and not run.gpu_within_bounds and not run.passed
+    assert all(op.launches == 0 for op in run.gpu_ops if ".attn" in op.name)
+
+
+def test_report_written_atomically(tmp_path):
+    from flows.e2e_report import write_generate_report
+
+    paths = write_generate_report(_ref_run(), tmp_path / "out")
+    assert [p.name for p in paths] == ["tiny-llama2-7b-duo_generate.md",
+                                       "tiny-llama2-7b-duo_generate.html"]
+    text = paths[0].read_text()
+    assert "**PASS" in text and "layers.1.attn.streaming[0,3]" in text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        write_generate_report(_ref_run(), tmp_path / "file")
 
 
 def test_the_rtl_replays_each_heads_life():
     run = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=13,
-                           engine="fast")
+                           engine="fast", gpu=False)
     assert run.passed, run.report()
     assert len(run.caches) == 4 and all(c.rtl_cycles == c.model_cycles for c in run.caches)
     assert all(op.rtl_cycles == op.model_cycles for op in run.ops if ".attn." not in op.name)
@@ -63,7 +99,7 @@ def test_a_wrong_cache_is_caught(monkeypatch):
 
     monkeypatch.setattr(HeadSession, "cache", cache)
     run = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=7,
-                           engine="ref")
+                           engine="ref", gpu=False)
     assert not run.kv_cache_match and not run.passed and run.bit_exact
 
 
@@ -79,15 +115,15 @@ def test_a_wrong_step_output_is_caught(monkeypatch):
 
     monkeypatch.setattr(HeadSession, "step", step)
     run = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=7,
-                           engine="ref")
+                           engine="ref", gpu=False)
     assert not run.bit_exact and not run.passed
 
 
 def test_deterministic():
     a = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=7,
-                         engine="ref", seed=3)
+                         engine="ref", seed=3, gpu=False)
     b = gen.run_generate("tiny-llama3-8b-duo", FUSED, steps=1, prompt=13, chunk=7,
-                         engine="ref", seed=3)
+                         engine="ref", seed=3, gpu=False)
     assert a.report() == b.report() and a.step_errors == b.step_errors
 
 
@@ -106,12 +142,13 @@ def test_bad_arguments(kwargs, match):
 
 def test_cli_generates_and_prints_json():
     r = subprocess.run([sys.executable, "-m", "flows.cli", "e2e", "tiny-llama3-8b-duo",
-                        "--steps", "1", "--prompt", "13", "--engine", "ref"],
+                        "--steps", "1", "--prompt", "13", "--engine", "ref", "--no-gpu"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "layers.0.attn.streaming[0,1]" in r.stdout and "tokens (accel)" in r.stdout
     report = json.loads(r.stdout.splitlines()[-1])
     assert report["pass"] and report["kv_cache_match"] and report["steps"] == 1
+    assert report["max_err_gpu"] is None
     bad = subprocess.run([sys.executable, "-m", "flows.cli", "e2e", "tiny-llama3-8b-duo",
                           "--prompt", "13"], capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "--prompt needs --steps" in bad.stderr

@@ -50,6 +50,13 @@ def test_contents(mapped, tmp_path):
         assert cells[1:7] == ["x".join(map(str, op.shape)), op.dataflow, str(op.model_cycles),
                               "-", str(op.mapper_cycles), str(op.dram_bytes)]
         assert cells[8] == "yes"
+    gpu = md[md.index("## GPU calls\n"):md.index("## Left in torch")].splitlines()
+    assert len(gpu) == 2 + 2 + len(run.gpu_ops) + 1 and run.gpu_ops     # a row per GPU call
+    for op, row in zip(run.gpu_ops, gpu[4:-1], strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:4] == [op.name, op.kernel, "x".join(map(str, op.shape)),
+                             str(op.launches)] and op.launches > 0
+    assert "GPU calls launched and within bounds True" in md
     for kind in run.torch_ops:
         assert f"- {kind}\n" in md
     assert "layer.gate_up" in md and "time by target" in md    # the mapper's table
@@ -60,6 +67,19 @@ def test_contents(mapped, tmp_path):
     png = base64.b64encode((out / f"{STEM}_utilization.png").read_bytes()).decode()
     assert page.startswith("<!DOCTYPE html>") and png in page      # self-contained
     assert "<td>layers.0.qkv#1</td>" in page and "<strong>PASS</strong>" in page
+    assert "<h2>GPU calls</h2>" in page and "<td>sw.duo_attention.decode_step</td>" in page
+
+
+def test_without_the_gpu_run(tmp_path):
+    """No GPU run, no GPU section (the report as before it)."""
+    from mapping.mapper import map_model
+    from mapping.zoo import model
+
+    arch = load_arch(ARCH)
+    run = run_e2e(MODEL, arch, engine="ref", gpu=False)
+    write_report(run, map_model(model(MODEL), arch=arch), tmp_path)
+    md = (tmp_path / f"{STEM}.md").read_text()
+    assert "GPU calls" not in md and "| max_err_gpu | null |" in md
 
 
 def test_deterministic(mapped, tmp_path):
