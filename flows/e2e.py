@@ -18,7 +18,8 @@ weights, float32) run four ways and compared (:func:`run_e2e`).
   int4 activation codes, the leaf's int4 weight codes, the int8 branch, one float32 output
   per call, shape ``(M, K, N)``). Every other operator (norms, element-wise ops, other
   softmax attention, DuoAttention in prefill, SVDQuant leaves without the units) runs in
-  torch float32 (listed in the report's ``torch_ops``).
+  torch float32 (listed in the report's ``torch_ops``), costed on the accelerator's host as
+  the mapper costs it (:mod:`flows.e2e_host`: ``host_cycles``, ``total_cycles``).
 * **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C`` (and golden's
   fixed-point DuoAttention head and SVDQuant layer,
   :func:`golden.svdquant_fixed.svdquant_fixed_int`, for those leaves): the accelerator run
@@ -66,6 +67,7 @@ from mapping.mapper import map_op
 
 if TYPE_CHECKING:
     from .e2e_gpu import GpuRecord, GpuRunner
+    from .e2e_host import HostRecord
 
 __all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "gpu_records_table", "records_table", "run_e2e",
            "w8a8_error", "w8a8_operands", "w8a8_output"]
@@ -108,7 +110,8 @@ class E2ERun:
     (:class:`flows.e2e_gpu.GpuRecord`), its output error against float (max abs, relative),
     its largest difference from the accelerator run's output, the leaf kinds it left in
     torch and its wall time (``gpu_seconds``, not in :meth:`report`: it varies). The GPU
-    fields are None (``gpu_ops`` empty) without the GPU run."""
+    fields are None (``gpu_ops`` empty) without the GPU run. ``host_ops``: the operators left
+    in torch, costed on the host (:class:`flows.e2e_host.HostRecord`)."""
 
     model: str
     arch: str
@@ -124,6 +127,23 @@ class E2ERun:
     gpu_vs_accel: float | None = None
     gpu_torch_ops: tuple[str, ...] = ()
     gpu_seconds: float | None = field(default=None, compare=False)
+    host_ops: tuple[HostRecord, ...] = ()
+
+    @property
+    def accel_cycles(self) -> int:
+        """The accelerator calls' cycles (cycle model)."""
+        return sum(op.model_cycles for op in self.ops)
+
+    @property
+    def host_cycles(self) -> int:
+        """The host's cycles of the operators left in torch that it has a cost for."""
+        return sum(op.cycles or 0 for op in self.host_ops)
+
+    @property
+    def total_cycles(self) -> int:
+        """``accel_cycles + host_cycles``, sequential: no overlap of host and array modelled
+        (:mod:`mapping.host_cost`); without the ops the host has no cost for."""
+        return self.accel_cycles + self.host_cycles
 
     @property
     def cycles_match(self) -> bool:
@@ -144,13 +164,18 @@ class E2ERun:
                 and self.gpu_within_bounds)
 
     def report(self) -> dict[str, Any]:
-        """The one JSON line: model, bit_exact, max_err_accel, cycles_match, the GPU run's
+        """The one JSON line: model, bit_exact, max_err_accel, cycles_match, the cycles
+        (accelerator, host, total; the host's uncosted ops by kind), the GPU run's
         max_err_gpu, rel_err_gpu, gpu_vs_accel (null without it), pass and more."""
+        from .e2e_host import uncosted_kinds
+
         return {"model": self.model, "arch": self.arch, "engine": self.engine,
                 "bit_exact": self.bit_exact, "max_err_accel": self.max_err_accel,
                 "rel_err_accel": self.rel_err_accel, "cycles_match": self.cycles_match,
                 "within_bounds": self.within_bounds, "accel_ops": len(self.ops),
-                "accel_cycles": sum(op.model_cycles for op in self.ops),
+                "accel_cycles": self.accel_cycles, "host_ops": len(self.host_ops),
+                "host_cycles": self.host_cycles, "host_uncosted": uncosted_kinds(self.host_ops),
+                "total_cycles": self.total_cycles,
                 "torch_ops": list(self.torch_ops), "max_err_gpu": self.max_err_gpu,
                 "rel_err_gpu": self.rel_err_gpu, "gpu_vs_accel": self.gpu_vs_accel,
                 "gpu_within_bounds": self.gpu_within_bounds, "gpu_ops": len(self.gpu_ops),
@@ -284,23 +309,10 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
 
 def _torch_kinds(model, arch: ArchSpec) -> tuple[str, ...]:
     """The kinds of ``model``'s leaves that stay in torch on ``arch``."""
-    import torch
-
-    from mapping.torch_attention import DuoAttention, ReLULinearAttention
-    from mapping.torch_blocks import SVDQuantLinear
-
-    from .e2e_duo import on_accelerator
-    from .e2e_svdquant import svdquant_on_accelerator
-    from .e2e_units import has_linear_attention
-
-    def accel(m) -> bool:
-        return (isinstance(m, torch.nn.Linear)
-                or (isinstance(m, ReLULinearAttention) and has_linear_attention(arch))
-                or (isinstance(m, DuoAttention) and on_accelerator(m, arch))
-                or (isinstance(m, SVDQuantLinear) and svdquant_on_accelerator(m, arch)))
+    from .e2e_host import runs_on_accelerator
 
     kinds = {type(m).__name__ for m in model.modules()
-             if not accel(m) and not list(m.children())}
+             if not runs_on_accelerator(m, arch) and not list(m.children())}
     return tuple(sorted(kinds))
 
 
@@ -322,11 +334,12 @@ def _gpu_run(model, inputs, ref: list[np.ndarray], accel: list[np.ndarray]
 
 
 def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
-            gpu: bool = True) -> E2ERun:
+            gpu: bool = True, host: bool = True) -> E2ERun:
     """Tiny model ``name`` (a key of :data:`~mapping.torch_models.TORCH_TWINS`) on ``arch``:
     float, accelerator (``engine``: "fast" RTL + reference machine, or "ref" alone), golden
-    and, with ``gpu`` (default), GPU-kernel runs compared (module docstring). ``ValueError``
-    for an unknown model or engine."""
+    and, with ``gpu`` (default), GPU-kernel runs compared; with ``host`` (default), the ops
+    left in torch costed on the host (module docstring). ``ValueError`` for an unknown model
+    or engine."""
     import torch
 
     from mapping.torch_models import E2E_TWIN_OPTIONS, TORCH_TWINS
@@ -350,8 +363,13 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
         op.bit_exact for op in accel.records)
     err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
+    extra = _gpu_run(model, inputs, ref, got) if gpu else {}
+    if host:
+        from .e2e_host import host_records
+
+        extra["host_ops"] = host_records(model, inputs, arch, accel.records)
     return E2ERun(name, arch.name, engine, tuple(accel.records), err, err / scale, exact,
-                  _torch_kinds(model, arch), **(_gpu_run(model, inputs, ref, got) if gpu else {}))
+                  _torch_kinds(model, arch), **extra)
 
 
 def records_table(run: E2ERun) -> str:

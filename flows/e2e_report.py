@@ -6,7 +6,9 @@ Contents, in order: the verdict; the run's summary (the fields of
 :meth:`flows.e2e.E2ERun.report`); a row per accelerator call (shape, dataflow, cycles of the
 cycle model / the RTL / the mapper, DRAM bytes, utilization, bit-exact, error and its bound);
 with the GPU run, a row per GPU kernel call (kernel, shape, Triton launches, bit-exact, error
-and its bound); the operators left in torch; the mapper's schedule of the model
+and its bound); the operators left in torch; a row per operator left in torch costed on the
+host (:mod:`flows.e2e_host`: kind, elements, MACs, vector work, DRAM bytes, host cycles, bound,
+pJ; ``-`` and a note where the host has no cost for it); the mapper's schedule of the model
 (:func:`mapping.report.format_schedule`, its wall time moved to the timings line); the two
 plots (:func:`mapping.plots.plot_schedule`: the Markdown links the PNG files, the HTML embeds
 them). Deterministic: the same run and schedule give byte-identical files, except the one
@@ -49,6 +51,9 @@ _CALL_HEAD = ("accelerator call", "shape", "dataflow", "model cycles", "RTL cycl
               "mapper cycles", "DRAM bytes", "utilization", "bit-exact", "max error",
               "error bound")
 _GPU_HEAD = ("GPU call", "kernel", "shape", "launches", "bit-exact", "max error", "error bound")
+_HOST_TITLE = "Host operators (costed, run in torch float32)"
+_HOST_HEAD = ("operator", "kind", "elements", "MACs", "FP32 ops", "transcendentals",
+              "DRAM bytes", "host cycles", "bound", "energy pJ", "note")
 
 
 def _call_rows(run: E2ERun) -> list[tuple[str, ...]]:
@@ -64,6 +69,29 @@ def _gpu_rows(run: E2ERun) -> list[tuple[str, ...]]:
     return [(op.name, op.kernel, "x".join(map(str, op.shape)), str(op.launches),
              {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.max_err:.3e}",
              f"{op.err_bound:.3e}") for op in run.gpu_ops]
+
+
+def _host_rows(run: E2ERun) -> list[tuple[str, ...]]:
+    """A row per operator of ``run`` left in torch, costed on the host (:data:`_HOST_HEAD`)."""
+    return [(op.name, f"{op.kind}/{op.what}" if op.what else op.kind, str(op.elements),
+             str(op.macs), str(op.fp32_ops), str(op.transcendentals), str(op.dram_bytes),
+             "-" if op.cycles is None else str(op.cycles), op.bound or "-",
+             "-" if op.energy_pj is None else f"{op.energy_pj:.4g}", op.note)
+            for op in run.host_ops]
+
+
+def _host_line(run: E2ERun) -> str:
+    """The host section's sentence: cycles, the sequential total, what has no cost."""
+    from mapping.host_cost import DEFAULT_HOST
+
+    if not run.host_ops:
+        return "None (the run did not cost its torch operators on the host)."
+    missing = sum(op.cycles is None for op in run.host_ops)
+    return (f"Host cycles {run.host_cycles} (a host of {DEFAULT_HOST.lanes} FP32 lanes on the "
+            f"DRAM port, mapping.host_cost); total {run.total_cycles} = accelerator "
+            f"{run.accel_cycles} + host {run.host_cycles}, sequential (no overlap modelled); "
+            f"{missing} operator(s) "
+            "without a host cost function, not in the total.")
 
 
 def _summary_rows(run: E2ERun) -> list[tuple[str, str]]:
@@ -138,6 +166,8 @@ def _markdown(run: E2ERun, schedule: Schedule, stem: str, timings: str | None) -
              "## Accelerator calls", "", *_md_table(_CALL_HEAD, _call_rows(run)), "",
              *_gpu_markdown(run), "## Left in torch", "",
              *(f"- {k}" for k in run.torch_ops or ("(none)",)), "",
+             f"## {_HOST_TITLE}", "", _host_line(run), "",
+             *_md_table(_HOST_HEAD, _host_rows(run)), "",
              "## The mapper's schedule", "", "```", _schedule_text(schedule), "```", "",
              "## Plots", ""]
     lines += [f"![{kind}]({stem}_{kind}.png)" for kind in _PLOTS]
@@ -156,6 +186,8 @@ def _html(run: E2ERun, schedule: Schedule, pngs: Mapping[str, bytes],
             "<h2>Accelerator calls</h2>", *_html_table(_CALL_HEAD, _call_rows(run)),
             *_gpu_html(run), "<h2>Left in torch</h2>", "<ul>",
             *(f"<li>{html.escape(k)}</li>" for k in run.torch_ops or ("(none)",)), "</ul>",
+            f"<h2>{html.escape(_HOST_TITLE)}</h2>", f"<p>{html.escape(_host_line(run))}</p>",
+            *_html_table(_HOST_HEAD, _host_rows(run)),
             "<h2>The mapper's schedule</h2>",
             f"<pre>{html.escape(_schedule_text(schedule))}</pre>", "<h2>Plots</h2>"]
     for kind in _PLOTS:

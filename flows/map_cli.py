@@ -241,13 +241,15 @@ def _generate(args, arch) -> int:
 
 
 def cmd_e2e(args) -> int:
-    """``lego e2e``: the linear calls' table and the JSON line (with ``--out``, the report's
-    paths before it); exit 1 unless it passed."""
+    """``lego e2e``: the linear calls' table, the host's operators by kind and its summary
+    line, and the JSON line (with ``--out``, the report's paths before it); exit 1 unless it
+    passed."""
     import json
 
     from hw.front.arch import load_arch
 
     from .e2e import gpu_records_table, records_table
+    from .e2e_host import host_kinds_table, host_summary
     from .e2e_report import e2e_with_report
 
     if args.steps is None:
@@ -264,6 +266,9 @@ def cmd_e2e(args) -> int:
     if run.gpu_ops:
         print(gpu_records_table(run))
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
+    if run.host_ops:
+        print(host_kinds_table(run))
+        print(host_summary(run))
     if written:
         print(f"wrote {', '.join(str(p) for p in written)}")
     print(json.dumps(run.report()))

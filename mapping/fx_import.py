@@ -19,6 +19,9 @@ Anything else is collected and reported together by :class:`UnsupportedOperators
 dropped. Operators are folded into stages by :mod:`mapping.fx_stages`. Compare an import with a
 hand-written graph with :func:`equivalent` (:mod:`mapping.fx_compare`).
 
+:func:`import_items` gives the operators before folding, each with the module path that ran it
+(what :mod:`flows.e2e_host` matches to the e2e run's calls).
+
 :func:`load_user_model` loads ``path/to/file.py:function`` (which returns ``(module,
 example_inputs)``) for the CLI.
 """
@@ -62,8 +65,8 @@ from .fx_trace import (
 from .ir import ModelGraph, Op
 
 __all__ = ["LeafCall", "TensorMeta", "UnsupportedOperators", "canonical_op", "canonical_ops",
-           "describe_difference", "equivalent", "import_module", "load_user_model",
-           "op_difference"]
+           "describe_difference", "equivalent", "import_items", "import_module",
+           "load_user_model", "op_difference"]
 
 
 class UnsupportedOperators(ValueError):
@@ -177,6 +180,35 @@ def _collect(t: Traced) -> tuple[list[Item], list[str], int]:
     return items, problems, skipped
 
 
+def _imported(module: nn.Module, example_inputs: Any, name: str | None, frontend: str
+              ) -> tuple[str, tuple[Any, ...], Traced, list[Item], int]:
+    """``(name, inputs, traced, items, bookkeeping nodes)`` of one import (every unsupported
+    node raised together)."""
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
+        example_inputs,)
+    name = name or type(module).__name__
+    traced = trace(module, inputs, frontend)
+    items, problems, skipped = _collect(traced)
+    if problems:
+        raise UnsupportedOperators(name, problems)
+    return name, inputs, traced, items, skipped
+
+
+def import_items(module: nn.Module, example_inputs: Any, *, name: str | None = None,
+                 frontend: str = "auto") -> list[Item]:
+    """The operators of every traced call of ``module`` on ``example_inputs``, in execution
+    order, each an :class:`~mapping.fx_stages.Item` with the module path that ran it (an IR
+    leaf's or ``torch.nn`` layer's own path; a function call's innermost module) and the
+    operators' local names (``"linear"``, ``"norm"``, a leaf's ``"quant"``): what
+    :func:`import_module` folds into the graph's stages (:func:`~mapping.fx_stages.
+    fold_stages`), before folding, one item per call (a layer run twice gives two items).
+    Items without operators (shape-only nodes) are dropped. Raises as :func:`import_module`."""
+    _, _, _, items, _ = _imported(module, example_inputs, name, frontend)
+    return [item for item in items if item.ops]
+
+
 def import_module(module: nn.Module, example_inputs: Any, *, name: str | None = None,
                   frontend: str = "auto", description: str = "") -> ModelGraph:
     """The IR graph of ``module`` run on ``example_inputs`` (a tuple of positional arguments,
@@ -189,19 +221,11 @@ def import_module(module: nn.Module, example_inputs: Any, *, name: str | None = 
 
     ``UnsupportedOperators`` lists every node the IR cannot express; ``ValueError`` when the
     module cannot be traced or run."""
-    if not isinstance(module, nn.Module):
-        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
-        example_inputs,)
-    cls = type(module)
-    name = name or cls.__name__
-    traced = trace(module, inputs, frontend)
-    items, problems, skipped = _collect(traced)
-    if problems:
-        raise UnsupportedOperators(name, problems)
+    name, inputs, traced, items, skipped = _imported(module, example_inputs, name, frontend)
     stages = fold_stages(module, items)
     if not stages:
         raise ValueError(f"{name}: no IR operator found (only shape and bookkeeping nodes)")
+    cls = type(module)
     what = f"torch import ({traced.frontend}) of {cls.__module__}.{cls.__qualname__}"
     return ModelGraph(name, stages, description or what, what,
                       {"frontend": traced.frontend, "bookkeeping_nodes": skipped,
