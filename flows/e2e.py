@@ -8,7 +8,9 @@ weights, float32) run four ways and compared (:func:`run_e2e`).
   library's program under the mapper's choice (:func:`mapping.mapper.map_op`: dataflow and
   tiles) on the reference machine, and with ``engine="fast"`` on the accelerator's RTL
   (Verilator), whose DRAM must equal the reference machine's; ``y = C s_a s_w^T + b`` in
-  float32. Sana's ReLU linear attention runs on the linear-attention kernel where the
+  float32; a pointwise (1x1) ``nn.Conv2d`` the same GEMM over its pixels
+  (:mod:`flows.e2e_conv`: the mapper's GEMM of the ``Conv2d``). Sana's ReLU linear attention
+  runs on the linear-attention kernel where the
   architecture has its units (:mod:`flows.e2e_units`); DuoAttention's decode leaves on the
   fused attention kernels (retrieval heads: the long-context decode tile; streaming heads:
   the ring-cache step after its warming setup) where it has requant, softmax, normalizer
@@ -64,6 +66,8 @@ from hw.front.kernel_runs import gemm_operands, run_gemm
 from mapping.ir import Linear
 from mapping.lower import gemm_schedule
 from mapping.mapper import map_op
+
+from .e2e_forward import ForwardProgram, forward_program
 
 if TYPE_CHECKING:
     from .e2e_gpu import GpuRecord, GpuRunner
@@ -128,6 +132,7 @@ class E2ERun:
     gpu_torch_ops: tuple[str, ...] = ()
     gpu_seconds: float | None = field(default=None, compare=False)
     host_ops: tuple[HostRecord, ...] = ()
+    forward: ForwardProgram | None = None
 
     @property
     def accel_cycles(self) -> int:
@@ -161,7 +166,7 @@ class E2ERun:
     @property
     def passed(self) -> bool:
         return (self.bit_exact and self.cycles_match and self.within_bounds
-                and self.gpu_within_bounds)
+                and self.gpu_within_bounds and (self.forward is None or self.forward.passed))
 
     def report(self) -> dict[str, Any]:
         """The one JSON line: model, bit_exact, max_err_accel, cycles_match, the cycles
@@ -179,7 +184,18 @@ class E2ERun:
                 "torch_ops": list(self.torch_ops), "max_err_gpu": self.max_err_gpu,
                 "rel_err_gpu": self.rel_err_gpu, "gpu_vs_accel": self.gpu_vs_accel,
                 "gpu_within_bounds": self.gpu_within_bounds, "gpu_ops": len(self.gpu_ops),
-                "gpu_torch_ops": list(self.gpu_torch_ops), "pass": self.passed}
+                "gpu_torch_ops": list(self.gpu_torch_ops), **_forward_fields(self.forward),
+                "pass": self.passed}
+
+
+def _forward_fields(forward: ForwardProgram | None) -> dict[str, Any]:
+    """The JSON line's fields of the forward's one program (:mod:`flows.e2e_forward`)."""
+    if forward is None:
+        return {"one_program_cycles": None, "one_program_rtl_cycles": None,
+                "one_program_match": None}
+    return {"one_program_cycles": forward.model_cycles,
+            "one_program_rtl_cycles": forward.rtl_cycles,
+            "one_program_match": forward.dram_match}
 
 
 class _Gemms:
@@ -188,6 +204,8 @@ class _Gemms:
 
     def __init__(self, arch: ArchSpec, engine: str | None) -> None:
         self.arch, self.engine, self.records = arch, engine, []
+        #: per accelerator call: (name, program, DRAM before, after, result ranges or None)
+        self.calls: list[tuple] = []
 
     def __call__(self, name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict]:
         t = self.arch.types
@@ -200,12 +218,19 @@ class _Gemms:
                        gemm_schedule(step.schedule))
         return np.asarray(run.output), self.measured(run, gold, name, (m, k, n), step)
 
+    def keep(self, name: str, program, dram_in: bytes, dram_out: bytes,
+             results: list[tuple[int, int]] | None = None) -> None:
+        """Keep call ``name``'s program, its DRAM before and after and the byte ranges
+        ``(start, end)`` of its results (None: all of it) for :mod:`flows.e2e_forward`."""
+        self.calls.append((name, list(program), bytes(dram_in), bytes(dram_out), results))
+
     def measured(self, run, gold: np.ndarray, name: str, shape: tuple[int, int, int],
                  step) -> dict:
         """A record's fields for kernel run ``run`` of mapped step ``step``: the cycle model,
         the RTL's cycles and DRAM (fast engine), the output against golden's ``gold``."""
         model = accel_timing(run.program, accel_params(self.arch)).cycles
         exact = bool(np.array_equal(run.output, gold))
+        self.keep(name, run.program, run.dram_in, run.machine.dram.tobytes())
         rtl = None
         if self.engine == "fast":
             from .accel_engines import run_program
@@ -274,6 +299,7 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
     from mapping.torch_blocks import SVDQuantLinear
 
+    from .e2e_conv import is_pointwise, pointwise_conv
     from .e2e_duo import duo_attention, on_accelerator
     from .e2e_svdquant import svdquant_linear, svdquant_on_accelerator
     from .e2e_units import has_linear_attention, lite_la
@@ -290,6 +316,9 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
             if isinstance(mod, torch.nn.Linear):
                 mod.forward = lambda x, mod=mod, path=path: _w8a8(torch, mod, x, gemms,
                                                                   call(path))
+            elif is_pointwise(mod):
+                mod.forward = lambda x, mod=mod, path=path: pointwise_conv(torch, mod, x, gemms,
+                                                                           call(path))
             elif isinstance(mod, ReLULinearAttention) and has_linear_attention(gemms.arch):
                 mod.forward = lambda q, k, v, path=path: lite_la(torch, q, k, v, gemms,
                                                                  call(path))
@@ -364,6 +393,7 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
     err = max(float(np.abs(g - r).max(initial=0.0)) for g, r in zip(got, ref, strict=True))
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
     extra = _gpu_run(model, inputs, ref, got) if gpu else {}
+    extra["forward"] = forward_program(arch, accel.calls, engine)
     if host:
         from .e2e_host import host_records
 

@@ -148,6 +148,10 @@ def _streaming(runner: _Gemms, mod: DuoAttention, codes: tuple, mult: int, shift
     out = head.step(1)[:, 0]
     params = accel_params(arch)
     model = accel_timing(head.last_program, params).cycles
+    ob, dv = arch.types[2].bits // 8, vc.shape[1]
+    rows = [head.addr[3] + (gi * ctx + ctx - 1) * dv * ob for gi in range(g)]
+    runner.keep(name, setup + head.last_program, dram_in, head.machine.dram.tobytes(),
+                [(0, head.addr[3])] + [(r, r + dv * ob) for r in rows])
     rtl, exact = None, bool(np.array_equal(out, gold))
     if runner.engine == "fast":
         whole = accel_timing(setup + head.last_program, params).cycles

@@ -14,6 +14,8 @@ element nearest (or furthest past) its bound. Per leaf (record shapes in bracket
   is the accelerator's (and golden's) on the same input, bit for bit. Error against the float
   linear: the W8A8 bound of :mod:`flows.e2e`. Tiles: the kernel's defaults on a GPU; in the
   interpreter ones covering the tiny operands (fewer programs, each run in Python).
+* a pointwise ``nn.Conv2d`` [(B H W, C_in, C_out)]: the linear's path on its channels-last
+  pixels (:func:`flows.e2e_conv.gpu_pointwise_conv`), the accelerator's output bit for bit.
 * :class:`~mapping.torch_blocks.SVDQuantLinear` [(M, K, N)]: the two fused kernels,
   ``sw.svdquant.quantize_act`` (smooth 1: the leaf's activations are not smoothed; with
   ``act="uint4_g64"`` shifted by ``GELU_SHIFT``, unsigned) then ``w4a4_gemm_lora`` on the
@@ -185,17 +187,22 @@ class GpuRunner:
         kinds: tuple[tuple[type, Callable[..., torch.Tensor]], ...] = (
             (torch.nn.Linear, gpu_linear), (SVDQuantLinear, gpu_svdquant),
             (ReLULinearAttention, gpu_linear_attention), (DuoAttention, gpu_duo_attention))
+        from .e2e_conv import gpu_pointwise_conv, is_pointwise
+
         for path, mod in model.named_modules():
             fn = next((f for t, f in kinds if isinstance(mod, t)), None)
+            fn = gpu_pointwise_conv if fn is None and is_pointwise(mod) else fn
             if fn is not None:
                 mod.forward = lambda *a, fn=fn, mod=mod, path=path: fn(mod, *a, self,
                                                                        self.call(path))
 
     def torch_kinds(self, model: torch.nn.Module) -> tuple[str, ...]:
         """The kinds of ``model``'s leaves this run left in torch (sorted)."""
+        from .e2e_conv import is_pointwise
+
         on_gpu = (torch.nn.Linear, SVDQuantLinear, ReLULinearAttention, DuoAttention)
         kinds = {type(m).__name__ for m in model.modules()
-                 if not isinstance(m, on_gpu) and not list(m.children())}
+                 if not isinstance(m, on_gpu) and not is_pointwise(m) and not list(m.children())}
         return tuple(sorted(kinds | self.fallbacks))
 
 

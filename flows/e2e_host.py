@@ -11,7 +11,8 @@ what that everything else would cost on the host beside the array, as the mapper
   ran it), so every operator is one execution of the run (a layer run twice: two).
 * **The rule** (:func:`placed_ops`): an operator is the accelerator's iff the module at its
   item's path is one the run routes to the accelerator on ``arch``
-  (:func:`runs_on_accelerator`: every ``nn.Linear``; ``ReLULinearAttention`` with the
+  (:func:`runs_on_accelerator`: every ``nn.Linear`` and pointwise ``nn.Conv2d``
+  (:func:`flows.e2e_conv.is_pointwise`); ``ReLULinearAttention`` with the
   linear-attention units; decoding ``DuoAttention`` with the attention units;
   ``SVDQuantLinear`` with requant and a dequantizer of its group) **and** it has MACs (the
   contraction that the accelerator call runs). Everything else is the host's: every
@@ -25,9 +26,14 @@ what that everything else would cost on the host beside the array, as the mapper
   :func:`mapping.host_cost.host_op_cost` (default :data:`~mapping.host_cost.DEFAULT_HOST`,
   16 FP32 lanes on the DRAM port; the default energy table): cycles, pJ, DRAM bytes, bound;
   the policy leaves MAC-free operators as they are, so this equals
-  :func:`mapping.mapper.map_op`'s cost of the operator. An operator without a host cost
-  function (a contraction left in torch: a ``W4A16Linear``, a convolution, softmax or linear
-  attention without their units, an SVDQuant linear without its units) gets ``cycles`` None
+  :func:`mapping.mapper.map_op`'s cost of the operator. A depthwise convolution (Sana's
+  Mix-FFN 3x3) is the mapper's ``host`` candidate for it,
+  :func:`mapping.host_cost.host_depthwise_cost` (an FMA a tap), on the operator as imported
+  (float32: the bytes torch moves; the mapper costs its int8 deployment's). Pointwise (1x1)
+  convolutions run on the accelerator (:mod:`flows.e2e_conv`). An operator without a host
+  cost function (a contraction left in torch: a ``W4A16Linear``, another convolution, softmax
+  or linear attention without their units, an SVDQuant linear without its units) gets
+  ``cycles`` None
   and a note saying so; it is listed, never guessed.
 
 Leaves whose IR states no operator (``Timesteps``: the zoo graphs start at the embedder's
@@ -50,8 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from hw.front.arch import ArchSpec
 from mapping.energy import EnergyTable
-from mapping.host_cost import DEFAULT_HOST, Host, host_op_cost
-from mapping.ir import Op
+from mapping.host_cost import DEFAULT_HOST, Host, host_depthwise_cost, host_op_cost
+from mapping.ir import Conv2d, Op
 from mapping.vector_work import vector_work
 
 if TYPE_CHECKING:
@@ -73,11 +79,12 @@ def runs_on_accelerator(module: Any, arch: ArchSpec) -> bool:
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
     from mapping.torch_blocks import SVDQuantLinear
 
+    from .e2e_conv import is_pointwise
     from .e2e_duo import on_accelerator
     from .e2e_svdquant import svdquant_on_accelerator
     from .e2e_units import has_linear_attention
 
-    return (isinstance(module, torch.nn.Linear)
+    return (isinstance(module, torch.nn.Linear) or is_pointwise(module)
             or (isinstance(module, ReLULinearAttention) and has_linear_attention(arch))
             or (isinstance(module, DuoAttention) and on_accelerator(module, arch))
             or (isinstance(module, SVDQuantLinear) and svdquant_on_accelerator(module, arch)))
@@ -168,10 +175,15 @@ class HostRecord:
 def host_record(arch: ArchSpec, name: str, op: Op, *, host: Host = DEFAULT_HOST,
                 table: EnergyTable | None = None) -> HostRecord:
     """``op`` (named ``name``) on ``arch``'s host: :func:`~mapping.host_cost.host_op_cost`
-    (the mapper's ``host`` candidate), or uncosted with a note for a contraction or a kind
-    the host has no cost for (module docstring)."""
+    (the mapper's ``host`` candidate; a depthwise conv's,
+    :func:`~mapping.host_cost.host_depthwise_cost`, ``what`` "depthwise"), or uncosted with a
+    note for a contraction or a kind the host has no cost for (module docstring)."""
     what = str(getattr(op, "op", "") or getattr(op, "norm", "") or "")
     moved = op.weight_read_bytes + op.input_bytes + op.output_bytes
+    if isinstance(op, Conv2d) and op.depthwise:
+        cost = host_depthwise_cost(arch, op, host=host, table=table)
+        return HostRecord(name, op.kind, "depthwise", op.vector_elements, op.macs, 2 * op.macs,
+                          0, cost.dram_bytes, cost.cycles, cost.energy_pj, cost.bound)
     if op.macs:
         note = (f"no host cost function: {op.kind}, {op.macs} MACs (a contraction; "
                 "mapping.host_cost costs MAC-free operators only)")

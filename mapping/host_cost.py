@@ -29,10 +29,10 @@ from hw.front.arch import ArchSpec
 
 from .accel_cost import OpCost
 from .energy import EnergyTable, dram_pj_per_byte, energy_table, fp_op_pj
-from .ir import Attention, Embedding, KVCacheRead, KVCacheWrite, LinearAttention, Op
+from .ir import Attention, Conv2d, Embedding, KVCacheRead, KVCacheWrite, LinearAttention, Op
 from .vector_work import vector_work
 
-__all__ = ["DEFAULT_HOST", "Host", "host_op_cost", "host_step"]
+__all__ = ["DEFAULT_HOST", "Host", "host_depthwise_cost", "host_op_cost", "host_step"]
 
 
 @dataclass(frozen=True)
@@ -94,5 +94,20 @@ def host_op_cost(arch: ArchSpec, op: Op, *, host: Host = DEFAULT_HOST,
     moves = isinstance(op, Embedding | KVCacheRead | KVCacheWrite)
     what = "data_movement" if moves else "host_vector"
     return host_step(arch, op.name, what, ops=ops, transcendentals=sfu,
+                     dram_bytes=op.weight_read_bytes + op.input_bytes + op.output_bytes,
+                     host=host, table=table)
+
+
+def host_depthwise_cost(arch: ArchSpec, op: Op, *, host: Host = DEFAULT_HOST,
+                        table: EnergyTable | None = None) -> OpCost:
+    """Depthwise convolution ``op`` (:attr:`~mapping.ir.Conv2d.depthwise`) run whole on the
+    host, as vector work: each output one FMA (2 ops) a tap, ``kernel^2`` taps (the bias the
+    accumulator's start: no op), so ``2 op.macs`` FP32 ops, no transcendentals, on the bytes
+    the IR says it moves (weights read, inputs, outputs). The mapper's ``host`` candidate of
+    a depthwise conv (a channel's taps are too few to use the array well); ``ValueError``
+    for any other operator."""
+    if not isinstance(op, Conv2d) or not op.depthwise:
+        raise ValueError(f"{op.kind} {op.name!r} is not a depthwise convolution")
+    return host_step(arch, op.name, "host_depthwise", ops=2 * op.macs,
                      dram_bytes=op.weight_read_bytes + op.input_bytes + op.output_bytes,
                      host=host, table=table)

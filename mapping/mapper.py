@@ -20,7 +20,9 @@ by the candidates' order):
   dequantizer: the only candidate for those, a plain GEMM would drop the scales), ``im2col``
   (convolutions);
 * ``host``: an operator without MACs (norms, element-wise ops, embeddings, KV-cache moves) on
-  the host (:mod:`mapping.host_cost`).
+  the host (:mod:`mapping.host_cost`), its only candidate; a depthwise convolution on the host
+  as vector work (:func:`~mapping.host_cost.host_depthwise_cost`: an FMA a tap), beside its
+  array candidates.
 
 An operator no candidate runs is collected; the whole graph's are reported in one
 :class:`~mapping.accel_cost.Unmappable` naming each and why.
@@ -49,7 +51,7 @@ from .decompose import (
 )
 from .energy import EnergyTable
 from .gpu_cost import gpu_cost
-from .host_cost import DEFAULT_HOST, Host, host_op_cost
+from .host_cost import DEFAULT_HOST, Host, host_depthwise_cost, host_op_cost
 from .ir import Attention, Conv2d, Linear, LinearAttention, ModelGraph, Op
 from .policy import DEFAULT_POLICY, Policy, deploy, runs_grouped
 from .schedule import Entry, Schedule
@@ -123,6 +125,9 @@ def _candidates(arch: ArchSpec, op: Op, host: Host, table: EnergyTable | None,
                                                            table=table)))
     elif isinstance(op, Conv2d):
         out.append(("im2col", lambda: im2col_conv(arch, op, host=host, table=table)))
+        if op.depthwise:
+            out.append(("host", lambda: [host_depthwise_cost(arch, op, host=host,
+                                                             table=table)]))
     return out
 
 

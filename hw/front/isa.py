@@ -52,6 +52,7 @@ Layer: hw.front, the planning layer (plain Python, no Amaranth).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .arch import GEMM_DIMS, ArchSpec
@@ -60,7 +61,7 @@ from .spec_model import SpecError, close_hint
 __all__ = ["FIELDS", "OPCODES", "OPTIONAL", "SHIFT_FROM_REGISTER", "TENSOR_DIMS", "UNIT_MODES",
            "UNIT_NAMES", "Instruction", "ProgramError",
            "assemble", "check_program", "decode", "disassemble", "encode", "layout_from_extents",
-           "range_check",
+           "range_check", "relocate",
            "tile_layout"]
 
 WORD_BITS = 128
@@ -344,3 +345,15 @@ def _check_tile(where: str, ins: Instruction, dataflow: str, spatial: tuple[int,
                                f"({GEMM_DIMS[row_dim]}) reaches row "
                                f"{ins[name] + tile[row_dim] - 1}, past the {what}'s {total} "
                                f"rows")
+
+
+def relocate(program: Sequence[Instruction], offset: int) -> list[Instruction]:
+    """``program`` over a DRAM image placed ``offset`` bytes further: every DRAM address (the
+    ``dram`` field of ``mvin`` and ``mvout``, the only ones) moved by ``offset``.
+    ``ProgramError`` when an address leaves its field; ``ValueError`` for a negative
+    ``offset``."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+    return [Instruction(ins.op, tuple((n, v + offset if n == "dram" else v)
+                                      for n, v in ins.fields))
+            if ins.op in ("mvin", "mvout") else ins for ins in program]

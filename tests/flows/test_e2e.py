@@ -42,6 +42,9 @@ def test_tiny_models_on_the_rtl(name, arch):
     report = run.report()
     assert report["pass"] and report["accel_ops"] == len(run.ops)
     assert "RMSNorm" in report["torch_ops"] or "LayerNorm" in report["torch_ops"]
+    # every call joined into one program over one DRAM, run on the RTL as a whole
+    assert run.forward.calls == len(run.ops) and run.forward.dram_match
+    assert run.forward.rtl_cycles == run.forward.model_cycles == report["one_program_cycles"]
 
 
 def test_linear_attention_on_its_kernel():
