@@ -67,6 +67,7 @@ from mapping.ir import Linear
 from mapping.lower import gemm_schedule
 from mapping.mapper import map_op
 
+from .e2e_blocks import block_errors
 from .e2e_forward import ForwardProgram, forward_program
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class E2ERun:
     gpu_seconds: float | None = field(default=None, compare=False)
     host_ops: tuple[HostRecord, ...] = ()
     forward: ForwardProgram | None = None
+    #: per block call (:mod:`flows.e2e_blocks`): (``path#n``, max abs error, relative)
+    blocks: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def accel_cycles(self) -> int:
@@ -185,6 +188,8 @@ class E2ERun:
                 "rel_err_gpu": self.rel_err_gpu, "gpu_vs_accel": self.gpu_vs_accel,
                 "gpu_within_bounds": self.gpu_within_bounds, "gpu_ops": len(self.gpu_ops),
                 "gpu_torch_ops": list(self.gpu_torch_ops), **_forward_fields(self.forward),
+                "blocks": len(self.blocks),
+                "max_block_rel_err": max((b[2] for b in self.blocks), default=None),
                 "pass": self.passed}
 
 
@@ -291,9 +296,11 @@ def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
     return out.to(x.dtype)
 
 
-def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
+def _run(model, inputs, gemms: _Gemms | GpuRunner | None,
+         blocks: list | None = None):
     """One forward of a copy of ``model`` (its caches untouched), linears through ``gemms``
-    (the accelerator's or golden's products, or the GPU run's kernels)."""
+    (the accelerator's or golden's products, or the GPU run's kernels); each block call's
+    output appended to ``blocks`` (:func:`flows.e2e_blocks.recording`) when given."""
     import torch
 
     from mapping.torch_attention import DuoAttention, ReLULinearAttention
@@ -330,7 +337,9 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None):
                                                                            call(path))
     elif gemms is not None:
         gemms.install(model)
-    with torch.no_grad():
+    from .e2e_blocks import recording
+
+    with torch.no_grad(), recording(model, [] if blocks is None else blocks):
         out = model(*inputs)
     outs = out if isinstance(out, tuple | list) else (out,)
     return [o.detach().to(torch.float32).numpy() for o in outs if torch.is_tensor(o)]
@@ -384,9 +393,10 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
             mod.dtype = torch.float32
     inputs = tuple(x.float() if torch.is_tensor(x) and x.is_floating_point() else x
                    for x in inputs)
-    ref = _run(model, inputs, None)
+    ref_blocks, got_blocks = [], []
+    ref = _run(model, inputs, None, ref_blocks)
     accel = _Gemms(arch, engine)
-    got = _run(model, inputs, accel)
+    got = _run(model, inputs, accel, got_blocks)
     gold = _run(model, inputs, _Gemms(arch, None))
     exact = all(np.array_equal(g, h) for g, h in zip(got, gold, strict=True)) and all(
         op.bit_exact for op in accel.records)
@@ -394,6 +404,7 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref) or 1.0
     extra = _gpu_run(model, inputs, ref, got) if gpu else {}
     extra["forward"] = forward_program(arch, accel.calls, engine)
+    extra["blocks"] = block_errors(got_blocks, ref_blocks)
     if host:
         from .e2e_host import host_records
 

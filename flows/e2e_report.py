@@ -5,6 +5,7 @@ self-contained ``<model>_e2e.html``, with the mapper's plots of the same tiny mo
 Contents, in order: the verdict; the run's summary (the fields of
 :meth:`flows.e2e.E2ERun.report`); a row per accelerator call (shape, dataflow, cycles of the
 cycle model / the RTL / the mapper, DRAM bytes, utilization, bit-exact, error and its bound);
+the error per block call against float (:mod:`flows.e2e_blocks`);
 with the GPU run, a row per GPU kernel call (kernel, shape, Triton launches, bit-exact, error
 and its bound); the operators left in torch; a row per operator left in torch costed on the
 host (:mod:`flows.e2e_host`: kind, elements, MACs, vector work, DRAM bytes, host cycles, bound,
@@ -94,6 +95,14 @@ def _host_line(run: E2ERun) -> str:
             "without a host cost function, not in the total.")
 
 
+_BLOCK_HEAD = ("block call", "max abs error", "relative")
+
+
+def _block_rows(run: E2ERun) -> list[tuple[str, ...]]:
+    """A row per block call of ``run`` (:mod:`flows.e2e_blocks`)."""
+    return [(name, f"{err:.3e}", f"{rel:.3e}") for name, err, rel in run.blocks]
+
+
 def _summary_rows(run: E2ERun) -> list[tuple[str, str]]:
     """(field, JSON value) of each field of the run's JSON line."""
     return [(k, json.dumps(v)) for k, v in run.report().items()]
@@ -164,6 +173,8 @@ def _markdown(run: E2ERun, schedule: Schedule, stem: str, timings: str | None) -
              "## Summary", "",
              *_md_table(("field", "value"), _summary_rows(run)), "",
              "## Accelerator calls", "", *_md_table(_CALL_HEAD, _call_rows(run)), "",
+             "## Error per block (accelerator against float)", "",
+             *_md_table(_BLOCK_HEAD, _block_rows(run)), "",
              *_gpu_markdown(run), "## Left in torch", "",
              *(f"- {k}" for k in run.torch_ops or ("(none)",)), "",
              f"## {_HOST_TITLE}", "", _host_line(run), "",
@@ -184,6 +195,8 @@ def _html(run: E2ERun, schedule: Schedule, pngs: Mapping[str, bytes],
             f"{html.escape(_checks(run))}.</p>", "<h2>Summary</h2>",
             *_html_table(("field", "value"), _summary_rows(run)),
             "<h2>Accelerator calls</h2>", *_html_table(_CALL_HEAD, _call_rows(run)),
+            "<h2>Error per block (accelerator against float)</h2>",
+            *_html_table(_BLOCK_HEAD, _block_rows(run)),
             *_gpu_html(run), "<h2>Left in torch</h2>", "<ul>",
             *(f"<li>{html.escape(k)}</li>" for k in run.torch_ops or ("(none)",)), "</ul>",
             f"<h2>{html.escape(_HOST_TITLE)}</h2>", f"<p>{html.escape(_host_line(run))}</p>",

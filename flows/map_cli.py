@@ -265,6 +265,9 @@ def cmd_e2e(args) -> int:
     print(records_table(run))
     if run.gpu_ops:
         print(gpu_records_table(run))
+    if run.blocks:
+        print("error per block (relative, accelerator vs float): " + ", ".join(
+            f"{name} {rel:.1e}" for name, _, rel in run.blocks))
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
     if run.host_ops:
         print(host_kinds_table(run))

@@ -1,6 +1,7 @@
 """``flows.e2e_forward``: an e2e run's accelerator calls joined into one program over one
 DRAM (every DRAM address relocated) end in every call's own results on the reference
-machine; a wrong join is caught. The RTL side runs in tests/flows/test_e2e.py."""
+machine; a wrong join is caught. The RTL side runs in tests/flows/test_e2e.py. And
+``flows.e2e_blocks``: the error per block call."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def test_the_calls_compose_into_one_program(name, arch):
     assert f.calls == len(run.ops) and f.instructions > f.calls
     assert 0 < f.model_cycles <= f.calls_cycles          # junctions overlap, never add
     assert run.report()["one_program_match"] is True and run.passed
+    # the error per block (the entries of the model's ModuleLists), against float
+    prefix = "blocks" if "sana" in name else "layers"
+    assert [b[0] for b in run.blocks] == [f"{prefix}.0#1", f"{prefix}.1#1"]
+    assert all(0 < rel < 0.1 and err > 0 for _, err, rel in run.blocks)
+    assert run.report()["max_block_rel_err"] == max(b[2] for b in run.blocks)
+
+
+def test_block_errors_need_the_same_calls():
+    import numpy as np
+
+    from flows.e2e_blocks import block_errors
+
+    a = [("layers.0#1", np.ones(3))]
+    assert block_errors(a, [("layers.0#1", np.full(3, 2.0))]) == (("layers.0#1", 1.0, 0.5),)
+    with pytest.raises(ValueError, match="different blocks"):
+        block_errors(a, [("layers.1#1", np.ones(3))])
 
 
 def test_a_wrong_join_is_caught(monkeypatch):
