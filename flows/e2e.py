@@ -211,6 +211,12 @@ class _Gemms:
         self.arch, self.engine, self.records = arch, engine, []
         #: per accelerator call: (name, program, DRAM before, after, result ranges or None)
         self.calls: list[tuple] = []
+        self._count: dict[str, int] = {}
+
+    def call(self, path: str) -> str:
+        """``path#n``, ``n`` the call of module ``path`` (from 1)."""
+        self._count[path] = self._count.get(path, 0) + 1
+        return f"{path}#{self._count[path]}"
 
     def __call__(self, name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict]:
         t = self.arch.types
@@ -313,12 +319,7 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None,
 
     model = copy.deepcopy(model)
     if isinstance(gemms, _Gemms):
-        calls: dict[str, int] = {}
-
-        def call(path: str) -> str:
-            calls[path] = calls.get(path, 0) + 1
-            return f"{path}#{calls[path]}"
-
+        call = gemms.call
         for path, mod in model.named_modules():
             if isinstance(mod, torch.nn.Linear):
                 mod.forward = lambda x, mod=mod, path=path: _w8a8(torch, mod, x, gemms,

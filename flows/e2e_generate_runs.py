@@ -131,15 +131,10 @@ def quantized_generation(model, ids: np.ndarray, chunk: int, forced: list[int],
     import torch
 
     model = _copy(model)
-    calls: dict[str, int] = {}
-
-    def call(path: str) -> str:
-        calls[path] = calls.get(path, 0) + 1
-        return f"{path}#{calls[path]}"
-
     for path, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear):
-            mod.forward = lambda x, mod=mod, path=path: _w8a8(torch, mod, x, runner, call(path))
+            mod.forward = lambda x, mod=mod, path=path: _w8a8(torch, mod, x, runner,
+                                                              runner.call(path))
     heads = []
     for li, layer in enumerate(model.layers):
         att = attention(layer.attn, scales[li], f"layers.{li}.attn")
