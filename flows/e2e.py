@@ -18,8 +18,13 @@ weights, float32) run four ways and compared (:func:`run_e2e`).
   ``mapper_cycles`` the fused kernel's cost, which the mapper may not prefer); SVDQuant W4A4
   leaves on the SVDQuant kernel where it has requant and dequant (:mod:`flows.e2e_svdquant`:
   int4 activation codes, the leaf's int4 weight codes, the int8 branch, one float32 output
-  per call, shape ``(M, K, N)``). Every other operator (norms, element-wise ops, other
-  softmax attention, DuoAttention in prefill, SVDQuant leaves without the units) runs in
+  per call, shape ``(M, K, N)``); unmasked softmax attention (FLUX.1's joint attention,
+  Sana's cross-attention, VILA-U's decode: :class:`~mapping.torch_attention.SoftmaxAttention`)
+  on the long-context attention kernel where it has those units (:mod:`flows.e2e_softmax`);
+  AWQ W4A16 linears of one weight group (FLUX.1's modulation) as W4A8 GEMMs of their int4
+  codes, the zero points and scales on the host (:mod:`flows.e2e_w4a16`). Every other
+  operator (norms, element-wise ops, DuoAttention in prefill, SVDQuant leaves without the
+  units, attention without them) runs in
   torch float32 (listed in the report's ``torch_ops``), costed on the accelerator's host as
   the mapper costs it (:mod:`flows.e2e_host`: ``host_cycles``, ``total_cycles``).
 * **golden**: the same chain with :func:`golden.int_gemm.int_gemm` for ``C`` (and golden's
@@ -58,7 +63,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from golden.int_gemm import int_gemm
-from golden.svdquant_fixed import quantize_symmetric
 from hw.front.accel_params import accel_params
 from hw.front.accel_timing import accel_timing
 from hw.front.arch import ArchSpec
@@ -69,23 +73,25 @@ from mapping.mapper import map_op
 
 from .e2e_blocks import block_errors
 from .e2e_forward import ForwardProgram, forward_program
+from .e2e_host import HostCosted
+from .e2e_w8a8 import w8a8_error, w8a8_operands, w8a8_output
 
 if TYPE_CHECKING:
     from .e2e_gpu import GpuRecord, GpuRunner
     from .e2e_host import HostRecord
 
-__all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "gpu_records_table", "records_table", "run_e2e",
-           "w8a8_error", "w8a8_operands", "w8a8_output"]
+__all__ = ["E2E_ENGINES", "E2ERun", "OpRecord", "run_e2e"]
 
 E2E_ENGINES = ("fast", "ref")
-_U = 2.0 ** -24
 
 
 @dataclass(frozen=True)
 class OpRecord:
     """One accelerator call (``name``: the module path, ``#n`` the call, ``[b,h]`` the head):
     ``shape`` (m, k, n) of a linear, (tokens, d, dv) of a linear-attention head;
-    ``rtl_cycles`` None on the reference engine."""
+    ``rtl_cycles`` None on the reference engine; ``err`` and ``err_bound`` the error against
+    float and its bound at the element nearest (or furthest past) its bound
+    (:func:`flows.e2e_error.worst`: within the bound there iff everywhere)."""
 
     name: str
     target: str
@@ -97,7 +103,7 @@ class OpRecord:
     dram_bytes: int
     utilization: float
     bit_exact: bool
-    max_err: float
+    err: float
     err_bound: float
 
     @property
@@ -108,7 +114,7 @@ class OpRecord:
 
 
 @dataclass(frozen=True)
-class E2ERun:
+class E2ERun(HostCosted):
     """A model's runs (module docstring): the accelerator calls' records, the output error of
     the accelerator run against float (max abs, and relative to the float output's max abs),
     whether it equals the golden run bit for bit; with the GPU run, its kernel calls' records
@@ -138,28 +144,12 @@ class E2ERun:
     blocks: tuple[tuple[str, float, float], ...] = ()
 
     @property
-    def accel_cycles(self) -> int:
-        """The accelerator calls' cycles (cycle model)."""
-        return sum(op.model_cycles for op in self.ops)
-
-    @property
-    def host_cycles(self) -> int:
-        """The host's cycles of the operators left in torch that it has a cost for."""
-        return sum(op.cycles or 0 for op in self.host_ops)
-
-    @property
-    def total_cycles(self) -> int:
-        """``accel_cycles + host_cycles``, sequential: no overlap of host and array modelled
-        (:mod:`mapping.host_cost`); without the ops the host has no cost for."""
-        return self.accel_cycles + self.host_cycles
-
-    @property
     def cycles_match(self) -> bool:
         return all(op.cycles_match for op in self.ops)
 
     @property
     def within_bounds(self) -> bool:
-        return all(op.max_err <= op.err_bound for op in self.ops)
+        return all(op.err <= op.err_bound for op in self.ops)
 
     @property
     def gpu_within_bounds(self) -> bool:
@@ -255,41 +245,6 @@ class _Gemms:
                 "bit_exact": exact}
 
 
-def w8a8_operands(torch, linear, x) -> tuple[np.ndarray, ...]:
-    """``linear`` on activations ``x`` (..., K) as a W8A8 GEMM's operands (module docstring):
-    ``(a (M, K), w (N, K), bias (N,) or None)`` float32 and the codes and scales ``(qa (M, K),
-    sa (M,), qw (N, K), sw (N,))`` of :func:`quantize_symmetric`."""
-    k = linear.in_features
-    a = x.detach().reshape(-1, k).to(torch.float32).cpu().numpy()
-    w = linear.weight.detach().to(torch.float32).cpu().numpy()
-    bias = (None if linear.bias is None
-            else linear.bias.detach().to(torch.float32).cpu().numpy())
-    return (a, w, bias, *quantize_symmetric(a, 8), *quantize_symmetric(w, 8))
-
-
-def w8a8_output(c: np.ndarray, sa: np.ndarray, sw: np.ndarray,
-                bias: np.ndarray | None) -> np.ndarray:
-    """``y = C s_a s_w^T + b`` in float32 of the int32 product ``c`` (M, N)."""
-    y = (c.astype(np.float32) * sa[:, None]) * sw[None, :]
-    return y if bias is None else y + bias
-
-
-def w8a8_error(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, sa: np.ndarray,
-               sw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(max error of ``y`` against the float linear ``a w^T + b`` in float64, the W8A8 bound
-    (module docstring) at the element nearest (or furthest past) its bound)."""
-    k = a.shape[1]
-    exact_y = a.astype(np.float64) @ w.T.astype(np.float64) + (0 if bias is None else bias)
-    bound = (np.abs(a).sum(1)[:, None] * sw[None, :] / 2
-             + sa[:, None] / 2 * np.abs(w).sum(1)[None, :] + k * sa[:, None] * sw / 4
-             + 4 * _U * np.abs(exact_y) + _U * (0 if bias is None else np.abs(bias)))
-    err = np.abs(y - exact_y)
-    if not err.size:
-        return 0.0, 0.0
-    worst = np.unravel_index(np.argmax(err / bound), err.shape)
-    return float(err.max()), float(bound[worst])
-
-
 def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
     """``linear(x)`` through a W8A8 GEMM (module docstring); records the call on ``gemms``."""
     a, w, bias, qa, sa, qw, sw = w8a8_operands(torch, linear, x)
@@ -297,7 +252,7 @@ def _w8a8(torch, linear, x, gemms: _Gemms, name: str):
     y = w8a8_output(c, sa, sw, bias)
     if rec:
         err, bound = w8a8_error(a, w, bias, sa, sw, y)
-        gemms.records.append(OpRecord(**rec, max_err=err, err_bound=bound))
+        gemms.records.append(OpRecord(**rec, err=err, err_bound=bound))
     out = torch.from_numpy(np.ascontiguousarray(y)).reshape(*x.shape[:-1], linear.out_features)
     return out.to(x.dtype)
 
@@ -314,8 +269,10 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None,
 
     from .e2e_conv import is_pointwise, pointwise_conv
     from .e2e_duo import duo_attention, on_accelerator
+    from .e2e_softmax import softmax_attention, softmax_on_accelerator
     from .e2e_svdquant import svdquant_linear, svdquant_on_accelerator
     from .e2e_units import has_linear_attention, lite_la
+    from .e2e_w4a16 import w4a16_linear, w4a16_on_accelerator
 
     model = copy.deepcopy(model)
     if isinstance(gemms, _Gemms):
@@ -333,6 +290,12 @@ def _run(model, inputs, gemms: _Gemms | GpuRunner | None,
             elif isinstance(mod, DuoAttention) and on_accelerator(mod, gemms.arch):
                 mod.forward = lambda q, k, v, pos, mod=mod, path=path: duo_attention(
                     torch, mod, q, k, v, pos, gemms, call(path))
+            elif w4a16_on_accelerator(mod, gemms.arch):
+                mod.forward = lambda x, mod=mod, path=path: w4a16_linear(torch, mod, x, gemms,
+                                                                        call(path))
+            elif softmax_on_accelerator(mod, gemms.arch):
+                mod.forward = lambda q, k, v, path=path: softmax_attention(torch, q, k, v, gemms,
+                                                                           call(path))
             elif isinstance(mod, SVDQuantLinear) and svdquant_on_accelerator(mod, gemms.arch):
                 mod.forward = lambda x, mod=mod, path=path: svdquant_linear(torch, mod, x, gemms,
                                                                            call(path))
@@ -412,37 +375,3 @@ def run_e2e(name: str, arch: ArchSpec, *, engine: str = "fast", seed: int = 0,
         extra["host_ops"] = host_records(model, inputs, arch, accel.records)
     return E2ERun(name, arch.name, engine, tuple(accel.records), err, err / scale, exact,
                   _torch_kinds(model, arch), **extra)
-
-
-def records_table(run: E2ERun) -> str:
-    """A line per accelerator call (a linear's ``m x k x n``, a linear-attention head's
-    ``tokens x d x dv``): dataflow, cycles (model / RTL / mapper), DRAM bytes,
-    utilization, bit-exact, error and bound."""
-    rows = [("accelerator call", "shape", "dataflow", "model", "rtl", "mapper", "DRAM",
-             "util", "exact", "err", "bound")]
-    for op in run.ops:
-        rows.append((op.name, "x".join(map(str, op.shape)), op.dataflow, str(op.model_cycles),
-                     "-" if op.rtl_cycles is None else str(op.rtl_cycles),
-                     str(op.mapper_cycles), str(op.dram_bytes), f"{op.utilization:.2f}",
-                     "yes" if op.bit_exact else "NO", f"{op.max_err:.2e}",
-                     f"{op.err_bound:.2e}"))
-    return _aligned(rows)
-
-
-def gpu_records_table(run: E2ERun) -> str:
-    """A line per GPU kernel call (:class:`flows.e2e_gpu.GpuRecord`): kernel, shape,
-    launches, bit-exact (``-``: nothing bit-exact claimed), error and bound."""
-    rows = [("gpu call", "kernel", "shape", "launches", "exact", "err", "bound")]
-    for op in run.gpu_ops:
-        rows.append((op.name, op.kernel, "x".join(map(str, op.shape)), str(op.launches),
-                     {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.max_err:.2e}",
-                     f"{op.err_bound:.2e}"))
-    return _aligned(rows)
-
-
-def _aligned(rows: list[tuple[str, ...]]) -> str:
-    """``rows`` as left-aligned columns two spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
-

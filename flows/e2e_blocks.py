@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["block_errors", "blocks_of", "recording"]
+__all__ = ["block_errors", "block_line", "blocks_of", "recording"]
 
 
 def blocks_of(model) -> list[tuple[str, object]]:
@@ -69,3 +69,9 @@ def block_errors(got: list[tuple[str, np.ndarray]], ref: list[tuple[str, np.ndar
         scale = float(np.abs(r).max(initial=0.0)) or 1.0
         out.append((name, err, err / scale))
     return tuple(out)
+
+
+def block_line(blocks: tuple[tuple[str, float, float], ...]) -> str:
+    """One line of :func:`block_errors`' relative errors, a block call each."""
+    return "error per block (relative, accelerator vs float): " + ", ".join(
+        f"{name} {rel:.1e}" for name, _, rel in blocks)

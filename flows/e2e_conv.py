@@ -6,10 +6,10 @@ dilation 1 and one group. It is a linear over channels with the pixels as rows::
 
     y[b, :, h, w] = W[:, :, 0, 0] x[b, :, h, w] + bias
 
-so it is quantized exactly as a linear is (:func:`flows.e2e.w8a8_operands` of the channels-last
+so it is quantized exactly as a linear is (:func:`flows.e2e_w8a8.w8a8_operands` of the channels-last
 activations ``a`` (B H W, C_in) and ``W[:, :, 0, 0]`` (C_out, C_in): a scale per pixel, one per
-output channel; ``y = C s_a s_w^T + b`` by :func:`flows.e2e.w8a8_output`), with the W8A8 bound
-of :func:`flows.e2e.w8a8_error`.
+output channel; ``y = C s_a s_w^T + b`` by :func:`flows.e2e_w8a8.w8a8_output`), with the W8A8 bound
+of :func:`flows.e2e_w8a8.w8a8_error`.
 
 **Accelerator** (:func:`pointwise_conv`): the GEMM the mapper costs for the ``Conv2d`` the
 importer emits for this call (:func:`conv_ir`; :mod:`mapping.accel_cost`: a 1x1 conv is one
@@ -48,7 +48,8 @@ from mapping.ir import Conv2d
 from mapping.lower import gemm_schedule
 from mapping.mapper import map_op
 
-from .e2e import OpRecord, w8a8_error, w8a8_operands, w8a8_output
+from .e2e import OpRecord
+from .e2e_w8a8 import w8a8_error, w8a8_operands, w8a8_output
 
 if TYPE_CHECKING:
     from .e2e import _Gemms
@@ -123,7 +124,7 @@ def pointwise_conv(torch, conv, x, gemms: _Gemms, name: str):
     y = w8a8_output(c, sa, sw, bias)
     if rec:
         err, bound = w8a8_error(a, w, bias, sa, sw, y)
-        gemms.records.append(OpRecord(**rec, max_err=err, err_bound=bound))
+        gemms.records.append(OpRecord(**rec, err=err, err_bound=bound))
     b, _, h, wd = x.shape
     out = torch.from_numpy(np.ascontiguousarray(y)).reshape(b, h, wd, conv.out_channels)
     return out.permute(0, 3, 1, 2).contiguous().to(x.dtype)

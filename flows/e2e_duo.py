@@ -67,6 +67,8 @@ from mapping.accel_cost import cost_op
 from mapping.ir import Attention
 from mapping.lower import warm_head
 
+from .e2e_error import worst
+
 if TYPE_CHECKING:
     from mapping.op_cost import OpCost
     from mapping.torch_attention import DuoAttention
@@ -193,9 +195,8 @@ def _head(runner: _Gemms, mod: DuoAttention, q: np.ndarray, k: np.ndarray, v: np
     exact, bound = head_error_bound(qc, kc, vc, (sq, sk), mult, shift, mask, cfg)
     err = np.abs(got.astype(np.float64) - exact * sv)
     bound = bound * sv + 2.0 ** -23 * np.abs(got)
-    worst = np.unravel_index(np.argmax(err / bound), err.shape)
-    runner.records.append(OpRecord(**rec, max_err=float(err.max()),
-                                   err_bound=float(bound[worst])))
+    err, bound = worst(err, bound)
+    runner.records.append(OpRecord(**rec, err=err, err_bound=bound))
     return got
 
 

@@ -64,8 +64,12 @@ from mapping.accel_cost import cost_op
 from mapping.ir import Attention
 
 from .e2e import E2E_ENGINES, OpRecord, _Gemms
+from .e2e_blocks import block_errors
 from .e2e_duo import has_attention_units, head_error_bound
+from .e2e_error import worst
 from .e2e_generate_runs import float_generation, gpu_generation, quantized_generation
+from .e2e_host import HostCosted, HostRecord, uncosted_kinds
+from .e2e_tables import aligned
 
 __all__ = ["CacheCheck", "GenerateRun", "caches_table", "run_generate"]
 
@@ -96,7 +100,7 @@ class CacheCheck:
 
 
 @dataclass(frozen=True)
-class GenerateRun:
+class GenerateRun(HostCosted):
     """A generation's three runs (module docstring): the accelerator's records, the caches'
     checks, per forward (the prompt's chunks, then the decode steps) the logits' max error
     against float; the greedy tokens of float and accelerator; codes saturated by the static
@@ -122,6 +126,11 @@ class GenerateRun:
     rel_err_gpu: float | None = None
     gpu_vs_accel: float | None = None
     tokens_gpu: tuple[int, ...] = ()
+    #: per layer call (:mod:`flows.e2e_blocks`): (``layers.i#n``, max abs error, relative)
+    blocks: tuple[tuple[str, float, float], ...] = ()
+    #: every forward's operators left in torch, costed on the host
+    #: (:mod:`flows.e2e_generate_host`)
+    host_ops: tuple[HostRecord, ...] = ()
 
     @property
     def max_err_accel(self) -> float:
@@ -138,7 +147,7 @@ class GenerateRun:
 
     @property
     def within_bounds(self) -> bool:
-        return all(op.max_err <= op.err_bound for op in self.ops)
+        return all(op.err <= op.err_bound for op in self.ops)
 
     @property
     def gpu_within_bounds(self) -> bool:
@@ -163,8 +172,13 @@ class GenerateRun:
                 "gpu_ops": len(self.gpu_ops),
                 "tokens_match_gpu": _agreement(self.tokens_gpu, self.tokens_float),
                 "saturated_codes": self.saturated, "accel_ops": len(self.ops),
-                "accel_cycles": sum(op.model_cycles for op in self.ops),
-                "torch_ops": list(self.torch_ops), "pass": self.passed}
+                "accel_cycles": self.accel_cycles, "host_ops": len(self.host_ops),
+                "host_cycles": self.host_cycles,
+                "host_uncosted": uncosted_kinds(self.host_ops),
+                "total_cycles": self.total_cycles,
+                "torch_ops": list(self.torch_ops), "blocks": len(self.blocks),
+                "max_block_rel_err": max((b[2] for b in self.blocks), default=None),
+                "pass": self.passed}
 
 
 def _agreement(tokens: tuple[int, ...], ref: tuple[int, ...]) -> str | None:
@@ -245,10 +259,9 @@ class _Attention:
         dec = decode(got, sv, self.cfg.out_frac_bits).reshape(-1, got.shape[-1])
         err = np.abs(dec.astype(np.float64) - exact * sv)
         bound = bound * sv + 2.0 ** -23 * np.abs(dec)
-        worst = np.unravel_index(np.argmax(err / bound), err.shape)
+        err, bound = worst(err, bound)
         self.runner.records.append(OpRecord(**self._measured(head, got, gold, pos, c, d),
-                                            max_err=float(err.max()),
-                                            err_bound=float(bound[worst])))
+                                            err=err, err_bound=bound))
         return got
 
     @staticmethod
@@ -294,13 +307,15 @@ def _cache_check(arch: ArchSpec, engine: str, head: _Head, gold: _Head, expected
 
 def run_generate(name: str, arch: ArchSpec, *, steps: int = 4, prompt: int = 24,
                  chunk: int = 8, engine: str = "fast", seed: int = 0,
-                 retrieval_heads: int | None = None, gpu: bool = True) -> GenerateRun:
+                 retrieval_heads: int | None = None, gpu: bool = True,
+                 host: bool = True) -> GenerateRun:
     """Twin ``name`` (a DuoAttention decoder of :data:`~mapping.torch_models.TORCH_TWINS`)
     generating ``steps`` tokens after a ``prompt``-token prompt prefilled in chunks of
     ``chunk`` on ``arch`` (module docstring); ``retrieval_heads`` of each layer's KV heads
-    full (default: half); with ``gpu`` also the GPU run. ``ValueError`` for another model,
-    an unknown engine, a prompt not longer than ``sink + recent``, counts below 1, or an
-    architecture without the attention units."""
+    full (default: half); with ``gpu`` also the GPU run; with ``host`` every forward's
+    operators left in torch costed on the host (:mod:`flows.e2e_generate_host`).
+    ``ValueError`` for another model, an unknown engine, a prompt not longer than ``sink +
+    recent``, counts below 1, or an architecture without the attention units."""
     from mapping.torch_models import TORCH_TWINS
 
     if engine not in E2E_ENGINES:
@@ -348,7 +363,20 @@ def run_generate(name: str, arch: ArchSpec, *, steps: int = 4, prompt: int = 24,
                        tuple(acc.runner.records), caches, errs, max(errs) / scale,
                        tuple(ref.tokens), tuple(acc.tokens), exact,
                        sum(a.saturated for a in acc.attention), _torch_kinds(model),
+                       blocks=block_errors(acc.blocks, ref.blocks),
+                       host_ops=_host_ops(name, arch, prompt, chunk, steps, model) if host
+                       else (),
                        **(_gpu_fields(model, ids, chunk, ref, acc, scale) if gpu else {}))
+
+
+def _host_ops(name: str, arch: ArchSpec, prompt: int, chunk: int, steps: int, model
+              ) -> tuple[HostRecord, ...]:
+    """The host records of the generation's forwards: the prompt's chunks, then the steps."""
+    from .e2e_generate_host import generation_host_records
+
+    forwards = [(p, min(chunk, prompt - p)) for p in range(0, prompt, chunk)]
+    forwards += [(prompt + i, 1) for i in range(steps)]
+    return generation_host_records(name, arch, forwards, model.layers[0].attn.retrieval)
 
 
 def _gpu_fields(model, ids, chunk: int, ref, acc, scale: float) -> dict[str, Any]:
@@ -379,6 +407,4 @@ def caches_table(run: GenerateRun) -> str:
         rows.append((c.name, c.kind, str(c.tokens), str(c.programs), str(c.model_cycles),
                      "-" if c.rtl_cycles is None else str(c.rtl_cycles),
                      "yes" if c.dram_match else "NO", "yes" if c.cache_match else "NO"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return aligned(rows)

@@ -36,6 +36,8 @@ class Generation:
 
     logits: list[np.ndarray]
     tokens: list[int]
+    #: every layer call's output (:func:`flows.e2e_blocks.recording`: ``layers.i#n``)
+    blocks: list[tuple[str, np.ndarray]] = field(default_factory=list)
     attention: list[Any] = field(default_factory=list)
     scales: list[list[tuple[float, float, float]]] = field(default_factory=list)
     positions: list[list[np.ndarray]] = field(default_factory=list)
@@ -50,11 +52,15 @@ def _forward(model, ids, pos: int) -> np.ndarray:
 
 
 def _loop(torch, model, ids: np.ndarray, chunk: int, steps: int, forced: list[int] | None,
-          prompt_done: Callable[[], None] = lambda: None) -> tuple[list[np.ndarray], list[int]]:
+          prompt_done: Callable[[], None] = lambda: None
+          ) -> tuple[list[np.ndarray], list[int], list[tuple[str, np.ndarray]]]:
     """The prompt in chunks, then ``steps`` decode steps fed ``forced`` tokens (``None``: the
-    greedy token before); (logits per forward, the generating forwards' greedy tokens)."""
-    logits, pos = [], 0
-    with torch.no_grad():
+    greedy token before); (logits per forward, the generating forwards' greedy tokens, every
+    layer call's output)."""
+    from .e2e_blocks import recording
+
+    logits, pos, blocks = [], 0, []
+    with torch.no_grad(), recording(model, blocks):
         for s0 in range(0, len(ids), chunk):
             part = torch.as_tensor(ids[s0:s0 + chunk], dtype=torch.long)[None]
             logits.append(_forward(model, part, pos))
@@ -66,7 +72,7 @@ def _loop(torch, model, ids: np.ndarray, chunk: int, steps: int, forced: list[in
             logits.append(_forward(model, torch.tensor([[tok]]), pos))
             pos += 1
             tokens.append(int(np.argmax(logits[-1])))
-    return logits, tokens
+    return logits, tokens, blocks
 
 
 def _copy(model):
@@ -104,8 +110,8 @@ def float_generation(model, ids: np.ndarray, chunk: int, steps: int, headroom: f
         attn.forward = forward
         caches.append(cache)
         stats.append(amax)
-    logits, tokens = _loop(torch, model, ids, chunk, steps, None,
-                           lambda: recording.__setitem__(0, False))
+    logits, tokens, blocks = _loop(torch, model, ids, chunk, steps, None,
+                                   lambda: recording.__setitem__(0, False))
     scales = [[tuple(float(headroom * a / 127) if a > 0 else 1.0 for a in row) for row in amax]
               for amax in stats]
     positions = []
@@ -119,7 +125,7 @@ def float_generation(model, ids: np.ndarray, chunk: int, steps: int, headroom: f
                 slots[c.slots_in_order()] = c.held_positions()
                 per_head.append(slots)
         positions.append(per_head)
-    return Generation(logits, tokens, scales=scales, positions=positions)
+    return Generation(logits, tokens, blocks, scales=scales, positions=positions)
 
 
 def quantized_generation(model, ids: np.ndarray, chunk: int, forced: list[int],
@@ -140,8 +146,8 @@ def quantized_generation(model, ids: np.ndarray, chunk: int, forced: list[int],
         att = attention(layer.attn, scales[li], f"layers.{li}.attn")
         layer.attn.forward = lambda q, k, v, pos, att=att: att(torch, q, k, v, pos)
         heads.append(att)
-    logits, tokens = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
-    return Generation(logits, tokens, attention=heads, runner=runner)
+    logits, tokens, blocks = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
+    return Generation(logits, tokens, blocks, attention=heads, runner=runner)
 
 
 def gpu_generation(model, ids: np.ndarray, chunk: int, forced: list[int]) -> Generation:
@@ -161,5 +167,5 @@ def gpu_generation(model, ids: np.ndarray, chunk: int, forced: list[int]) -> Gen
         cache = GpuDuoCache(runner, [h < attn.retrieval for h in range(attn.kv_heads)],
                             attn.k_retrieval.shape[-1], *attn.window, f"layers.{li}.attn")
         attn.forward = lambda q, k, v, pos, cache=cache: cache(q, k, v)
-    logits, tokens = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
-    return Generation(logits, tokens, runner=runner)
+    logits, tokens, blocks = _loop(torch, model, ids, chunk, len(forced) - 1, forced)
+    return Generation(logits, tokens, blocks, runner=runner)

@@ -3,8 +3,9 @@ chain with its leaves on the :mod:`sw` Triton kernels (Triton's interpreter with
 :mod:`sw._runtime`), everything else in torch float32, a :class:`GpuRecord` per kernel call.
 
 Errors are ``|got - ref|`` in float64, u = 2**-24 (the float32 unit roundoff),
-``gamma_n = n u / (1 - n u)``; each record keeps the largest error and the bound at the
-element nearest (or furthest past) its bound. Per leaf (record shapes in brackets):
+``gamma_n = n u / (1 - n u)``; each record keeps the error and the bound at the element
+nearest (or furthest past) its bound (:func:`flows.e2e_error.worst`). Per leaf (record
+shapes in brackets):
 
 * ``nn.Linear`` [(M, K, N)]: the accelerator run's W8A8 operands
   (:func:`flows.e2e.w8a8_operands`: rows of ``x`` and output channels of ``W`` symmetric
@@ -91,7 +92,8 @@ from mapping.torch_attention import DuoAttention, ReLULinearAttention
 from mapping.torch_blocks import SVDQuantLinear
 from sw._runtime import INTERPRETED, kernel_device
 
-from .e2e import w8a8_error, w8a8_operands, w8a8_output
+from .e2e_error import worst
+from .e2e_w8a8 import w8a8_error, w8a8_operands, w8a8_output
 
 __all__ = ["KERNELS", "GpuDuoCache", "GpuRecord", "GpuRunner", "gpu_duo_attention",
            "gpu_linear", "gpu_linear_attention", "gpu_svdquant"]
@@ -116,14 +118,15 @@ KERNELS = {
 @dataclass(frozen=True)
 class GpuRecord:
     """One GPU kernel call (``name``: the module path, ``#n`` the call): ``kernel`` (an sw
-    entry point), ``shape`` (module docstring), ``max_err`` and ``err_bound``, ``launches``
-    (0: a kernel the call needs never launched), ``bit_exact`` (linears: the int32 product
+    entry point), ``shape`` (module docstring), ``err`` and ``err_bound`` (at the element
+    nearest its bound: :func:`flows.e2e_error.worst`), ``launches`` (0: a kernel the call
+    needs never launched), ``bit_exact`` (linears: the int32 product
     equals golden's; SVDQuant: the activation codes and scales; None: no bit-exact part)."""
 
     name: str
     kernel: str
     shape: tuple[int, ...]
-    max_err: float
+    err: float
     err_bound: float
     launches: int
     bit_exact: bool | None
@@ -131,7 +134,7 @@ class GpuRecord:
     @property
     def passed(self) -> bool:
         """Launched, within its bound, and bit-exact where claimed."""
-        return self.launches > 0 and self.max_err <= self.err_bound and \
+        return self.launches > 0 and self.err <= self.err_bound and \
             self.bit_exact is not False
 
 
@@ -144,17 +147,6 @@ def _counting(kind: str):
 def _launches(counters: list[Counted]) -> int:
     """All launches of a call, 0 if one of its kernels never launched."""
     return sum(c.launches for c in counters) if all(c.launches for c in counters) else 0
-
-
-def _worst(err: np.ndarray, bound: np.ndarray) -> tuple[float, float]:
-    """(max error, the bound at the element of the largest error / bound)."""
-    err = np.where(np.isnan(err), np.inf, err)
-    bound = np.broadcast_to(np.asarray(bound, np.float64), err.shape)
-    if not err.size:
-        return 0.0, 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(err == 0, 0.0, err / bound)
-    return float(err.max()), float(bound.flat[int(np.argmax(ratio))])
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -307,7 +299,7 @@ def gpu_svdquant(mod: SVDQuantLinear, x: torch.Tensor, runner: GpuRunner,
                  and np.array_equal(np.asarray(sx), sx_gold))
     want, bound = _svdq_bound(x2, (qx, sx_gold, qw, sw), signed, np.asarray(la), (down, up),
                               e64)
-    err, at = _worst(np.abs(y.astype(np.float64) - want), bound)
+    err, at = worst(np.abs(y.astype(np.float64) - want), bound)
     runner.records.append(GpuRecord(name, KERNELS["svdquant"][0], (x2.shape[0], k, n), err,
                                     at, _launches(counters), exact))
     return torch.from_numpy(np.ascontiguousarray(y)).reshape(*x.shape[:-1], n).to(x.dtype)
@@ -325,7 +317,7 @@ def gpu_linear_attention(mod: ReLULinearAttention, q: torch.Tensor, k: torch.Ten
         out = np.asarray(linatt.linear_attention(qn, kn, vn, mod.eps))
     ref = np.asarray(gold_linatt(qn, kn, vn, mod.eps), np.float64)
     atol, rtol = LINATT_TOL
-    err, bound = _worst(np.abs(out - ref), atol + rtol * np.abs(ref))
+    err, bound = worst(np.abs(out - ref), atol + rtol * np.abs(ref))
     runner.records.append(GpuRecord(name, KERNELS["linear_attention"][0], tuple(q.shape),
                                     err, bound, _launches(counters), None))
     return torch.from_numpy(out).to(q.dtype)
@@ -375,7 +367,7 @@ def gpu_duo_attention(mod: DuoAttention, q: torch.Tensor, k: torch.Tensor, v: to
         out = np.asarray(duo.decode_step(cache, qn, kn, vn) if c == 1
                          else cache.prefill(qn, kn, vn))
     ref = np.asarray(gold_duo.duo_attention(qn, ks, vs, flags, sink, recent), np.float64)
-    err, bound = _worst(np.abs(out - ref), np.float64(ATTN_TOL))
+    err, bound = worst(np.abs(out - ref), np.float64(ATTN_TOL))
     runner.records.append(GpuRecord(name, KERNELS[kind][0], (b, hq, mod.kv_heads, c,
                                                              mod.context, d),
                                     err, bound, _launches(counters), None))
@@ -404,7 +396,7 @@ class GpuDuoCache:
             out = np.asarray(duo.decode_step(self.cache, qn, kn, vn) if c == 1
                              else self.cache.prefill(qn, kn, vn))
         ref = np.asarray(self.gold.step(qn, kn, vn), np.float64)
-        err, bound = _worst(np.abs(out - ref), np.float64(ATTN_TOL))
+        err, bound = worst(np.abs(out - ref), np.float64(ATTN_TOL))
         self.runner.records.append(GpuRecord(
             self.runner.call(self.path), KERNELS[kind][0],
             (b, hq, kn.shape[1], c, self.cache.length, d), err, bound, _launches(counters),

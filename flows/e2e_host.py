@@ -50,7 +50,7 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,7 @@ from mapping.vector_work import vector_work
 if TYPE_CHECKING:
     from .e2e import E2ERun, OpRecord
 
-__all__ = ["ROOT", "HostRecord", "PlacedOp", "check_coverage", "host_kinds_table",
+__all__ = ["ROOT", "HostCosted", "HostRecord", "PlacedOp", "check_coverage", "host_kinds_table",
            "host_record", "host_records", "host_summary", "placed_ops", "runs_on_accelerator",
            "uncosted_kinds"]
 
@@ -81,12 +81,16 @@ def runs_on_accelerator(module: Any, arch: ArchSpec) -> bool:
 
     from .e2e_conv import is_pointwise
     from .e2e_duo import on_accelerator
+    from .e2e_softmax import softmax_on_accelerator
     from .e2e_svdquant import svdquant_on_accelerator
     from .e2e_units import has_linear_attention
+    from .e2e_w4a16 import w4a16_on_accelerator
 
     return (isinstance(module, torch.nn.Linear) or is_pointwise(module)
+            or w4a16_on_accelerator(module, arch)
             or (isinstance(module, ReLULinearAttention) and has_linear_attention(arch))
             or (isinstance(module, DuoAttention) and on_accelerator(module, arch))
+            or softmax_on_accelerator(module, arch)
             or (isinstance(module, SVDQuantLinear) and svdquant_on_accelerator(module, arch)))
 
 
@@ -102,9 +106,13 @@ class PlacedOp:
     accel: bool
 
 
-def placed_ops(model: Any, inputs: Sequence[Any], arch: ArchSpec) -> list[PlacedOp]:
+def placed_ops(model: Any, inputs: Sequence[Any], arch: ArchSpec,
+               routes: Callable[[Any, ArchSpec], bool] | None = None) -> list[PlacedOp]:
     """Every operator of ``model`` run on ``inputs`` (imported from a copy: its caches stay
-    untouched), in execution order, placed by the module docstring's rule."""
+    untouched), in execution order, placed by the module docstring's rule, a module routed
+    to the accelerator by ``routes`` (default :func:`runs_on_accelerator`; the generation
+    routes every DuoAttention, prefill too)."""
+    routes = routes or runs_on_accelerator
     from mapping.fx_import import import_items
 
     items = import_items(copy.deepcopy(model), tuple(inputs))
@@ -113,7 +121,7 @@ def placed_ops(model: Any, inputs: Sequence[Any], arch: ArchSpec) -> list[Placed
     for item in items:
         calls[item.path] += 1
         module = model.get_submodule(item.path)
-        routed = runs_on_accelerator(module, arch)
+        routed = routes(module, arch)
         lone = item.module_call and len(item.ops) == 1
         base = f"{item.path or ROOT}#{calls[item.path]}"
         for op in item.ops:
@@ -205,10 +213,53 @@ def host_records(model: Any, inputs: Sequence[Any], arch: ArchSpec,
     """A :class:`HostRecord` per operator of ``model`` (prepared as the run runs it, on its
     ``inputs``) that the run leaves in torch on ``arch``, in execution order; the run's
     accelerator ``records`` checked against the rule (:func:`check_coverage`)."""
+    from mapping.torch_blocks import W4A16Linear
+
+    from .e2e_w4a16 import w4a16_host_steps
+
     placed = placed_ops(model, inputs, arch)
     check_coverage(placed, records)
-    return tuple(host_record(arch, p.name, p.op, host=host, table=table)
-                 for p in placed if not p.accel)
+    out: list[HostRecord] = []
+    for p in placed:
+        if not p.accel:
+            out.append(host_record(arch, p.name, p.op, host=host, table=table))
+        elif isinstance(model.get_submodule(p.path), W4A16Linear):
+            out += [_step_record(p, s) for s in w4a16_host_steps(arch, p.op)]
+    return tuple(out)
+
+
+def _step_record(p: PlacedOp, step: Any) -> HostRecord:
+    """The :class:`HostRecord` of host step ``step`` (an ``OpCost`` of
+    :func:`mapping.host_cost.host_step`) of accelerator operator ``p``'s mapper choice."""
+    what = step.schedule["lowering"]
+    return HostRecord(f"{p.name}.{what}", p.op.kind, what, p.op.vector_elements, 0,
+                      step.schedule["ops"], step.schedule["transcendentals"], step.dram_bytes,
+                      step.cycles, step.energy_pj, step.bound)
+
+
+class HostCosted:
+    """The cycles of a run with accelerator records ``ops`` (``model_cycles``) and host
+    records ``host_ops`` (:class:`HostRecord`): a base of :class:`flows.e2e.E2ERun` and
+    :class:`flows.e2e_generate.GenerateRun`."""
+
+    ops: tuple
+    host_ops: tuple
+
+    @property
+    def accel_cycles(self) -> int:
+        """The accelerator calls' cycles (cycle model)."""
+        return sum(op.model_cycles for op in self.ops)
+
+    @property
+    def host_cycles(self) -> int:
+        """The host's cycles of the operators left in torch that it has a cost for."""
+        return sum(op.cycles or 0 for op in self.host_ops)
+
+    @property
+    def total_cycles(self) -> int:
+        """``accel_cycles + host_cycles``, sequential: no overlap of host and array modelled
+        (:mod:`mapping.host_cost`); without the ops the host has no cost for."""
+        return self.accel_cycles + self.host_cycles
 
 
 def uncosted_kinds(ops: Sequence[HostRecord]) -> dict[str, int]:
@@ -230,7 +281,7 @@ def host_summary(run: E2ERun) -> str:
 
 def host_kinds_table(run: E2ERun) -> str:
     """A line per host operator kind (``kind/what``): operators, costed, cycles, pJ."""
-    from .e2e import _aligned
+    from .e2e_tables import aligned
 
     rows: dict[str, list] = {}
     for op in run.host_ops:
@@ -242,4 +293,4 @@ def host_kinds_table(run: E2ERun) -> str:
             row[3] += op.energy_pj
     lines = [("host operator", "ops", "costed", "cycles", "pJ")]
     lines += [(k, str(n), str(c), str(cy), f"{pj:.4g}") for k, (n, c, cy, pj) in rows.items()]
-    return _aligned(lines)
+    return aligned(lines)

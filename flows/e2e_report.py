@@ -62,13 +62,13 @@ def _call_rows(run: E2ERun) -> list[tuple[str, ...]]:
     return [(op.name, "x".join(map(str, op.shape)), op.dataflow, str(op.model_cycles),
              "-" if op.rtl_cycles is None else str(op.rtl_cycles), str(op.mapper_cycles),
              str(op.dram_bytes), f"{op.utilization:.4f}", "yes" if op.bit_exact else "NO",
-             f"{op.max_err:.3e}", f"{op.err_bound:.3e}") for op in run.ops]
+             f"{op.err:.3e}", f"{op.err_bound:.3e}") for op in run.ops]
 
 
 def _gpu_rows(run: E2ERun) -> list[tuple[str, ...]]:
     """A row per GPU kernel call of ``run`` (:data:`_GPU_HEAD`)."""
     return [(op.name, op.kernel, "x".join(map(str, op.shape)), str(op.launches),
-             {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.max_err:.3e}",
+             {None: "-", True: "yes", False: "NO"}[op.bit_exact], f"{op.err:.3e}",
              f"{op.err_bound:.3e}") for op in run.gpu_ops]
 
 
@@ -286,6 +286,11 @@ def _generate_sections(run) -> list[tuple[str, Sequence[str], list[tuple[str, ..
                 ("Accelerator calls", _CALL_HEAD, _call_rows(run))]
     if run.gpu_ops:
         sections.append(("GPU calls", _GPU_HEAD, _gpu_rows(run)))
+    sections.append(("Error per layer call, accelerator vs float", _BLOCK_HEAD,
+                     _block_rows(run)))
+    if run.host_ops:
+        sections.append(("Host operators (in torch, costed; " + _host_line(run) + ")",
+                         _HOST_HEAD, _host_rows(run)))
     sections.append(("Left in torch", ("leaf kind",), [(k,) for k in run.torch_ops]))
     return sections
 

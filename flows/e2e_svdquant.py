@@ -79,6 +79,8 @@ from mapping.accel_cost import cost_op
 from mapping.ir import Linear
 from mapping.mapper import map_op
 
+from .e2e_error import worst
+
 if TYPE_CHECKING:
     from mapping.op_cost import OpCost
     from mapping.torch_blocks import SVDQuantLinear
@@ -184,9 +186,8 @@ def _record(runner: _Gemms, mod: SVDQuantLinear, x: np.ndarray, ops: list[np.nda
              + branch_error_bound(x, down.astype(np.float32), up.astype(np.float32), 8)
              + _U * (np.abs(e.astype(np.float64)) + np.abs(y.astype(np.float64))))
     err = np.abs(y.astype(np.float64) - want)
-    worst = np.unravel_index(np.argmax(err / bound), err.shape)
-    runner.records.append(OpRecord(**rec, max_err=float(err.max()),
-                                   err_bound=float(bound[worst])))
+    err, bound = worst(err, bound)
+    runner.records.append(OpRecord(**rec, err=err, err_bound=bound))
 
 
 def svdquant_linear(torch, mod: SVDQuantLinear, x, runner: _Gemms, name: str):

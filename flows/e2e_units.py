@@ -26,6 +26,8 @@ from hw.front.kernel_attention import run_linear_attention
 from mapping.ir import LinearAttention
 from mapping.mapper import map_op
 
+from .e2e_error import worst
+
 __all__ = ["has_linear_attention", "lite_la"]
 
 
@@ -71,8 +73,7 @@ def lite_la(torch, q, k, v, runner, name: str):
             err = np.abs(got.astype(np.float64) - o * sv)
             bound = (chain_error_bound(o, q_sum, den, chain.shift, chain.saturated, *frac) * sv
                      + 2.0 ** -24 * np.abs(o * sv))
-            worst = np.unravel_index(np.argmax(err / bound), err.shape)
-            runner.records.append(OpRecord(**rec, max_err=float(err.max()),
-                                           err_bound=float(bound[worst])))
+            err, bound = worst(err, bound)
+            runner.records.append(OpRecord(**rec, err=err, err_bound=bound))
             out[bi, hi] = got
     return torch.from_numpy(out).to(q.dtype)

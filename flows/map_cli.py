@@ -218,8 +218,10 @@ def _generate(args, arch) -> int:
     """``lego e2e --steps N``: the generation's tables and JSON line."""
     import json
 
-    from .e2e import gpu_records_table, records_table
+    from .e2e_blocks import block_line
     from .e2e_generate import caches_table, run_generate
+    from .e2e_host import host_kinds_table, host_summary
+    from .e2e_tables import gpu_records_table, records_table
 
     run = run_generate(args.model, arch, steps=args.steps, prompt=args.prompt,
                        chunk=args.chunk, engine=args.engine, seed=args.seed,
@@ -228,6 +230,10 @@ def _generate(args, arch) -> int:
     if run.gpu_ops:
         print(gpu_records_table(run))
     print(caches_table(run))
+    print(block_line(run.blocks))
+    if run.host_ops:
+        print(host_kinds_table(run))
+        print(host_summary(run))
     print(f"tokens (float): {' '.join(map(str, run.tokens_float))}")
     print(f"tokens (accel): {' '.join(map(str, run.tokens_accel))}")
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
@@ -248,9 +254,10 @@ def cmd_e2e(args) -> int:
 
     from hw.front.arch import load_arch
 
-    from .e2e import gpu_records_table, records_table
+    from .e2e_blocks import block_line
     from .e2e_host import host_kinds_table, host_summary
     from .e2e_report import e2e_with_report
+    from .e2e_tables import gpu_records_table, records_table
 
     if args.steps is None:
         given = [f"--{n}" for n in ("prompt", "chunk") if getattr(args, n) != {
@@ -266,8 +273,7 @@ def cmd_e2e(args) -> int:
     if run.gpu_ops:
         print(gpu_records_table(run))
     if run.blocks:
-        print("error per block (relative, accelerator vs float): " + ", ".join(
-            f"{name} {rel:.1e}" for name, _, rel in run.blocks))
+        print(block_line(run.blocks))
     print(f"in torch (not on the accelerator yet): {', '.join(run.torch_ops)}")
     if run.host_ops:
         print(host_kinds_table(run))

@@ -62,7 +62,8 @@ def host_step(arch: ArchSpec, name: str, what: str, *, ops: int = 0, transcenden
               dram_bytes: int = 0, host: Host = DEFAULT_HOST,
               table: EnergyTable | None = None, notes: tuple[str, ...] = ()) -> OpCost:
     """One host step named ``name`` doing ``what`` (the schedule's ``lowering``): ``ops`` FP32
-    ops and ``transcendentals`` on ``dram_bytes`` bytes of DRAM traffic (module docstring)."""
+    ops and ``transcendentals`` (both in the schedule too) on ``dram_bytes`` bytes of DRAM
+    traffic (module docstring)."""
     for label, v in (("ops", ops), ("transcendentals", transcendentals),
                      ("dram_bytes", dram_bytes)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -74,7 +75,9 @@ def host_step(arch: ArchSpec, name: str, what: str, *, ops: int = 0, transcenden
     t = table or energy_table()
     energy = {"vector": work * fp_op_pj(32, table=t),
               "dram": dram_bytes * dram_pj_per_byte(table=t)}
-    return OpCost(name, "host", arch.name, "", {"lowering": what, **host.to_dict()}, cycles,
+    schedule = {"lowering": what, "ops": ops, "transcendentals": transcendentals,
+                **host.to_dict()}
+    return OpCost(name, "host", arch.name, "", schedule, cycles,
                   0, 0, dram_bytes, 0, 0, 0, 0, 0, 0.0, cycles,
                   "compute" if compute >= memory else "memory", sum(energy.values()), energy,
                   True, notes)

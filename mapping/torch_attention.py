@@ -1,8 +1,11 @@
 """Attention blocks of the model twins (:mod:`mapping.torch_models`), IR leaves but one.
 
 * :class:`KVCache`: a preallocated K/V cache written at a position -> ``KVCacheWrite``;
-* :class:`CachedAttention` (not a leaf): decode attention of one query over a :class:`KVCache`;
-  the importer sees the cache write and ``scaled_dot_product_attention``;
+* :class:`SoftmaxAttention`: unmasked softmax attention (every query sees every key; GQA by
+  head count) -> ``Attention`` (FLUX.1's joint attention, Sana's cross-attention, a decode
+  step over a cache);
+* :class:`CachedAttention` (not a leaf): decode attention of one query over a :class:`KVCache`
+  (the cache write, then a :class:`SoftmaxAttention`);
 * :class:`DuoAttention`: DuoAttention (Xiao et al. 2024) for a chunk of queries ending at
   ``context``: the first ``retrieval_heads`` KV heads keep the full causal cache, the others a
   ``sink`` + ``recent`` streaming cache -> a cache write and an attention per kind;
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from .fx_trace import LeafCall
 
 __all__ = ["CachedAttention", "DuoAttention", "KVCache", "ReLULinearAttention",
-           "streaming_positions"]
+           "SoftmaxAttention", "streaming_positions"]
 
 
 class KVCache(nn.Module):
@@ -61,6 +64,30 @@ class KVCache(nn.Module):
                              format_of(self.k.dtype), k.fmt)]
 
 
+class SoftmaxAttention(nn.Module):
+    """``softmax(q k^T / sqrt(D)) v`` with no mask: ``q`` ``(batch, q_heads, queries, D)``,
+    ``k``, ``v`` ``(batch, kv_heads, keys, D)``, ``q_heads`` a multiple of ``kv_heads`` (each
+    KV head serves its group of consecutive query heads). Every query sees every key."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if q.dim() != 4 or k.dim() != 4 or k.shape != v.shape or q.shape[1] % k.shape[1] \
+                or q.shape[-1] != k.shape[-1]:
+            raise ValueError(f"SoftmaxAttention takes q (B, Hq, N, D), k and v (B, Hkv, M, D) "
+                             f"with Hkv dividing Hq, got {tuple(q.shape)}, {tuple(k.shape)}, "
+                             f"{tuple(v.shape)}")
+        group = q.shape[1] // k.shape[1]
+        if group > 1:
+            k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+        return F.scaled_dot_product_attention(q, k, v)
+
+    def ir_ops(self, call: LeafCall) -> Sequence[Op]:
+        """One ``Attention``, non-causal (one query: causal, the last position seeing all)."""
+        q, k = call.tensors()[:2]
+        batch, heads, queries, head_dim = q.shape
+        return [Attention("attention", batch, heads, k.shape[1], head_dim, queries, k.shape[2],
+                          queries == 1, None, q.fmt, k.fmt)]
+
+
 class CachedAttention(nn.Module):
     """Decode attention: one query per sequence over a :class:`KVCache` of ``capacity``."""
 
@@ -68,11 +95,12 @@ class CachedAttention(nn.Module):
                  dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
         self.cache = KVCache(batch, heads, head_dim, capacity, dtype)
+        self.attend = SoftmaxAttention()
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 pos: int) -> torch.Tensor:
         keys, values = self.cache(k, v, pos)
-        return F.scaled_dot_product_attention(q, keys, values)
+        return self.attend(q, keys, values)
 
 
 def streaming_positions(context: int, tokens: int, sink: int, recent: int) -> list[int]:

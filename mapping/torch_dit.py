@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_attention import ReLULinearAttention
+from .torch_attention import ReLULinearAttention, SoftmaxAttention
 from .torch_blocks import (
     MLP,
     GatedResidual,
@@ -109,13 +109,14 @@ class _DoubleBlock(nn.Module):
         self.txt_tokens = txt_tokens
         self.img = _Stream(hidden, heads, mlp, rank, dtype)
         self.txt = _Stream(hidden, heads, mlp, rank, dtype)
+        self.attn = SoftmaxAttention()
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor,
                 vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         qi, ki, vi, mi = self.img.pre(img, vec)
         qt, kt, vt, mt = self.txt.pre(txt, vec)
-        a = _tokens(F.scaled_dot_product_attention(
-            torch.cat([qt, qi], 2), torch.cat([kt, ki], 2), torch.cat([vt, vi], 2)))
+        a = _tokens(self.attn(torch.cat([qt, qi], 2), torch.cat([kt, ki], 2),
+                              torch.cat([vt, vi], 2)))
         return (self.img.post(img, a[:, self.txt_tokens:], mi),
                 self.txt.post(txt, a[:, :self.txt_tokens], mt))
 
@@ -130,6 +131,7 @@ class _SingleBlock(nn.Module):
         self.linear1 = SVDQuantLinear(hidden, 3 * hidden + mlp, rank, dtype=dtype)
         self.q_norm, self.k_norm = nn.RMSNorm(hd, dtype=dtype), nn.RMSNorm(hd, dtype=dtype)
         self.rope = RotaryEmbedding(hd)
+        self.attn = SoftmaxAttention()
         self.gelu = nn.GELU(approximate="tanh")
         self.linear2 = SVDQuantLinear(hidden + mlp, hidden, rank, dtype=dtype)
         self.residual = GatedResidual()
@@ -139,7 +141,7 @@ class _SingleBlock(nn.Module):
         q, k, v, mlp = self.linear1(self.modulate(self.norm(x), shift, scale)).split(
             self.sizes, dim=-1)
         q, k = self.rope(self.q_norm(_heads(q, self.heads)), self.k_norm(_heads(k, self.heads)))
-        a = _tokens(F.scaled_dot_product_attention(q, k, _heads(v, self.heads)))
+        a = _tokens(self.attn(q, k, _heads(v, self.heads)))
         return self.residual(x, gate, self.linear2(torch.cat([a, self.gelu(mlp)], -1)))
 
 
@@ -221,6 +223,7 @@ class _SanaBlock(nn.Module):
         self.cross_q, self.cross_kv = nn.Linear(c, c, dtype=dtype), nn.Linear(c, 2 * c,
                                                                              dtype=dtype)
         self.cross_proj = nn.Linear(c, c, dtype=dtype)
+        self.cross_attn = SoftmaxAttention()
         self.ffn_inverted = nn.Conv2d(c, 2 * ffn, 1, dtype=dtype)
         self.ffn_depthwise = nn.Conv2d(2 * ffn, 2 * ffn, 3, padding=1, groups=2 * ffn,
                                        dtype=dtype)
@@ -234,8 +237,7 @@ class _SanaBlock(nn.Module):
         x = self.residual1(x, m[2], self.proj(_tokens(a)))
         k, v = self.cross_kv(y).chunk(2, dim=-1)
         h = self.cross_heads
-        a = F.scaled_dot_product_attention(_heads(self.cross_q(x), h), _heads(k, h),
-                                           _heads(v, h))
+        a = self.cross_attn(_heads(self.cross_q(x), h), _heads(k, h), _heads(v, h))
         x = x + self.cross_proj(_tokens(a))
         h = self.modulate2(self.norm2(x), m[3], m[4]).transpose(1, 2).unflatten(
             -1, (self.side, self.side))

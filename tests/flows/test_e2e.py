@@ -37,7 +37,7 @@ def test_tiny_models_on_the_rtl(name, arch):
     assert run.passed, run.report()
     assert run.ops and all(op.rtl_cycles == op.model_cycles == op.mapper_cycles
                            for op in run.ops)
-    assert all(op.bit_exact and op.max_err <= op.err_bound for op in run.ops)
+    assert all(op.bit_exact and op.err <= op.err_bound for op in run.ops)
     assert 0 < run.rel_err_accel < 0.1            # W8A8 through the whole chain, reported
     report = run.report()
     assert report["pass"] and report["accel_ops"] == len(run.ops)
@@ -122,7 +122,7 @@ def test_duo_attention_on_its_kernels(name, streaming):
     assert run.passed and "DuoAttention" not in run.torch_ops, run.report()
     assert len(heads) == 2 * (1 + streaming)                     # 2 layers x KV heads
     assert all(op.bit_exact and op.rtl_cycles == op.model_cycles == op.mapper_cycles
-               and op.max_err <= op.err_bound for op in heads)
+               and op.err <= op.err_bound for op in heads)
     g = 4 // (1 + streaming)
     for kind, kv, window in (("retrieval", 1, None), ("streaming", streaming, (4, 8))):
         fused = cost_op(FUSED, Attention(f"attn_{kind}", 1, kv * g, kv, 16, 1, 64, True,
@@ -190,7 +190,7 @@ def test_svdquant_on_its_kernel():
     assert len(ops) == 20 and len(_svdquant_paths(run.model)) == 20    # 2 x 2 x 4 + 2 x 2
     assert sum(".fc2#" in op.name for op in ops) == 4
     assert all(op.bit_exact and op.rtl_cycles == op.model_cycles == op.mapper_cycles
-               and 0 < op.max_err <= op.err_bound for op in ops)
+               and 0 < op.err <= op.err_bound for op in ops)
     for op in ops:
         act = "uint4_g64" if ".fc2#" in op.name else "int4_g64"
         choice = map_op(FUSED, Linear("l", *op.shape, act, "int4_g64", rank=48))

@@ -55,7 +55,7 @@ def test_pointwise_convs_are_accelerator_records(arch):
     assert sorted(op.name for op in convs) == sorted(
         ["embed.x_embed#1"] + [f"blocks.{b}.{n}#1" for b in (0, 1)
                                for n in ("ffn_inverted", "ffn_point")])
-    assert all(op.bit_exact and op.max_err <= op.err_bound and op.cycles_match
+    assert all(op.bit_exact and op.err <= op.err_bound and op.cycles_match
                for op in convs)
     assert run.passed and run.bit_exact
     # the record's mapper cost is the mapper's cost of the importer's Conv2d for the call

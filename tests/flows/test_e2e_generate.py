@@ -39,9 +39,14 @@ def test_two_retrieval_two_streaming_heads_generate_bit_exact():
     assert len(heads) == 8 * 5                          # 8 heads x (3 chunks + 2 decodes)
     assert {op.name.split("@")[1] for op in heads} == {"0+6", "6+6", "12+2", "14+1", "15+1"}
     assert all(op.model_cycles == op.mapper_cycles > 0 for op in heads)
-    assert all(0 < op.max_err <= op.err_bound for op in heads)
+    assert all(0 < op.err <= op.err_bound for op in heads)
     assert len(run.step_errors) == 5 and 0 < run.rel_err_accel < 0.05
     assert len(run.tokens_float) == 3 and run.report()["tokens_match"].endswith("/3")
+    # the error of every layer call (2 layers x 5 forwards) against float, reported
+    assert [b[0] for b in run.blocks] == [f"layers.{i}#{n}" for n in range(1, 6)
+                                          for i in range(2)]
+    assert all(0 < rel < 0.05 and err > 0 for _, err, rel in run.blocks)
+    assert run.report()["max_block_rel_err"] == max(b[2] for b in run.blocks)
     # the GPU run: linears on int8_gemm, each layer's attention on one DuoKVCache
     assert run.gpu_within_bounds and 0 < run.rel_err_gpu < 0.05
     attn = [op for op in run.gpu_ops if ".attn" in op.name]
@@ -49,6 +54,32 @@ def test_two_retrieval_two_streaming_heads_generate_bit_exact():
     assert {op.kernel for op in attn} == {"sw.duo_attention.prefill",
                                           "sw.duo_attention.decode_step"}
     assert sum(op.bit_exact is True for op in run.gpu_ops) == 9 * 5      # the linears
+
+
+def test_host_operators_of_every_forward_costed():
+    """Each forward's host operators (3 chunks of 6, 6, 2 tokens, then 2 decode steps) are
+    costed; a decode forward's equal the e2e rule's on the decode twin (both put every
+    linear and the DuoAttention contractions on the accelerator)."""
+    from flows.e2e_host import host_record, placed_ops
+    from mapping.torch_models import tiny_llama2_7b_duo
+
+    run = _ref_run()
+    forwards = ["0+6", "6+6", "12+2", "14+1", "15+1"]
+    assert run.host_ops and all(op.costed and op.macs == 0 for op in run.host_ops)
+    assert [op.name.split("@")[1] for op in run.host_ops
+            if op.kind == "embedding"] == forwards
+    writes = [op for op in run.host_ops if op.kind == "kv_cache_write"]
+    assert len(writes) == 5 * 2 * 2                      # forwards x layers x head kinds
+    model, inputs = tiny_llama2_7b_duo(phase="decode", context=15, retrieval_heads=2)
+    want = [host_record(FUSED, p.name, p.op)
+            for p in placed_ops(model.float().eval(), inputs, FUSED) if not p.accel]
+    got = [op for op in run.host_ops if op.name.endswith("@14+1")]
+    assert [(op.name, op.cycles, op.energy_pj) for op in got] == [
+        (f"{w.name}@14+1", w.cycles, w.energy_pj) for w in want]
+    report = run.report()
+    assert report["host_uncosted"] == {} and report["host_cycles"] == sum(
+        op.cycles for op in run.host_ops) > 0
+    assert report["total_cycles"] == report["accel_cycles"] + report["host_cycles"]
 
 
 def test_a_gpu_attention_that_never_launched_fails(monkeypatch):
@@ -74,6 +105,8 @@ def test_report_written_atomically(tmp_path):
                                        "tiny-llama2-7b-duo_generate.html"]
     text = paths[0].read_text()
     assert "**PASS" in text and "layers.1.attn.streaming[0,3]" in text
+    assert "Error per layer call" in text and "layers.1#5" in text
+    assert "Host operators" in text and "layers.1.attn_norm#1@15+1" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
@@ -146,6 +179,7 @@ def test_cli_generates_and_prints_json():
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "layers.0.attn.streaming[0,1]" in r.stdout and "tokens (accel)" in r.stdout
+    assert "error per block (relative, accelerator vs float): layers.0#1 " in r.stdout
     report = json.loads(r.stdout.splitlines()[-1])
     assert report["pass"] and report["kv_cache_match"] and report["steps"] == 1
     assert report["max_err_gpu"] is None

@@ -14,6 +14,7 @@ import torch
 import flows.e2e as e2e
 import flows.e2e_gpu as e2e_gpu
 import sw.int8_gemm
+from flows.e2e_tables import gpu_records_table
 from golden.int_gemm import int_gemm
 from golden.svdquant_fixed import quantize_symmetric
 from hw.front.arch import load_arch
@@ -29,14 +30,17 @@ def _run(name: str, arch: str = "lego_fused") -> e2e.E2ERun:
     return e2e.run_e2e(name, FUSED if arch == "lego_fused" else GEMMINI, engine="ref")
 
 
-@pytest.mark.parametrize("name, kinds", [
-    ("tiny-llama3-8b-duo", {"sw.int8_gemm.int8_gemm", "sw.duo_attention.decode_step"}),
-    ("tiny-sana-0.6b", {"sw.int8_gemm.int8_gemm", "sw.linear_attention.linear_attention"})])
-def test_gpu_chain(name, kinds):
+@pytest.mark.parametrize("name, kinds, torch_only", [
+    ("tiny-llama3-8b-duo", {"sw.int8_gemm.int8_gemm", "sw.duo_attention.decode_step"}, []),
+    ("tiny-sana-0.6b", {"sw.int8_gemm.int8_gemm", "sw.linear_attention.linear_attention"},
+     ["SoftmaxAttention"])])
+def test_gpu_chain(name, kinds, torch_only):
+    """``torch_only``: leaves the accelerator runs and the GPU run leaves in torch (sw has no
+    kernel for unmasked softmax attention)."""
     run = _run(name)
     assert run.passed and run.gpu_within_bounds, run.report()
     assert {op.kernel for op in run.gpu_ops} == kinds
-    assert all(op.launches > 0 and op.max_err <= op.err_bound for op in run.gpu_ops)
+    assert all(op.launches > 0 and op.err <= op.err_bound for op in run.gpu_ops)
     linears = [op for op in run.gpu_ops if op.kernel == "sw.int8_gemm.int8_gemm"]
     assert linears and all(op.bit_exact for op in linears)      # = golden's int_gemm
     assert all(op.bit_exact is None for op in run.gpu_ops if op not in linears)
@@ -48,8 +52,9 @@ def test_gpu_chain(name, kinds):
     assert report["gpu_ops"] == len(run.gpu_ops) and report["gpu_within_bounds"]
     assert (report["max_err_gpu"], report["rel_err_gpu"], report["gpu_vs_accel"]) == (
         run.max_err_gpu, run.rel_err_gpu, run.gpu_vs_accel)
-    assert report["gpu_torch_ops"] == report["torch_ops"] and run.gpu_seconds > 0
-    table = e2e.gpu_records_table(run).splitlines()
+    assert report["gpu_torch_ops"] == sorted(report["torch_ops"] + torch_only)
+    assert run.gpu_seconds > 0
+    table = gpu_records_table(run).splitlines()
     assert table[0].startswith("gpu call") and len(table) == len(run.gpu_ops) + 1
 
 
@@ -63,7 +68,7 @@ def test_gpu_linear_equals_the_accelerator_bit_for_bit():
     assert got.shape == (3, 5, 40) and torch.equal(got, want)
     (rec,), (acc,) = gpu.records, accel.records
     assert rec.bit_exact and rec.launches > 0 and rec.shape == acc.shape == (15, 96, 40)
-    assert (rec.max_err, rec.err_bound) == (acc.max_err, acc.err_bound)
+    assert (rec.err, rec.err_bound) == (acc.err, acc.err_bound)
     a = quantize_symmetric(x.reshape(15, 96).numpy(), 8)[0]
     w = quantize_symmetric(lin.weight.detach().numpy(), 8)[0]
     c = sw.int8_gemm.int8_gemm(a, np.ascontiguousarray(w.T))
@@ -90,7 +95,7 @@ def test_svdquant_leaf(act, rank, lora):
     y = e2e_gpu.gpu_svdquant(mod, x, gpu, "fc#1")
     (rec,) = gpu.records
     assert rec.passed and rec.bit_exact and rec.launches == 2 and rec.shape == (14, 128, 48)
-    assert 0 < rec.max_err <= rec.err_bound < 1e-2
+    assert 0 < rec.err <= rec.err_bound < 1e-2
     with torch.no_grad():
         assert float((y - mod(x)).abs().max()) < 1e-4
 

@@ -25,11 +25,10 @@ _KINDS = {   # (costed kind/what expected on the host, uncosted kinds expected) 
     "tiny-llama3-8b-duo": ({"norm/rms", "embedding", "elementwise/rope", "elementwise/gate",
                             "kv_cache_write", "elementwise/add"}, set()),
     "tiny-sana-0.6b": ({"norm/layer", "elementwise/modulate", "elementwise/residual",
-                        "elementwise/gate", "elementwise/silu", "conv2d/depthwise"},
-                       {"attention"}),
+                        "elementwise/gate", "elementwise/silu", "conv2d/depthwise"}, set()),
     "tiny-flux1-dev": ({"norm/layer", "norm/rms", "elementwise/rope", "elementwise/gelu",
-                        "elementwise/quantize", "elementwise/modulate"},
-                       {"linear", "attention"}),
+                        "elementwise/quantize", "elementwise/modulate",
+                        "linear/group_rescale"}, set()),
 }
 
 
@@ -125,7 +124,12 @@ def test_accelerator_calls_never_on_the_host(name):
     assert not any(op.name.split("#")[0] in linears for op in run.host_ops)
     assert {op.name.split("#")[0] for op in run.ops} >= linears
     placed = placed_ops(model, inputs, FUSED)
-    assert [p.name for p in placed if not p.accel] == [op.name for op in run.host_ops]
+    # the host steps of an accelerator call's mapper choice (W4A16's group rescale) are
+    # records of that call, named after it
+    steps = [op for op in run.host_ops if op.what == "group_rescale"]
+    assert {op.name.rsplit(".", 1)[0] for op in steps} <= {p.name for p in placed if p.accel}
+    assert [p.name for p in placed if not p.accel] == [op.name for op in run.host_ops
+                                                       if op not in steps]
     graph = import_module(model, inputs)
     assert len(placed) == sum(stage.repeat for stage, _ in graph.walk())
 
