@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sim.errors import SimError
 
+from . import sweep_cli
 from .map_cli import add_parsers, cmd_compare, cmd_e2e, cmd_map
 
 __all__ = ["main"]
@@ -160,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="one JSON object per model instead of the table")
 
     add_parsers(sub)
+    sweep_cli.add_parsers(sub)
 
     d = sub.add_parser("demo", help="the whole flow on the defaults: emit and simulate the "
                        "default design, a GPU kernel vs golden, a tiny model mapped and run end "
@@ -337,7 +339,8 @@ def _cmd_models(args) -> int:
 
 _COMMANDS = {"emit": _cmd_emit, "sim": _cmd_sim, "demo": _cmd_demo, "gpu-ref": _cmd_gpu_ref,
              "arch": _cmd_arch, "run": _cmd_run, "models": _cmd_models,
-             "map": cmd_map, "compare": cmd_compare, "e2e": cmd_e2e}
+             "map": cmd_map, "compare": cmd_compare, "e2e": cmd_e2e,
+             "sweep": sweep_cli.cmd_sweep, "sweep-report": sweep_cli.cmd_sweep_report}
 
 
 def _in_spec_file(exc: Exception, path: str | None) -> Exception:
