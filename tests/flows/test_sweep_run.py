@@ -4,7 +4,6 @@ fatal, a sweep killed with SIGKILL and resumed to the same rows (Ray: test_sweep
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -160,8 +159,6 @@ def test_cli_errors_and_report(small_rows, tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "other.yaml"), "--store", str(small_rows[2])]) == 1
     assert "holds sweep 'small', not 'other'" in capsys.readouterr().err
     assert not (tmp_path / "x.db").exists()
-    if importlib.util.find_spec("flows.sweep_report") is None:
-        pytest.skip("flows/sweep_report.py is not there yet")
     assert main(["sweep-report", str(small_rows[2]), "--out", str(tmp_path / "report"),
                  "--csv", str(tmp_path / "points.csv")]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["points"] == 4
