@@ -1,9 +1,7 @@
 """The Ray backend of sweeps (flows.sweep_run): a local Ray instance started for the run
-gives the same store rows as the process pool (skipped where ray is not installed)."""
+gives the same store rows as the process pool (ray is a dependency: no skip)."""
 
 from __future__ import annotations
-
-import pytest
 
 from flows.sweep_run import run_sweep
 from flows.sweep_spec import canonical_json, sweep_from_dict
@@ -18,7 +16,6 @@ def without_seconds(rows):
 
 
 def test_ray_gives_the_pools_rows(tmp_path):
-    pytest.importorskip("ray")
     spec = sweep_from_dict(SWEEP)
     pool = run_sweep(spec, tmp_path / "pool.db", workers=2, progress=None)
     ray = run_sweep(spec, tmp_path / "ray.db", backend="ray", workers=2, progress=None)
