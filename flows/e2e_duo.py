@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 
     from .e2e import _Gemms
 
-__all__ = ["duo_attention", "has_attention_units", "head_error_bound", "on_accelerator"]
+__all__ = ["decoded_head_error", "duo_attention", "has_attention_units", "head_error_bound",
+           "on_accelerator"]
 
 _UNITS = ("requant", "softmax", "normalizer", "kv_cache")
 
@@ -121,6 +122,18 @@ def head_error_bound(qc: np.ndarray, kc: np.ndarray, vc: np.ndarray,
                                   float(vals.max() - vals.min()), den,
                                   np.abs((w @ vc) / den))
     return exact, bound
+
+
+def decoded_head_error(decoded: np.ndarray, qc: np.ndarray, kc: np.ndarray, vc: np.ndarray,
+                       scales: tuple[float, float, float], mult: int, shift: int,
+                       mask: np.ndarray, cfg) -> tuple[float, float]:
+    """(error, bound) at the element nearest its bound (:func:`flows.e2e_error.worst`) of a
+    head's decoded output ``decoded`` (R, Dv) float32 against the exact attention of the
+    codes ``o* s_v`` (:func:`head_error_bound` times ``s_v``, plus the decode's float32
+    rounding ``2**-23 |out|``); ``scales`` = ``(s_q, s_k, s_v)``."""
+    exact, bound = head_error_bound(qc, kc, vc, scales[:2], mult, shift, mask, cfg)
+    out = decoded.astype(np.float64)
+    return worst(np.abs(out - exact * scales[2]), bound * scales[2] + 2.0 ** -23 * np.abs(out))
 
 
 def _rtl(runner: _Gemms, words: list, dram_in: bytes, dram_out: bytes, model: int
@@ -192,10 +205,7 @@ def _head(runner: _Gemms, mod: DuoAttention, q: np.ndarray, k: np.ndarray, v: np
         run = run_long_decode(arch, qc, kc, vc, mult, shift)
         out, rec = np.asarray(run.output), runner.measured(run, gold, name, shape, cost)
     got = decode(out, sv, cfg.out_frac_bits)
-    exact, bound = head_error_bound(qc, kc, vc, (sq, sk), mult, shift, mask, cfg)
-    err = np.abs(got.astype(np.float64) - exact * sv)
-    bound = bound * sv + 2.0 ** -23 * np.abs(got)
-    err, bound = worst(err, bound)
+    err, bound = decoded_head_error(got, qc, kc, vc, (sq, sk, sv), mult, shift, mask, cfg)
     runner.records.append(OpRecord(**rec, err=err, err_bound=bound))
     return got
 

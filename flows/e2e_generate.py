@@ -65,8 +65,7 @@ from mapping.ir import Attention
 
 from .e2e import E2E_ENGINES, OpRecord, _Gemms
 from .e2e_blocks import block_errors
-from .e2e_duo import has_attention_units, head_error_bound
-from .e2e_error import worst
+from .e2e_duo import decoded_head_error, has_attention_units
 from .e2e_generate_runs import float_generation, gpu_generation, quantized_generation
 from .e2e_host import HostCosted, HostRecord, uncosted_kinds
 from .e2e_tables import aligned
@@ -253,13 +252,9 @@ class _Attention:
         got = head.session.step(qc, kc, vc)
         g, c, d = qc.shape
         mask = position_mask(np.arange(pos, pos + c), kpos, *(head.window or (None, None)))
-        exact, bound = head_error_bound(qc.reshape(-1, d), keys, vals, head.scales[:2],
+        dec = decode(got, head.scales[2], self.cfg.out_frac_bits).reshape(-1, got.shape[-1])
+        err, bound = decoded_head_error(dec, qc.reshape(-1, d), keys, vals, head.scales,
                                         head.mult, head.shift, np.tile(mask, (g, 1)), self.cfg)
-        sv = head.scales[2]
-        dec = decode(got, sv, self.cfg.out_frac_bits).reshape(-1, got.shape[-1])
-        err = np.abs(dec.astype(np.float64) - exact * sv)
-        bound = bound * sv + 2.0 ** -23 * np.abs(dec)
-        err, bound = worst(err, bound)
         self.runner.records.append(OpRecord(**self._measured(head, got, gold, pos, c, d),
                                             err=err, err_bound=bound))
         return got

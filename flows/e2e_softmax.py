@@ -41,8 +41,7 @@ from hw.front.kernel_duo_long import query_tiling, run_long_decode, run_long_pre
 from mapping.accel_cost import cost_op
 from mapping.ir import Attention
 
-from .e2e_duo import has_attention_units, head_error_bound
-from .e2e_error import worst
+from .e2e_duo import decoded_head_error, has_attention_units
 
 if TYPE_CHECKING:
     from .e2e import _Gemms
@@ -90,13 +89,9 @@ def _head(runner: _Gemms, q: np.ndarray, k: np.ndarray, v: np.ndarray, name: str
     shape = (g * nq, kc.shape[0], d)
     rec = runner.measured(run, gold.reshape(np.shape(run.output)), name, shape, cost)
     got = decode(out, sv, cfg.out_frac_bits)
-    rows = qc.reshape(g * nq, d)
-    exact, bound = head_error_bound(rows, kc, vc, (sq, sk), mult, shift,
-                                    np.ones((1, kc.shape[0]), bool), cfg)
-    flat = got.reshape(g * nq, -1).astype(np.float64)
-    err = np.abs(flat - exact * sv)
-    bound = bound * sv + 2.0 ** -23 * np.abs(flat)
-    err, bound = worst(err, bound)
+    err, bound = decoded_head_error(got.reshape(g * nq, -1), qc.reshape(g * nq, d), kc, vc,
+                                    (sq, sk, sv), mult, shift, np.ones((1, kc.shape[0]), bool),
+                                    cfg)
     runner.records.append(OpRecord(**rec, err=err, err_bound=bound))
     return got
 
