@@ -208,13 +208,23 @@ class _Gemms:
         self._count[path] = self._count.get(path, 0) + 1
         return f"{path}#{self._count[path]}"
 
-    def __call__(self, name: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict]:
+    def __call__(self, name: str, a: np.ndarray, b: np.ndarray, op: Linear | None = None
+                 ) -> tuple[np.ndarray, dict]:
+        """``C = a b`` (int32): golden's (no record fields) or the accelerator's, on the array
+        step of the mapper's choice for ``op`` (default: the int8 ``Linear`` of the shape);
+        ``ValueError`` unless that choice has exactly one array step, a single GEMM."""
         t = self.arch.types
         gold = int_gemm(a, b, t[0], t[1], t[2].bits)
         if self.engine is None:
             return gold, {}
         (m, k), n = a.shape, b.shape[1]
-        step = map_op(self.arch, Linear(name.replace(".", "_"), m, k, n, "int8", "int8")).steps[0]
+        op = op or Linear(name.replace(".", "_"), m, k, n, "int8", "int8")
+        steps = [s for s in map_op(self.arch, op).steps if s.target == "accel"]
+        if len(steps) != 1 or steps[0].schedule.get("lowering") != "gemm" \
+                or steps[0].schedule.get("repeat", 1) != 1:
+            raise ValueError(f"{name}: the mapper runs {op} on the array as "
+                             f"{[s.op for s in steps]}, not one GEMM")
+        step = steps[0]
         run = run_gemm(self.arch, step.dataflow, gemm_operands(self.arch, m, n, k), a, b,
                        gemm_schedule(step.schedule))
         return np.asarray(run.output), self.measured(run, gold, name, (m, k, n), step)

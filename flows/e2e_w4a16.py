@@ -52,12 +52,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from golden.int_gemm import int_gemm
 from golden.svdquant_fixed import quantize_symmetric
 from hw.front.arch import ArchSpec
-from hw.front.kernel_runs import gemm_operands, run_gemm
 from mapping.ir import Linear
-from mapping.lower import gemm_schedule
 from mapping.mapper import map_op
 
 from .e2e_error import worst
@@ -124,28 +121,6 @@ def _operands(torch, mod: W4A16Linear, x) -> tuple[np.ndarray, ...]:
     return a, w, q, s, zf.astype(np.int64), b
 
 
-def _product(gemms: _Gemms, name: str, op: Linear, qa: np.ndarray, q: np.ndarray
-             ) -> tuple[np.ndarray, dict]:
-    """``C = qa q^T`` (M, N) int32: golden's (``gemms.engine`` None, no fields) or the
-    mapper's array step of ``op`` on the accelerator (a record's fields, module docstring:
-    Cycles); ``ValueError`` when that choice is not one GEMM on the array."""
-    t = gemms.arch.types
-    a, b = qa.astype(np.int64), np.ascontiguousarray(q.T)
-    gold = int_gemm(a, b, t[0], t[1], t[2].bits)
-    if gemms.engine is None:
-        return gold, {}
-    accel = [s for s in map_op(gemms.arch, op).steps if s.target == "accel"]
-    if len(accel) != 1 or accel[0].schedule.get("lowering") != "gemm" or accel[0].schedule.get(
-            "repeat", 1) != 1:
-        raise ValueError(f"{name}: the mapper runs {op} on the array as "
-                         f"{[s.op for s in accel]}, not one GEMM")
-    step = accel[0]
-    (m, k), n = a.shape, b.shape[1]
-    run = run_gemm(gemms.arch, step.dataflow, gemm_operands(gemms.arch, m, n, k), a, b,
-                   gemm_schedule(step.schedule))
-    return np.asarray(run.output), gemms.measured(run, gold, name, (m, k, n), step)
-
-
 def w4a16_error(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, sa: np.ndarray,
                 s: np.ndarray, d: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(``|y - y*|`` and the bound at the element nearest (or furthest past) its bound)
@@ -180,7 +155,8 @@ def w4a16_linear(torch, mod: W4A16Linear, x, gemms: _Gemms, name: str):
                          f"{[t.name for t in gemms.arch.types[:2]]})")
     a, w, q, s, z, bias = _operands(torch, mod, x)
     qa, sa = quantize_symmetric(a, 8)
-    c, rec = _product(gemms, name, w4a16_ir(name, mod, x), qa, q)
+    c, rec = gemms(name, qa.astype(np.int64), np.ascontiguousarray(q.T),
+                   w4a16_ir(name, mod, x))
     d = c.astype(np.int64) - z[None, :] * qa.astype(np.int64).sum(1)[:, None]
     y = w8a8_output(d, sa, s, bias)
     if rec:
