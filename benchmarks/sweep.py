@@ -10,9 +10,15 @@ line:
 * ``best_mix``: the design on the mix's latency-vs-PEs front with the fewest cycles, and its
   ``speedup`` over the Gemmini-like point of the same sweep (``gemmini_like`` at its own 16x16
   array and 256 KiB scratchpad): the mix's cycles, baseline over best; and the fastest mix
-  design with the baseline's PE count (``best_at_same_pes``, ``speedup_at_same_pes``).
+  design with the baseline's PE count (``best_at_same_pes``, ``speedup_at_same_pes``);
+* with ``--area``: the shipped sweep again with ``measure: [cost, area]`` into its own store
+  (``area_wall_s``: the Yosys runs of its architecture families included unless cached),
+  ``best_mix_area``: the same figures on the latency-vs-area front, ``same`` meaning at most
+  the baseline's area, and ``area_delay``: the baseline's (cycles x mm^2) over the best
+  design's.
 
-Run: ``.venv/bin/python benchmarks/sweep.py [--workers N] [--skip-ray] [--skip-shipped]``.
+Run: ``.venv/bin/python benchmarks/sweep.py [--workers N] [--skip-ray] [--skip-shipped]
+[--area]``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from flows.sweep_pareto import fronts, mix_rows
@@ -51,23 +58,30 @@ def _untimed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def _best_mix(rows: list[dict]) -> dict:
-    """The mix front's fastest design and its speedup over the Gemmini-like point."""
+def _best_mix(rows: list[dict], x: str = "pes") -> dict:
+    """The mix front's fastest design and its speedup over the Gemmini-like point; the
+    fastest design with the baseline's ``x`` (PEs: equal; area: at most)."""
     mix = mix_rows(rows)
-    front = fronts(rows, x="pes", y="cycles")["mix"]
+    front = fronts(rows, x=x, y="cycles")["mix"]
     best = min(front, key=lambda r: r["outputs"]["cycles"])
     base = [r for r in mix if all(r["inputs"].get(k) == v for k, v in BASELINE.items())]
     axes = ("base", "array", "scratchpad_kib")
     out = {"design": {k: best["inputs"][k] for k in axes}, "cycles": best["outputs"]["cycles"],
-           "pes": best["outputs"]["pes"]}
+           x: best["outputs"][x]}
     if base:
         ref = base[0]["outputs"]
-        same = min((r for r in mix if r["outputs"]["pes"] == ref["pes"]),
+        same = min((r for r in mix if (r["outputs"][x] == ref[x] if x == "pes"
+                                       else r["outputs"][x] <= ref[x])),
                    key=lambda r: r["outputs"]["cycles"])
-        out.update(gemmini_like_cycles=ref["cycles"],
-                   speedup=round(ref["cycles"] / best["outputs"]["cycles"], 3),
-                   best_at_same_pes={k: same["inputs"][k] for k in axes},
-                   speedup_at_same_pes=round(ref["cycles"] / same["outputs"]["cycles"], 3))
+        out.update({"gemmini_like_cycles": ref["cycles"], f"gemmini_like_{x}": ref[x],
+                    "speedup": round(ref["cycles"] / best["outputs"]["cycles"], 3),
+                    f"best_at_same_{x}": {k: same["inputs"][k] for k in axes},
+                    f"speedup_at_same_{x}": round(ref["cycles"] / same["outputs"]["cycles"], 3)})
+        if x == "area":
+            product = min(mix, key=lambda r: r["outputs"]["cycles"] * r["outputs"]["area"])
+            out["best_area_delay"] = {k: product["inputs"][k] for k in axes}
+            out["area_delay"] = round(ref["cycles"] * ref["area"] / (
+                product["outputs"]["cycles"] * product["outputs"]["area"]), 3)
     return out
 
 
@@ -76,6 +90,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-ray", action="store_true", help="no Ray run")
     ap.add_argument("--skip-shipped", action="store_true", help="no shipped-sweep run")
+    ap.add_argument("--area", action="store_true", help="the shipped sweep with the area "
+                    "measure too (Yosys per architecture family unless cached)")
     args = ap.parse_args()
     line: dict = {"workers": args.workers}
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +110,14 @@ def main() -> None:
             line.update(shipped_points=summary["points"], shipped_failed=summary["failed"],
                         shipped_wall_s=round(wall, 1))
             line["best_mix"] = _best_mix(read_rows(Path(tmp) / "shipped.db"))
+        if args.area:
+            spec = replace(load_sweep(SHIPPED), measure=("cost", "area"))
+            t0 = time.perf_counter()
+            summary = run_sweep(spec, Path(tmp) / "area.db", workers=args.workers,
+                                progress=None)
+            line.update(area_points=summary["points"], area_failed=summary["failed"],
+                        area_wall_s=round(time.perf_counter() - t0, 1))
+            line["best_mix_area"] = _best_mix(read_rows(Path(tmp) / "area.db"), x="area")
     print(json.dumps(line))
 
 

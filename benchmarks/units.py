@@ -31,13 +31,7 @@ from hw.rtl.unit_rtl import GraphUnit
 
 def with_lanes(arch, lanes: int | None):
     """``arch`` with every unit's lanes set to ``lanes`` (``None``: as declared)."""
-    if lanes is None:
-        return arch
-    units = arch.units
-    changed = {name: replace(getattr(units, name), lanes=lanes)
-               for name in ("requant", "softmax", "normalizer", "dequant", "quantizer")
-               if getattr(units, name) is not None}
-    return replace(arch, units=replace(units, **changed))
+    return arch if lanes is None else replace(arch, units=arch.units.with_lanes(lanes))
 
 
 def _lanes(arch, name: str) -> int:

@@ -22,8 +22,8 @@ from hw.front.isa import UNIT_MODES, UNIT_NAMES, Instruction, ProgramError, chec
 from hw.rtl.emit import write_text_atomic
 from sim.toolchain import cache_dir
 
-__all__ = ["RTL_ENGINES", "RtlRun", "accelerator_source", "emit_accelerator", "rtl_lacks",
-           "run_program"]
+__all__ = ["RTL_ENGINES", "RtlRun", "accelerator_source", "design_key", "emit_accelerator",
+           "rtl_lacks", "run_program"]
 
 RTL_ENGINES = ("fast", "cocotb")
 #: the generator's sources: a change to any Python file under these is a new accelerator (the
@@ -43,7 +43,9 @@ class RtlRun:
     build_s: float
 
 
-def _key(arch: ArchSpec) -> str:
+def design_key(arch: ArchSpec) -> str:
+    """20 hex digits naming ``arch``'s generated accelerator: its spec, Amaranth's version
+    and every generator source (a cache of anything derived from the RTL is keyed by it)."""
     import amaranth
 
     h = hashlib.sha256(repr(arch).encode())
@@ -61,7 +63,7 @@ def accelerator_source(arch: ArchSpec) -> tuple[str, str]:
     from hw.rtl.accel import accelerator_verilog, top_name
 
     top = top_name(arch)
-    path = cache_dir() / "accel-verilog" / f"{top}-{_key(arch)}.v"
+    path = cache_dir() / "accel-verilog" / f"{top}-{design_key(arch)}.v"
     if path.is_file():
         return path.read_text(), top
     text = accelerator_verilog(arch)

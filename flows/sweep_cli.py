@@ -1,15 +1,17 @@
 """``lego sweep`` and ``lego sweep-report``: design-space sweeps from the command line.
 
-``lego sweep SWEEP.yaml --store PATH [--backend pool|ray] [--workers N] [--address ADDR]``
-runs the sweep (:func:`flows.sweep_run.run_sweep`) into the SQLite store at PATH, progress
-on stderr; its last stdout line is the JSON summary ``{"points", "computed", "reused",
-"failed", "store"}``. A point that fails is recorded with its message and counted in
-``failed``; the command still exits 0 (the failures are data). Errors of the sweep file, the
-store or the options print one ``lego: error:`` line and exit 1 before any point runs.
+``lego sweep SWEEP.yaml --store PATH [--backend pool|ray] [--workers N] [--address ADDR]`` runs
+the sweep (:func:`flows.sweep_run.run_sweep`) into the SQLite store at PATH, progress on stderr;
+its last stdout line is the JSON summary ``{"points", "computed", "reused", "failed", "stale",
+"dropped", "store"}`` (:func:`flows.sweep_run.run_sweep`). ``--measure cost,area,rtl`` replaces
+the file's ``measure`` (other points: the store keeps both). A point that fails is recorded with
+its message and counted in ``failed``; the command still exits 0 (the failures are data). Errors
+of the sweep file, the store or the options print one ``lego: error:`` line and exit 1 before
+any point runs.
 
-``lego sweep-report PATH --out DIR [--csv FILE]`` reads the store's rows
-(:func:`flows.sweep_store.read_rows`) and writes the plots and the HTML report
-(``flows.sweep_report.write_report(rows, out_dir)``) and the CSV
+``lego sweep-report PATH --out DIR [--csv FILE] [--all]`` reads the store's rows of the sweep as
+last run (``--all``: every stored row; :func:`flows.sweep_store.read_rows`) and writes the plots
+and the HTML report (``flows.sweep_report.write_report(rows, out_dir)``) and the CSV
 (``flows.sweep_report.write_csv(rows, path)``); its last stdout line is JSON too.
 
 Layer: flows.
@@ -47,12 +49,17 @@ def add_parsers(sub) -> None:
                         "CPU count)")
     s.add_argument("--address", metavar="ADDR",
                    help="with --backend ray: an existing cluster ('auto', 'ray://HOST:PORT')")
+    s.add_argument("--measure", metavar="M,..", help="replace the file's measures: cost "
+                   "(always), area (Yosys, cached per architecture family), rtl (sampled "
+                   "operators on the generated RTL)")
     r = sub.add_parser("sweep-report", help="plots, Pareto fronts and an HTML report of a "
                        "sweep's store (and a CSV of its points)")
     r.add_argument("store", metavar="PATH", help="the sweep's result store")
     r.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
     r.add_argument("--csv", metavar="FILE", help="also write one row per point, sorted, "
                    "without timing columns (diffable between stores)")
+    r.add_argument("--all", action="store_true", help="every stored row, also of points the "
+                   "sweep no longer has (default: the sweep as last run)")
 
 
 def cmd_sweep(args) -> int:
@@ -61,6 +68,11 @@ def cmd_sweep(args) -> int:
     from .sweep_spec import load_sweep
 
     spec = load_sweep(args.sweep)
+    if args.measure is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, measure=tuple(m.strip() for m in args.measure.split(",")))
+        spec.points  # noqa: B018 - the new measures' points, checked before any work
     summary = run_sweep(spec, args.store, backend=args.backend, workers=args.workers,
                         address=args.address, progress=sys.stderr)
     if summary["failed"]:
@@ -74,7 +86,7 @@ def cmd_sweep_report(args) -> int:
     """``lego sweep-report``: the report (and CSV) of a store."""
     from .sweep_store import read_rows
 
-    rows = read_rows(args.store)
+    rows = read_rows(args.store, everything=args.all)
     try:
         from . import sweep_report
     except ModuleNotFoundError as exc:

@@ -23,9 +23,10 @@ from hw.front.spec_model import close_hint
 __all__ = ["VARIABLES", "Constraint", "ConstraintError", "parse_constraint"]
 
 #: the names a constraint may use: the numeric axes (their value at the point, else the base
-#: architecture's) and what follows from the array (rows, cols, pes = rows x cols).
+#: architecture's) and what follows from the array (rows, cols, pes = rows x cols);
+#: ``unit_lanes`` is 0 on an architecture without laned units (or with mixed lanes).
 VARIABLES = ("rows", "cols", "pes", "scratchpad_kib", "accumulator_kib",
-             "dram_bytes_per_cycle")
+             "dram_bytes_per_cycle", "unit_lanes")
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv}

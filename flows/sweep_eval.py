@@ -26,10 +26,14 @@ store's ``seconds``)::
      "energy_pj": float, "dram_bytes": int, "macs": int,
      "utilization": float,          # macs / (pes x cycles)
      "pes": int, "sram_bytes": int, # array size, scratchpad + accumulator capacity
-     "area": None,                  # no area model yet (flows.sweep_spec)
+     "area": None,                  # mm^2 with the area measure (flows.sweep_area, whose
+                                    # other outputs join these), else None
      "cycles_by_kind": {kind: int},
      "dataflows": {kind: {dataflow: count}}}  # operators with MACs: their executions by
                                               # the chosen dataflow ("host" when on the host)
+
+with the ``rtl`` measure also ``"rtl"`` (:mod:`flows.sweep_rtl`). ``unit_lanes`` (when not
+None and not the base's) sets every laned unit's lanes.
 
 Layer: flows.
 """
@@ -46,7 +50,7 @@ from golden.int_types import int_type
 from hw.front.arch import ArchSpec, DramSpec, MemorySpec, arch_from_dict
 from hw.front.yaml_fields import read_yaml
 
-from .sweep_models import parse_model
+from .sweep_models import build_graph
 from .sweep_spec import canonical_json
 
 __all__ = ["arch_for", "evaluate", "run_point"]
@@ -76,8 +80,11 @@ def arch_for(inputs: dict[str, Any], base: dict | None = None) -> ArchSpec:
     types = tuple(int_type(t) for t in inputs["types"].split(","))
     beat = inputs["dram_bytes_per_cycle"]
     sp, acc = arch.scratchpad, arch.accumulator
+    lanes = inputs.get("unit_lanes")
+    units = arch.units if lanes is None or set(arch.units.lanes().values()) == {lanes} \
+        else arch.units.with_lanes(lanes)
     return replace(
-        arch, array=(rows, cols), types=types,
+        arch, array=(rows, cols), types=types, units=units,
         dataflows=tuple(arch.dataflow(n) for n in inputs["dataflows"].split("+")),
         scratchpad=MemorySpec(round(inputs["scratchpad_kib"] * 1024), sp.banks, beat),
         accumulator=MemorySpec(round(inputs["accumulator_kib"] * 1024), acc.banks,
@@ -87,19 +94,8 @@ def arch_for(inputs: dict[str, Any], base: dict | None = None) -> ArchSpec:
 
 @lru_cache(maxsize=32)
 def _graph(text: str):
-    """The graph of a point's ``model`` (zoo with options, or ``FILE.py:FUNCTION``), built
-    once per process."""
-    name, options = parse_model(text)
-    if ":" in name and name.split(":", 1)[0].endswith(".py"):
-        from pathlib import Path
-
-        from mapping.fx_import import import_module, load_user_model
-
-        module, example = load_user_model(name)
-        return import_module(module, example, name=Path(name.split(":")[0]).stem)
-    from mapping.zoo import model
-
-    return model(name, **options)
+    """The graph of a point's ``model``, built once per process."""
+    return build_graph(text)
 
 
 def evaluate(inputs: dict[str, Any], base: dict | None = None) -> dict[str, Any]:
@@ -121,13 +117,23 @@ def evaluate(inputs: dict[str, Any], base: dict | None = None) -> dict[str, Any]
             where = flows.setdefault(e.kind, {})
             key = e.dataflow or e.target
             where[key] = where.get(key, 0) + e.count
-    return {"cycles": cycles, "latency_s": cycles / (arch.clock_mhz * 1e6),
-            "energy_pj": totals["energy_pj"], "dram_bytes": totals["dram_bytes"],
-            "macs": totals["macs"],
-            "utilization": totals["macs"] / (arch.pes * cycles) if cycles else 0.0,
-            "pes": arch.pes,
-            "sram_bytes": arch.scratchpad.capacity_bytes + arch.accumulator.capacity_bytes,
-            "area": None, "cycles_by_kind": by_kind, "dataflows": flows}
+    out = {"cycles": cycles, "latency_s": cycles / (arch.clock_mhz * 1e6),
+           "energy_pj": totals["energy_pj"], "dram_bytes": totals["dram_bytes"],
+           "macs": totals["macs"],
+           "utilization": totals["macs"] / (arch.pes * cycles) if cycles else 0.0,
+           "pes": arch.pes,
+           "sram_bytes": arch.scratchpad.capacity_bytes + arch.accumulator.capacity_bytes,
+           "area": None, "cycles_by_kind": by_kind, "dataflows": flows}
+    measure = inputs.get("measure", ["cost"])
+    if "area" in measure:
+        from .sweep_area import area_outputs
+
+        out.update(area_outputs(arch))
+    if "rtl" in measure:
+        from .sweep_rtl import rtl_outputs
+
+        out.update(rtl_outputs(arch, inputs["model"], **inputs["rtl"]))
+    return out
 
 
 def run_point(point_id: str, inputs: dict[str, Any], base: dict | None = None

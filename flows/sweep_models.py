@@ -22,7 +22,7 @@ from typing import Any
 from hw.front.spec_model import SpecError, close_hint
 from hw.front.yaml_fields import check_keys, mapping, require
 
-__all__ = ["ModelError", "ModelRef", "model_ref", "parse_model"]
+__all__ = ["ModelError", "ModelRef", "build_graph", "model_ref", "parse_model"]
 
 
 class ModelError(SpecError):
@@ -139,3 +139,18 @@ def _check_file_model(where: str, spec: str) -> None:
     if func not in defs:
         raise ModelError(f"{where}: {path} defines no function {func!r}"
                          f"{close_hint(func, defs)}")
+
+
+def build_graph(text: str):
+    """The :class:`~mapping.ir.ModelGraph` of a point's ``model`` label (a zoo model with
+    its options, or ``FILE.py:FUNCTION`` through the torch.fx import); what the builders
+    raise for a model that does not build."""
+    name, options = parse_model(text)
+    if _is_file(name):
+        from mapping.fx_import import import_module, load_user_model
+
+        module, example = load_user_model(name)
+        return import_module(module, example, name=Path(name.split(":")[0]).stem)
+    from mapping.zoo import model
+
+    return model(name, **options)

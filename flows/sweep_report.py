@@ -75,7 +75,7 @@ class _Sweep(NamedTuple):
     axes: list[str]                                 # architecture axes that vary
     fixed: dict[str, Any]                           # the others, with their value
     area: str                                       # "area" or "pes"
-    area_label: str                                 # "area" or "PEs (area proxy)"
+    area_label: str                                 # "area (mm2 ...)" or "PEs (area proxy)"
     mix: list[Row]
     fronts: dict[str, dict[str, list[Row]]]         # "latency"/"energy" -> model/mix -> front
     bandwidth: dict[str, dict[str, list[tuple[float, float]]]]
@@ -89,7 +89,7 @@ def _analyse(rows: Iterable[Mapping[str, Any]]) -> _Sweep:
     area = sp.area_metric(rows)
     return _Sweep(rows, sorted({r["inputs"]["model"] for r in rows}), axes,
                   dict(sorted(fixed.items())), area,
-                  "area" if area == "area" else "PEs (area proxy)", sp.mix_rows(rows),
+                  _AREA_LABEL if area == "area" else "PEs (area proxy)", sp.mix_rows(rows),
                   {kind: sp.fronts(rows, "area", y) for kind, (y, _) in _Y.items()},
                   sp.bandwidth_sensitivity(rows))
 
@@ -201,17 +201,36 @@ def _front_table(sw: _Sweep, kind: str, name: str) -> tuple[list[str], list[list
     return head, body
 
 
+_AREA_LABEL = "area (mm\u00b2, 45 nm model)"
+
+
 def _summary(sw: _Sweep) -> str:
     done = sum(r["status"] == "done" for r in sw.rows)
     archs = len({arch_key(r["inputs"]) for r in sw.rows})
-    area = "the measured area" if sw.area == "area" else \
-        "the number of PEs (area proxy: some done points have no measured area)"
+    area = ("the area model's mm^2 (hw.check.area_model: Yosys generic gates of three small "
+            "variants per architecture family, priced as NanGate 45 nm cells, plus SRAM bits)"
+            if sw.area == "area" else
+            "the number of PEs (area proxy: some done points have no measured area)")
     return (f"{len(sw.rows)} points: {done} done, {len(sw.rows) - done} failed; "
             f"{len(sw.models)} models ({', '.join(sw.models) or 'none'}); {archs} "
             f"architectures, {len(sw.mix)} with every model done. The mix sums cycles and "
             "energy over the models (each model run once, one after the other); its "
             "utilization is weighted by cycles. Architectures where some model is not done are "
-            f"left out of the mix. Area is {area}. Fronts minimize both coordinates.")
+            f"left out of the mix. Area is {area}. Fronts minimize both coordinates."
+            + _rtl_summary(sw.rows))
+
+
+def _rtl_summary(rows) -> str:
+    """What the rtl measure checked (nothing when no row has it)."""
+    checked = [(r.get("outputs") or {}).get("rtl") for r in rows if r["status"] == "done"]
+    checked = [c for c in checked if c]
+    if not checked:
+        return ""
+    steps = sum(len(c["checked"]) for c in checked)
+    ref = sum(len(c["reference_only"]) for c in checked)
+    return (f" RTL: {len(checked)} done points ran {steps} sampled steps of their models' "
+            f"twins on the generated accelerator bit- and cycle-exact ({ref} more on the "
+            "reference machine only); a mismatch would be a failed point.")
 
 
 def _bandwidth_table(sw: _Sweep) -> tuple[list[str], list[list[str]]]:

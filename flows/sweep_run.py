@@ -2,14 +2,16 @@
 result committed to the store by this (the parent) process as it arrives.
 
 :func:`run_sweep` expands the sweep's points (every error of the sweep file is raised here,
-before any work), opens the store, skips the points already ``done`` there (``reused``),
-evaluates the others (``computed``) with :func:`flows.sweep_eval.run_point` and records each
-as it completes, in any order: the store's rows do not depend on the order, the backend or
-the number of workers. A point recorded ``failed`` (its exception's message kept) is
-computed again by the next run: failures of this code are deterministic and cheap to repeat,
-and one caused by the machine (a worker killed for memory) deserves another try. A worker
-that dies takes the points in flight with it: they are recorded failed ("worker died") and
-the run goes on with a fresh pool.
+before any work), opens the store, skips the points already ``done`` there by the same code
+(``reused``; :func:`code_digest`: a point done by other code is ``stale`` and computed again),
+evaluates the others (``computed``) with :func:`flows.sweep_eval.run_point` and records each as
+it completes, in any order: the store's rows do not depend on the order, the backend or the
+number of workers. The store remembers the sweep's points; rows of points an edited sweep
+dropped stay but are not reported (``dropped``). A point recorded ``failed`` (its exception's
+message kept) is computed again by the next run: failures of this code are deterministic and
+cheap to repeat, and one caused by the machine (a worker killed for memory) deserves another
+try. A worker that dies takes the points in flight with it: they are recorded failed ("worker
+died") and the run goes on with a fresh pool.
 
 Backends:
 
@@ -43,16 +45,35 @@ from typing import Any, TextIO
 from .sweep_spec import SweepError, SweepSpec
 from .sweep_store import Store
 
-__all__ = ["BACKENDS", "Progress", "run_sweep", "versions"]
+__all__ = ["BACKENDS", "CODE", "Progress", "code_digest", "run_sweep", "versions"]
 
 BACKENDS = ("pool", "ray")
 Result = tuple[str, str, "dict | None", "str | None", float]
 Task = tuple[str, dict, dict]
 
 
+#: what a point's outputs are computed by: a change to any Python file here makes the points
+#: of earlier runs stale (computed again)
+CODE = ("golden", "hw", "mapping", "sim", "flows/sweep_*.py", "flows/accel_engines.py")
+
+
+def code_digest() -> str:
+    """16 hex digits of the SHA-256 of :data:`CODE`'s Python sources (paths and bytes)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pattern in CODE:
+        paths = root.glob(pattern) if "*" in pattern or pattern.endswith(".py") \
+            else (root / pattern).rglob("*.py")
+        for path in sorted(paths):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def versions() -> dict[str, str | None]:
     """What computed the points: this package's version, ``git describe`` of its checkout
-    (None outside one) and the Python version."""
+    (None outside one), the Python version and :func:`code_digest`."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -66,7 +87,8 @@ def versions() -> dict[str, str | None]:
         described = git.stdout.strip() if git.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         described = None
-    return {"lego_codesign": pkg, "git": described, "python": platform.python_version()}
+    return {"lego_codesign": pkg, "git": described, "python": platform.python_version(),
+            "code": code_digest()}
 
 
 class Progress:
@@ -180,8 +202,10 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, backend: str = "pool",
               progress: TextIO | None = sys.stderr,
               on_result: Callable[[Result], None] | None = None) -> dict[str, Any]:
     """Run ``spec`` into the store at ``store_path`` (module docstring); the summary
-    ``{"points", "computed", "reused", "failed", "store"}``: points of the sweep, points
-    evaluated by this run, points already done in the store, points failed after this run.
+    ``{"points", "computed", "reused", "failed", "stale", "dropped", "store"}``: points of
+    the sweep, points evaluated by this run, points already done in the store by this code,
+    points failed after this run, points computed again because other code had done them,
+    stored points the sweep no longer has.
     ``workers``: processes (pool) or CPUs of a local Ray instance (default: the CPU count);
     ``on_result``: called with each result after it is recorded (tests)."""
     if backend not in BACKENDS:
@@ -193,11 +217,13 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, backend: str = "pool",
         raise SweepError(f"workers must be a positive integer, got {workers!r}")
     points = spec.points                    # every error of the sweep file, before any work
     bases = {b.path: b.data for b in spec.bases}
+    stamp = versions()
     with Store(store_path, spec.name) as store:
-        before = store.statuses()
+        done = store.done_by()
         todo = [(pid, inputs, bases[inputs["base"]]) for pid, inputs in points
-                if before.get(pid) != "done"]
-        stamp = versions()
+                if done.get(pid, "") != stamp["code"]]
+        stale = sum(pid in done for pid, _, _ in todo)
+        dropped = store.set_current([pid for pid, _ in points])
         workers = min(workers, max(1, len(todo)))
         bar = Progress(spec.name, len(points), len(points) - len(todo), progress)
         results = _ray(todo, workers, address) if backend == "ray" else _pool(todo, workers)
@@ -215,4 +241,4 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, *, backend: str = "pool",
             results.close()
             bar.close()
     return {"points": len(points), "computed": len(todo), "reused": len(points) - len(todo),
-            "failed": failed, "store": str(store_path)}
+            "failed": failed, "stale": stale, "dropped": dropped, "store": str(store_path)}

@@ -18,8 +18,12 @@ A sweep file (YAML, ``examples/sweeps/``)::
       dram_bytes_per_cycle: [16, 32]     # the DRAM beat (one scratchpad row, flows.sweep_eval)
       dataflows: [all, output_stationary, output_stationary+weight_stationary]
       types: ["int8,int8,int32"]         # A,B,C element types
+      unit_lanes: [8, 16]                # every workload unit's lanes (bases with units)
     constraints: ["pes <= 1024"]         # see flows.sweep_constraints
-    measure: [cost]                      # the mapper's cost (the only measure so far)
+    measure: [cost, area, rtl]           # cost (always): the mapper's; area: mm^2 from Yosys
+                                         #   (flows.sweep_area); rtl: sampled operators on
+                                         #   the RTL (flows.sweep_rtl)
+    rtl: {samples: 2, seed: 0}           # the rtl measure's draw (these defaults)
     objective: cycles                    # what the mapper minimizes: cycles, energy, edp
 
 Relative paths (bases, ``FILE.py``) are relative to the current directory, as ``--arch`` is
@@ -68,11 +72,13 @@ __all__ = ["AXES", "DEFAULT_BASE", "MEASURES", "Base", "ModelRef", "SweepError",
 DEFAULT_BASE = "examples/arch/lego_fused.yaml"
 #: the axes a sweep may vary, in the order points are generated.
 AXES = ("array", "dataflows", "types", "scratchpad_kib", "accumulator_kib",
-        "dram_bytes_per_cycle")
-#: what a point can measure: the mapper's cost (cycles, energy, DRAM traffic, dataflows).
-MEASURES = ("cost",)
+        "dram_bytes_per_cycle", "unit_lanes")
+#: what a point can measure: the mapper's cost (cycles, energy, DRAM traffic, dataflows;
+#: always), the accelerator's area, sampled operators checked on the RTL.
+MEASURES = ("cost", "area", "rtl")
+_RTL_DEFAULTS = {"samples": 2, "seed": 0}
 _OBJECTIVES = ("cycles", "energy", "edp")      # mapping.mapper.OBJECTIVES, without its import
-_TOP_KEYS = ("name", "models", "base", "axes", "constraints", "measure", "objective")
+_TOP_KEYS = ("name", "models", "base", "axes", "constraints", "measure", "rtl", "objective")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ARRAY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
@@ -114,7 +120,15 @@ def base_values(arch: ArchSpec) -> dict[str, Any]:
             "types": ",".join(str(t) for t in arch.types),
             "scratchpad_kib": kib(arch.scratchpad.capacity_bytes),
             "accumulator_kib": kib(arch.accumulator.capacity_bytes),
-            "dram_bytes_per_cycle": arch.dram.bytes_per_cycle}
+            "dram_bytes_per_cycle": arch.dram.bytes_per_cycle,
+            "unit_lanes": _common_lanes(arch)}
+
+
+def _common_lanes(arch: ArchSpec) -> int | None:
+    """The lanes every laned unit of ``arch`` has; None without laned units or when they
+    differ (then kept as declared)."""
+    lanes = set(arch.units.lanes().values())
+    return lanes.pop() if len(lanes) == 1 else None
 
 
 def edge_bytes(array: str, types: str) -> int:
@@ -136,6 +150,7 @@ class SweepSpec:
     constraints: tuple[Constraint, ...] = ()
     measure: tuple[str, ...] = ("cost",)
     objective: str = "cycles"
+    rtl: tuple[tuple[str, int], ...] = tuple(_RTL_DEFAULTS.items())
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -150,12 +165,25 @@ class SweepSpec:
             _distinct(f"axes.{axis}", values)
         for n, m in enumerate(self.measure):
             if m not in MEASURES:
-                raise SweepError(f"measure[{n}]: unknown measure {m!r} (measures: "
-                                 f"{', '.join(MEASURES)}){_MEASURE_NOTES.get(m, '')}")
+                raise SweepError(f"measure[{n}]: unknown measure {m!r}{close_hint(m, MEASURES)}"
+                                 f" (measures: {', '.join(MEASURES)})")
+        _distinct("measure", self.measure)
+        for key, value in self.rtl:
+            if key not in _RTL_DEFAULTS or not is_int(value) or value < (key == "samples"):
+                raise SweepError(f"rtl.{key}: expected samples >= 1 and seed >= 0, got "
+                                 f"{key}={value!r}")
         if self.objective not in _OBJECTIVES:
             raise SweepError(f"objective must be one of {', '.join(_OBJECTIVES)}, got "
                              f"{self.objective!r}")
         self._check_dataflows()
+        self._check_lanes()
+
+    def _check_lanes(self) -> None:
+        for axis, _ in self.axes:
+            for b in self.bases if axis == "unit_lanes" else ():
+                if not b.arch.units.lanes():
+                    raise SweepError(f"axes.unit_lanes: base {b.path} has no workload unit "
+                                     "with lanes")
 
     def _check_dataflows(self) -> None:
         for axis, values in self.axes:
@@ -192,6 +220,8 @@ class SweepSpec:
             for m in self.models:
                 inputs = {"model": m.label, "base": base.path, **values,
                           "objective": self.objective, "measure": list(self.measure)}
+                if "rtl" in self.measure:
+                    inputs["rtl"] = dict(self.rtl)
                 out[point_id(inputs)] = inputs   # "all" may equal a listed set: one point
         if not out:
             why = ", ".join(f"{t!r} rejects {n}" for t, n in rejected.items() if n)
@@ -200,19 +230,13 @@ class SweepSpec:
         return tuple(out.items())
 
 
-_MEASURE_NOTES = {
-    "area": "; area is not measured yet: Yosys on a whole generated accelerator takes about "
-            "half an hour per architecture (benchmarks/accel_area.py), no cheap area model "
-            "exists yet; the outputs carry pes and sram_bytes",
-    "rtl": "; RTL verification of sampled operators is not part of sweeps yet"}
-
-
 def _variables(values: dict[str, Any]) -> dict[str, float]:
     """The constraint variables of a point's axis values."""
     rows, cols = (int(x) for x in values["array"].split("x"))
     return {"rows": rows, "cols": cols, "pes": rows * cols,
             **{k: values[k] for k in ("scratchpad_kib", "accumulator_kib",
-                                      "dram_bytes_per_cycle")}}
+                                      "dram_bytes_per_cycle")},
+            "unit_lanes": values["unit_lanes"] or 0}
 
 
 def _distinct(where: str, values: list | tuple) -> None:
@@ -289,6 +313,8 @@ def sweep_from_dict(d: Any) -> SweepSpec:
         constraints = d.get("constraints", [])
         constraints = constraints if isinstance(constraints, list) else [constraints]
         measure = as_list(d.get("measure", ["cost"]), "measure", "[cost]")
+        rtl = mapping(d.get("rtl", {}), "rtl", "{samples: 2, seed: 0}")
+        check_keys(rtl, tuple(_RTL_DEFAULTS), "rtl")
         spec = SweepSpec(
             require(d, "name", "sweep"),
             tuple(model_ref(m, f"models[{n}]") for n, m in enumerate(models)),
@@ -297,7 +323,8 @@ def sweep_from_dict(d: Any) -> SweepSpec:
                 mapping(d.get("axes", {}), "axes", "AXIS: [VALUES]").items(),
                 key=lambda kv: AXES.index(kv[0]) if kv[0] in AXES else -1)),
             tuple(_constraint(n, c) for n, c in enumerate(constraints)),
-            tuple(measure), d.get("objective", "cycles"))
+            tuple(measure), d.get("objective", "cycles"),
+            tuple({**_RTL_DEFAULTS, **rtl}.items()))
         spec.points  # noqa: B018 - an empty product is an error of the file
         return spec
     except SweepError:

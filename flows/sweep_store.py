@@ -11,7 +11,8 @@ Schema (:data:`SCHEMA_VERSION`)::
            error TEXT,            -- 'ExceptionClass: message' of a failed point, or NULL
            versions TEXT,         -- JSON: lego-codesign version, git describe, python
            seconds REAL)          -- wall time of the evaluation (never in outputs)
-    meta(key TEXT PRIMARY KEY, value TEXT)   -- 'schema' and 'sweep'
+    meta(key TEXT PRIMARY KEY, value TEXT)   -- 'schema', 'sweep' and 'current' (JSON: the
+                                             -- point ids of the sweep as last run)
 
 The journal is WAL and every :meth:`Store.record` is its own committed transaction, so a
 process killed at any moment (``kill -9``) leaves every point recorded before it, and only
@@ -20,7 +21,9 @@ while it writes (:func:`read_rows`).
 
 :meth:`Store.rows` (and :func:`read_rows`) is the row format the report reads: dicts sorted
 by id, ``{"id", "inputs", "status", "outputs", "error", "seconds"}`` with ``inputs`` and
-``outputs`` decoded; two stores of the same sweep hold equal rows but for ``seconds``.
+``outputs`` decoded; two stores of the same sweep hold equal rows but for ``seconds``. Rows
+of points an edited sweep no longer has stay in the store but are not read unless asked for
+(``everything=True``): the report shows the sweep as last run.
 
 Every failure (not a SQLite file, another schema, another sweep's store, an unwritable path)
 is a :class:`StoreError` (a ``ValueError``) naming the file.
@@ -145,6 +148,25 @@ class Store:
         """Point id -> status of every recorded point."""
         return dict(self._con.execute("SELECT id, status FROM points"))
 
+    def done_by(self) -> dict[str, str | None]:
+        """Point id -> the ``code`` digest of its ``versions`` (None when it has none) of
+        every done point."""
+        return {pid: json.loads(v or "{}").get("code") for pid, v in self._con.execute(
+            "SELECT id, versions FROM points WHERE status = 'done'")}
+
+    def set_current(self, point_ids: list[str]) -> int:
+        """Record ``point_ids`` as the sweep's points (what :meth:`rows` returns); the
+        number of stored rows not among them (kept, not read)."""
+        ids = sorted(point_ids)
+        try:
+            with self._con:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.execute("INSERT OR REPLACE INTO meta VALUES ('current', ?)",
+                                  (canonical_json(ids),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot record the sweep's points: {exc}") from None
+        return len(set(self.statuses()) - set(ids))
+
     def record(self, point_id: str, inputs: dict, status: str, outputs: dict | None,
                error: str | None, versions: dict, seconds: float) -> None:
         """Write one finished point (replacing an earlier row of its id) and commit."""
@@ -161,12 +183,22 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot record point {point_id}: {exc}") from None
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every point as the report's row dict, sorted by id (module docstring)."""
-        return [_row(r) for r in self._con.execute(_SELECT)]
+    def rows(self, everything: bool = False) -> list[dict[str, Any]]:
+        """The sweep's points (every stored point with ``everything``) as the report's row
+        dicts, sorted by id (module docstring)."""
+        return _rows(self._con, everything)
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
+def _rows(con: sqlite3.Connection, everything: bool) -> list[dict[str, Any]]:
+    rows = [_row(r) for r in con.execute(_SELECT)]
+    current = dict(con.execute("SELECT key, value FROM meta")).get("current")
+    if everything or current is None:
+        return rows
+    keep = set(json.loads(current))
+    return [r for r in rows if r["id"] in keep]
+
+
+def read_rows(path: str | Path, everything: bool = False) -> list[dict[str, Any]]:
     """The rows of the store at ``path`` (any sweep), read-only, as :meth:`Store.rows`;
     ``StoreError`` if it does not exist or is no sweep store."""
     path = Path(path)
@@ -175,7 +207,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     con = _connect(path, readonly=True)
     try:
         _check_schema(con, path)
-        return [_row(r) for r in con.execute(_SELECT)]
+        return _rows(con, everything)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot read the store: {exc}") from None
     finally:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .spec_model import MAX_OPERAND_BITS, SpecError
@@ -335,6 +335,12 @@ class UnitsSpec:
         """The ``lanes`` of each present unit that has lanes."""
         return {name: unit.lanes for name in _UNIT_TYPES
                 if (unit := getattr(self, name)) is not None and hasattr(unit, "lanes")}
+
+    def with_lanes(self, lanes: int) -> UnitsSpec:
+        """These units with every present unit that has lanes at ``lanes`` (validated again:
+        ``SpecError`` for a width a unit rejects)."""
+        return replace(self, **{name: replace(getattr(self, name), lanes=lanes)
+                                for name in self.lanes()})
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML mapping of the present units (``units_from_dict`` of it is ``self``)."""

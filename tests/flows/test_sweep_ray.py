@@ -21,7 +21,8 @@ def test_ray_gives_the_pools_rows(tmp_path):
     ray = run_sweep(spec, tmp_path / "ray.db", backend="ray", workers=2, progress=None)
     assert {k: v for k, v in pool.items() if k != "store"} == \
         {k: v for k, v in ray.items() if k != "store"} == \
-        {"points": 6, "computed": 6, "reused": 0, "failed": 2}      # 3x3: recorded failures
+        {"points": 6, "computed": 6, "reused": 0, "failed": 2,      # 3x3: recorded failures
+         "stale": 0, "dropped": 0}
     rows = read_rows(tmp_path / "ray.db")
     assert without_seconds(rows) == without_seconds(read_rows(tmp_path / "pool.db"))
     assert {r["error"] for r in rows if r["status"] == "failed"} == {

@@ -93,12 +93,32 @@ def test_evaluate_outputs():
 
 def test_rerun_reuses_every_point(small_rows):
     summary, rows, path = small_rows
-    assert summary == {"points": 4, "computed": 4, "reused": 0, "failed": 0,
-                       "store": str(path)}
+    assert summary == {"points": 4, "computed": 4, "reused": 0, "failed": 0, "stale": 0,
+                       "dropped": 0, "store": str(path)}
     assert all(r["status"] == "done" for r in rows) and len(rows) == 4
     again = run_sweep(sweep_from_dict(SMALL), path, workers=2, progress=None)
     assert again == {**summary, "computed": 0, "reused": 4}
     assert read_rows(path) == rows                  # nothing rewritten: seconds included
+
+
+def test_stale_points_recomputed_and_dropped_points_hidden(tmp_path, monkeypatch):
+    """Points done by other code (another :func:`code_digest`) are computed again; points an
+    edited sweep no longer has stay stored but are not read (unless asked for)."""
+    import flows.sweep_run
+
+    spec = sweep_from_dict(SMALL)
+    path = tmp_path / "s.db"
+    first = run_sweep(spec, path, workers=1, progress=None)
+    monkeypatch.setattr(flows.sweep_run, "code_digest", lambda: "another-code")
+    again = run_sweep(spec, path, workers=1, progress=None)
+    assert (again["computed"], again["reused"], again["stale"]) == (4, 0, 4)
+    assert run_sweep(spec, path, workers=1, progress=None)["reused"] == 4
+    fewer = sweep_from_dict({**SMALL, "axes": {"array": ["8x8"]}})
+    summary = run_sweep(fewer, path, workers=1, progress=None)
+    assert (summary["points"], summary["reused"], summary["dropped"]) == (2, 2, 2)
+    assert [r["inputs"]["array"] for r in read_rows(path)] == ["8x8", "8x8"]
+    assert len(read_rows(path, everything=True)) == first["points"] == 4
+    assert all(r["status"] == "done" for r in read_rows(path, everything=True))
 
 
 def test_failed_point_recorded_and_retried(tmp_path):
@@ -161,4 +181,28 @@ def test_cli_errors_and_report(small_rows, tmp_path, capsys):
     assert not (tmp_path / "x.db").exists()
     assert main(["sweep-report", str(small_rows[2]), "--out", str(tmp_path / "report"),
                  "--csv", str(tmp_path / "points.csv")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["points"] == 4
+    assert main(["sweep", "examples/sweeps/lego_vs_gemmini.yaml", "--store",
+                 str(tmp_path / "x.db"), "--measure", "cost,aera"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lego: error: measure[1]: unknown measure 'aera'") and "'area'" in err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_cli_measure_replaces_the_files(tmp_path, capsys):
+    """``--measure`` makes other points (the measures are inputs); the report reads the
+    sweep as last run, ``--all`` every stored row."""
+    (tmp_path / "s.yaml").write_text(json.dumps({**SMALL, "base": GEMMINI,  # its shipped
+                                                 "axes": {"array": ["16x16"]}}))  # RTL build
+    store = str(tmp_path / "s.db")
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--store", store, "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--store", store, "--workers", "1",
+                 "--measure", "cost,rtl"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["computed"], summary["dropped"]) == (2, 2)
+    rows = read_rows(store)
+    assert [r["inputs"]["measure"] for r in rows] == [["cost", "rtl"]] * 2
+    assert all(len(r["outputs"]["rtl"]["checked"]) == 2 for r in rows)
+    assert main(["sweep-report", store, "--out", str(tmp_path / "r"), "--all"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["points"] == 4

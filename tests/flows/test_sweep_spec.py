@@ -42,7 +42,7 @@ def test_points_product_and_inputs():
                      "accumulator_kib": 64, "dram_bytes_per_cycle": 16,
                      "dataflows": "output_stationary+weight_stationary+input_stationary"
                                   "+spatial_reduction",
-                     "objective": "cycles", "measure": ["cost"]}
+                     "unit_lanes": 16, "objective": "cycles", "measure": ["cost"]}
     assert points[1][1]["model"] == "tiny-llama3-8b-duo phase=prefill"
     assert parse_model("tiny-llama3-8b-duo phase=prefill context=64") == (
         "tiny-llama3-8b-duo", {"phase": "prefill", "context": 64})
@@ -118,7 +118,13 @@ def test_constraint_expressions():
     ({"models": ["missing.py:build"]}, "cannot read model file 'missing.py'"),
     ({"base": "missing.yaml"}, r"base\[0\]: cannot read architecture missing.yaml"),
     ({"base": [FUSED, FUSED]}, "is given twice"),
-    ({"measure": ["area"]}, "unknown measure 'area'.*area is not measured yet"),
+    ({"measure": ["cost", "aera"]}, r"measure\[1\]: unknown measure 'aera'.*'area'"),
+    ({"measure": ["cost", "cost"]}, "measure: 'cost' is given twice"),
+    ({"rtl": {"samples": 0}}, "rtl.samples: expected samples >= 1"),
+    ({"rtl": {"sample": 2}}, "rtl.sample: unknown key 'sample'"),
+    ({"axes": {"unit_lanes": [8]}}, "unit_lanes: base .*gemmini_like.yaml has no workload "
+                                    "unit with lanes"),
+    ({"constraints": ["unit_lanes > 64"]}, "has no points"),
     ({"objective": "speed"}, "objective must be one of"),
     ({"name": "a b"}, "name must be"),
 ])
@@ -157,3 +163,19 @@ def test_cli_rejects_before_any_work(tmp_path):
     assert r.stderr.startswith(f"lego: error: {path}: constraints[0]: constraint 'pez <= 1024'"
                                f": unknown variable 'pez'; did you mean 'pes'?")
     assert "Traceback" not in r.stderr and not store.exists()
+
+
+def test_unit_lanes_axis_and_rtl_inputs():
+    """``unit_lanes`` sets every laned unit's lanes (the base's value leaves the units as
+    declared); ``rtl`` joins a point's inputs only when measured, with its defaults."""
+    from flows.sweep_eval import arch_for
+
+    spec = sweep_from_dict(sweep(base=[FUSED], axes={"unit_lanes": [8, 16]},
+                                 measure=["cost", "rtl"], rtl={"samples": 3}))
+    points = [inputs for _, inputs in spec.points]
+    assert [p["unit_lanes"] for p in points] == [8, 16]
+    assert all(p["rtl"] == {"samples": 3, "seed": 0} for p in points)
+    assert set(arch_for(points[0]).units.lanes().values()) == {8}
+    assert arch_for(points[1]).units == spec.bases[0].arch.units
+    plain = sweep_from_dict(sweep(base=[GEMMINI]))
+    assert all("rtl" not in p and p["unit_lanes"] is None for _, p in plain.points)
