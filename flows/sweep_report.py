@@ -1,9 +1,10 @@
-"""The report and CSV export of a design-space sweep (issue 17, item 4) from its result rows
-(row format and analysis: :mod:`flows.sweep_pareto`).
+"""The report of a design-space sweep (issue 17, item 4) from its result rows (row format and
+analysis: :mod:`flows.sweep_pareto`; the CSV export: :mod:`flows.sweep_csv`).
 
 :func:`write_report` writes into ``out_dir``: ``sweep_latency`` and ``sweep_energy`` (PNG and
 SVG: cycles, energy against area, a panel per model and one for the mix, every done point
-faint, the Pareto front highlighted as a staircase, each panel's title counting its done and
+faint, the Pareto front highlighted as a staircase, each
+base its own marker when the sweep has several, each panel's title counting its done and
 failed points, the mix's the architectures left out); ``sweep_bandwidth`` (only when
 ``dram_bytes_per_cycle`` takes more than one value: cycles against bandwidth, a line per
 architecture); ``sweep.md`` and a self-contained ``sweep.html`` (PNGs embedded): the counts,
@@ -23,15 +24,6 @@ and HTML last. An exception or ``KeyboardInterrupt`` before that leaves ``out_di
 ``out_dir`` if this call created it). The temporary folder is always removed. A bandwidth plot
 left by an earlier report is removed when this report has none.
 
-:func:`write_csv`: one line per point. Columns: the sorted input keys; the sorted output keys of
-the done rows, each prefixed ``out.`` (never clashing with an input axis such as
-``dataflows``); ``status``; ``error``. Cells: numbers as ``repr`` (floats: shortest round trip),
-None empty, mappings and lists (the dataflow counts) as canonical JSON. No id (a store's id may
-encode versions; the inputs identify a point) and no timing (the rows' ``seconds``, output keys
-matching :data:`TIMING`). Lines sorted by model, then the other input columns in order (numbers
-numerically, text with digit runs as numbers): two stores' CSVs ``diff`` only where they
-differ. Written to a temporary file in the same folder, then renamed.
-
 Layer: flows.
 """
 
@@ -39,14 +31,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import csv
 import html
-import io
-import json
 import math
 import numbers
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,19 +42,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import sweep_pareto as sp
+from .sweep_csv import csv_cell
 from .sweep_pareto import MIX, Row, arch_key, arch_label, check_rows, dataflow_choices, metric
 
-__all__ = ["FORMATS", "TIMING", "write_csv", "write_report"]
+__all__ = ["FORMATS", "write_report"]
 
 FORMATS = ("png", "svg")
 """Formats of every plot."""
-TIMING = re.compile(r"(?:^|_)(?:seconds|secs|sec|elapsed|wall|wall_s|time|time_s|duration)$")
-"""Output keys left out of the CSV as timings."""
 _Y = {"latency": ("cycles", "latency (cycles)"), "energy": ("energy_pj", "energy (pJ)")}
 _RC = {"svg.hashsalt": "lego-codesign-sweep", "svg.fonttype": "path",
        "font.family": "DejaVu Sans"}
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 _FRONT, _FAINT = "#d62728", "#8c8c8c"
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 class _Sweep(NamedTuple):
@@ -119,10 +107,31 @@ def _figure(n: int) -> tuple[Any, list[Any]]:
 
 
 def _log_if_wide(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
-    """Log axes where the values are positive and span a factor of 10 or more."""
+    """Log axes where the values are positive and span a factor of 30 or more (below that a
+    log axis has one labelled decade at most: a linear one reads better)."""
     for vals, scale in ((xs, ax.set_xscale), (ys, ax.set_yscale)):
-        if vals and min(vals) > 0 and max(vals) >= 10 * min(vals):
+        if vals and min(vals) > 0 and max(vals) >= 30 * min(vals):
             scale("log")
+
+
+def _bases(sw: _Sweep) -> dict[Any, tuple[str, str]]:
+    """(marker, legend label) per value of the ``base`` axis, in sorted order; ``{}`` when
+    the sweep has one base (every point then a circle)."""
+    if "base" not in sw.axes:
+        return {}
+    values = sorted({r["inputs"]["base"] for r in sw.rows}, key=lambda v: sp.natural_key(
+        str(v)))
+    return {v: (_MARKERS[i % len(_MARKERS)], Path(str(v)).stem) for i, v in enumerate(values)}
+
+
+def _scatter_by_base(ax: Any, rows: Sequence[Row], x: str, y: str,
+                     marks: Mapping[Any, tuple[str, str]], **style: Any) -> None:
+    """``rows`` as points, each with its base's marker (:func:`_bases`)."""
+    for base, (marker, _) in (marks or {None: ("o", "")}).items():
+        mine = [r for r in rows if not marks or r["inputs"]["base"] == base]
+        if mine:
+            ax.scatter([metric(r, x) for r in mine], [metric(r, y) for r in mine],
+                       marker=marker, **style)
 
 
 def _save(fig: Any, base: Path) -> list[Path]:
@@ -131,6 +140,19 @@ def _save(fig: Any, base: Path) -> list[Path]:
     for fmt, path in zip(FORMATS, paths, strict=True):
         fig.savefig(path, format=fmt, metadata=_METADATA[fmt])
     return paths
+
+
+def _legend(ax: Any, marks: Mapping[Any, tuple[str, str]], points: int, front: int) -> None:
+    """Point counts by colour, bases by marker."""
+    from matplotlib.lines import Line2D
+
+    def handle(marker: str, color: str, label: str) -> Any:
+        return Line2D([], [], linestyle="", marker=marker, color=color, label=label)
+
+    handles = [handle("o", _FAINT, f"all points ({points})"),
+               handle("o", _FRONT, f"Pareto front ({front})"),
+               *(handle(m, "black", label) for m, label in marks.values())]
+    ax.legend(handles=handles, fontsize=7, loc="best")
 
 
 def _plot_fronts(folder: Path, kind: str, sw: _Sweep) -> list[Path]:
@@ -143,12 +165,13 @@ def _plot_fronts(folder: Path, kind: str, sw: _Sweep) -> list[Path]:
             xs, ys = [metric(r, sw.area) for r in done], [metric(r, ykey) for r in done]
             front = sw.fronts[kind][name]
             fx, fy = [metric(r, sw.area) for r in front], [metric(r, ykey) for r in front]
-            ax.scatter(xs, ys, s=14, color=_FAINT, alpha=0.35, linewidths=0,
-                       label=f"all points ({len(done)})")
+            marks = _bases(sw)
+            _scatter_by_base(ax, done, sw.area, ykey, marks, s=14, color=_FAINT, alpha=0.35,
+                             linewidths=0)
             ax.plot(fx, fy, drawstyle="steps-post", color=_FRONT, linewidth=1.2)
-            ax.scatter(fx, fy, s=30, color=_FRONT, zorder=3, label=f"Pareto front ({len(front)})")
+            _scatter_by_base(ax, front, sw.area, ykey, marks, s=30, color=_FRONT, zorder=3)
             _log_if_wide(ax, xs, ys)
-            ax.legend(fontsize=7, loc="best")
+            _legend(ax, marks, len(done), len(front))
         else:
             ax.text(0.5, 0.5, "no architecture with every model done" if name == MIX else
                     "no done points", ha="center", va="center", transform=ax.transAxes)
@@ -184,7 +207,7 @@ def _cell(value: Any) -> str:
         return value or "-"
     if isinstance(value, numbers.Real) and not isinstance(value, bool | numbers.Integral):
         return f"{float(value):.6g}"
-    return _csv_value(value)
+    return csv_cell(value)
 
 
 def _front_table(sw: _Sweep, kind: str, name: str) -> tuple[list[str], list[list[str]]]:
@@ -383,57 +406,3 @@ def write_report(rows: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list
         for fmt in FORMATS:
             (out / f"sweep_bandwidth.{fmt}").unlink(missing_ok=True)
     return moved[-2:] + moved[:-2]
-
-
-def _csv_value(value: Any) -> str:
-    if value is None or isinstance(value, str):
-        return value or ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        return repr(float(value))
-    return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      default=sp.json_default)
-
-
-def _sort_key(value: Any) -> tuple[Any, ...]:
-    """Numbers first, numerically; then text by :func:`flows.sweep_pareto.natural_key`."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return (0, float(value))
-    return (1, sp.natural_key(_csv_value(value))) if value is not None else (2, [])
-
-
-def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write one CSV line per point of ``rows`` to ``path`` (module docstring: columns, cells,
-    order), atomically; its parent folder is created if missing. Returns ``path``.
-    ``ValueError`` for bad rows or a ``path`` that is a folder."""
-    rows = check_rows(rows)
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"csv path {str(target)!r} is a folder")
-    ins = sorted({k for r in rows for k in r["inputs"]})
-    outs = sorted({k for r in rows if r["status"] == "done" for k in r["outputs"]
-                   if not TIMING.search(k)})
-    order = ["model", *(k for k in ins if k != "model")]
-    ordered = sorted(rows, key=lambda r: [_sort_key(r["inputs"].get(k)) for k in order])
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([*ins, *(f"out.{k}" for k in outs), "status", "error"])
-    for r in ordered:
-        got = r["outputs"] if r["status"] == "done" else {}
-        writer.writerow([*(_csv_value(r["inputs"].get(k)) for k in ins),
-                         *(_csv_value(got.get(k)) for k in outs), r["status"],
-                         _csv_value(r.get("error")) if r["status"] == "failed" else ""])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target

@@ -56,11 +56,15 @@ class TestRun:
 
 
 def _key(verilog: str, top: str, waves: bool, flags: Sequence[str]) -> str:
+    """The build's cache key. It names cocotb's library folder too: the simulator binary
+    loads ``libcocotbvpi_verilator.so`` from there (its RUNPATH), so a build made from another
+    environment sharing the cache (another venv, a CI checkout) would not start here."""
     import cocotb
+    from cocotb_tools.config import libs_dir
 
     h = hashlib.sha256()
     for part in (verilog, top, str(waves), " ".join(flags), verilator_version(),
-                 cocotb.__version__):
+                 cocotb.__version__, str(Path(libs_dir).resolve())):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+import flows.accel_engines
 import hw.check.accel_area
 from flows import sweep_area
 from flows.sweep_eval import arch_for, run_point
@@ -73,6 +74,19 @@ def test_cached_family_is_reused_and_another_is_measured(cache, monkeypatch):
     with pytest.raises(RuntimeError, match="measured again"):   # another family
         sweep_area.area_outputs(one_flow)
     assert not list((cache / "accel-area").glob("*.tmp*"))
+
+
+def test_an_edit_that_keeps_the_rtl_keeps_the_measurement(cache, monkeypatch):
+    """Another generator digest (as after editing a golden model) re-emits the variants;
+    their Verilog is unchanged, so the cached measurement serves."""
+    sweep_area.area_outputs(_arch(16))
+    digest = flows.accel_engines.design_key
+    monkeypatch.setattr(flows.accel_engines, "design_key", lambda a: f"edited{digest(a)}")
+    monkeypatch.setattr(hw.check.accel_area, "measure_parts",
+                        lambda *a, **k: pytest.fail("measured again"))
+    sweep_area.area_model.cache_clear()
+    assert sweep_area.area_outputs(_arch(8))["area"] > 0
+    assert list((cache / "accel-verilog").glob("*-edited*.v"))
 
 
 def test_sweep_point_with_area(cache):

@@ -11,7 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from flows import sweep_report
-from flows.sweep_report import write_csv, write_report
+from flows.sweep_csv import write_csv
+from flows.sweep_report import write_report
 
 PLOTS = [f"sweep_{k}.{f}" for k in ("latency", "energy") for f in ("png", "svg")]
 BW_PLOTS = ["sweep_bandwidth.png", "sweep_bandwidth.svg"]
@@ -235,7 +236,7 @@ def test_csv_atomic_and_errors(tmp_path, monkeypatch):
     def broken(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_report.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(KeyboardInterrupt):
         write_csv(rows(), path)
     assert path.read_text() == "old" and names(tmp_path) == ["s.csv"]
@@ -245,3 +246,29 @@ def test_csv_atomic_and_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="duplicate id"):
         write_csv(rows() + rows()[:1], path)
     assert path.read_text() == "old"
+
+
+def test_each_base_its_marker(tmp_path, monkeypatch):
+    """With two bases, every done point is drawn once faint with its base's marker (and the
+    front again, in the front colour); one base: circles only."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    real = Axes.scatter
+
+    def record(self, x, y, *a, **k):
+        drawn.append((k.get("marker"), k.get("color"), len(x)))
+        return real(self, x, y, *a, **k)
+
+    monkeypatch.setattr(Axes, "scatter", record)
+    two = rows(bws=(8,))
+    for r in two[::2]:
+        r["inputs"]["base"] = "examples/arch/gemmini_like.yaml"
+    write_report(two, tmp_path / "two")
+    faint = [(m, n) for m, c, n in drawn if c == "#8c8c8c"]
+    assert {m for m, _ in faint} == {"o", "s"}       # gemmini_like "o", lego_fused "s"
+    done_per_model = sum(r["status"] == "done" for r in two)
+    assert sum(n for _, n in faint) >= done_per_model  # the models' panels, then the mix
+    drawn.clear()
+    write_report(rows(bws=(8,)), tmp_path / "one")
+    assert {m for m, _, _ in drawn} == {"o"}

@@ -42,6 +42,17 @@ class TestBuildCache:
         assert base != _key(mac_verilog, "mac_small", True, ("-O3",))
         assert base != _key(mac_verilog, "mac_small", False, ("-O2",))
 
+    def test_key_names_the_cocotb_library_folder(self, mac_verilog, monkeypatch):
+        """A build from another environment sharing the cache (its binary's RUNPATH names
+        that environment's cocotb libraries) is not reused here."""
+        import cocotb_tools.config
+
+        from sim.runner import _key
+
+        base = _key(mac_verilog, "mac_small", False, ("-O3",))
+        monkeypatch.setattr(cocotb_tools.config, "libs_dir", "/elsewhere/.venv/cocotb/libs")
+        assert base != _key(mac_verilog, "mac_small", False, ("-O3",))
+
 
 class TestBuildErrors:
     def test_verilator_message_shown(self, tmp_path):
