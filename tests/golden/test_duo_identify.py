@@ -20,7 +20,7 @@ from golden.duo_identify_model import GateRecipe, PasskeyTask, TinyLM, TinyLMCon
 
 T, SINK, RECENT, D = 48, 2, 6, 8
 #: the reduced recipe of test_recipe_orders_selections (the CLI default: 2000 steps, length 96)
-RECIPE = {"length": 64, "layers": 3, "steps": 1000}
+RECIPE = {"length": 64, "layers": 3, "steps": 900}
 
 
 def _hand_model_inputs(n: int, seed: int) -> torch.Tensor:
@@ -125,6 +125,25 @@ def test_cli_rejects_bad_seeds(capsys, value, message):
         main(["--seeds", value])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--freeze", "0.7"], "start + freeze must be <= 1"),
+    (["--tail-full-frac", "1.5"], "tail_full_frac must be in [0, 1], got 1.5"),
+    (["--budget", "-1"], "budget must be >= 0, got -1"),
+])
+def test_cli_rejects_bad_recipe(capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gate_recipe_rejects_bad_fractions():
+    with pytest.raises(ValueError, match=r"start \+ freeze must be <= 1"):
+        GateRecipe(start=0.5, freeze=0.6)
+    with pytest.raises(ValueError, match=r"full_frac must be in \[0, 1\], got -0.1"):
+        GateRecipe(full_frac=-0.1)
 
 
 def test_seed_forms():
