@@ -2,16 +2,16 @@
 analysis: :mod:`flows.sweep_pareto`; the CSV export: :mod:`flows.sweep_csv`).
 
 :func:`write_report` writes into ``out_dir``: ``sweep_latency`` and ``sweep_energy`` (PNG and
-SVG: cycles, energy against area, a panel per model and one for the mix, every done point
-faint, the Pareto front highlighted as a staircase, each
-base its own marker when the sweep has several, each panel's title counting its done and
-failed points, the mix's the architectures left out); ``sweep_bandwidth`` (only when
-``dram_bytes_per_cycle`` takes more than one value: cycles against bandwidth, a line per
-architecture); ``sweep.md`` and a self-contained ``sweep.html`` (PNGs embedded): the counts,
-each front as a table (the varying axes as columns, the fixed ones stated once, area, cycles,
-energy, utilization, the dataflow chosen per operator class), the dataflow counts along each
-front, the bandwidth table, the failures with their messages. "area" is the measured area when
-every done row has one, else the PE count, labelled "PEs (area proxy)".
+SVG: cycles, energy against area, a panel per model and one for the mix, every done point faint,
+the Pareto front highlighted as a staircase, each base its own marker when the sweep has
+several, each panel's title counting its done and failed points, the mix's the architectures
+left out); ``sweep_bandwidth`` (only when ``dram_bytes_per_cycle`` takes more than one value:
+cycles against bandwidth, a line per architecture); ``sweep.md`` and a self-contained
+``sweep.html`` (PNGs embedded): the counts, each front as a table (the varying axes as columns,
+the fixed ones stated once, area, cycles, energy, utilization, the dataflow chosen per operator
+class), the dataflow counts along each front, the bandwidth table, the failures with their
+messages. "area" is the measured area when every done row has one, else the PE count, labelled
+"PEs (area proxy)".
 
 Deterministic: the same rows, in any order, give byte-identical Markdown, HTML, SVG and PNG
 (no timing in the report; a fixed ``svg.hashsalt``; no date or software metadata). Drawn on Agg
@@ -159,13 +159,13 @@ def _plot_fronts(folder: Path, kind: str, sw: _Sweep) -> list[Path]:
     """``sweep_<kind>.png/svg``: y against area per model and the mix, fronts highlighted."""
     ykey, ylabel = _Y[kind]
     panels = _panels(sw)
+    marks = _bases(sw)
     fig, axes = _figure(len(panels))
     for ax, (name, done, title) in zip(axes, panels, strict=True):
         if done:
             xs, ys = [metric(r, sw.area) for r in done], [metric(r, ykey) for r in done]
             front = sw.fronts[kind][name]
             fx, fy = [metric(r, sw.area) for r in front], [metric(r, ykey) for r in front]
-            marks = _bases(sw)
             _scatter_by_base(ax, done, sw.area, ykey, marks, s=14, color=_FAINT, alpha=0.35,
                              linewidths=0)
             ax.plot(fx, fy, drawstyle="steps-post", color=_FRONT, linewidth=1.2)
