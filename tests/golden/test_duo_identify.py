@@ -15,12 +15,26 @@ import pytest
 import torch
 
 from golden.duo_attention import mixed_attention
-from golden.duo_identify import _seed_list, evaluate_selections, main, optimize_gates, selection
-from golden.duo_identify_model import GateRecipe, PasskeyTask, TinyLM, TinyLMConfig, train_tiny_lm
+from golden.duo_identify import (
+    _seed_list,
+    budget_heads_found,
+    evaluate_selections,
+    main,
+    optimize_gates,
+    selection,
+)
+from golden.duo_identify_model import (
+    GateRecipe,
+    PasskeyTask,
+    TinyLM,
+    TinyLMConfig,
+    _tail_gates,
+    train_tiny_lm,
+)
 
 T, SINK, RECENT, D = 48, 2, 6, 8
-#: the reduced recipe of test_recipe_orders_selections (the CLI default: 2000 steps, length 96)
-RECIPE = {"length": 64, "layers": 3, "steps": 900}
+#: the reduced recipe of test_recipe_orders_selections (the CLI default: 4000 steps, length 96)
+RECIPE = {"length": 48, "layers": 3, "steps": 1200}
 
 
 def _hand_model_inputs(n: int, seed: int) -> torch.Tensor:
@@ -117,6 +131,24 @@ def test_cli_smoke(capsys):
         == [1]
 
 
+def test_cli_jobs_equal_serial(capsys):
+    """Seeds in worker processes: the same records as a serial run, details in seed order."""
+    argv = ["--seeds", "0-1", "--steps", "4", "--gate-steps", "2", "--eval-n", "8",
+            "--random-draws", "1", "--length", "48", "--layers", "1", "--heads", "4", "--batch",
+            "4", "--mlp", "16", "--d-model", "16"]
+    records = []
+    for jobs in ("1", "2"):
+        assert main(argv + ["--jobs", jobs]) == 0
+        out = capsys.readouterr().out
+        assert out.index("=== seed 0") < out.index("=== seed 1")
+        seeds = json.loads(out.strip().splitlines()[-1])["seeds"]
+        records.append([{k: v for k, v in r.items() if not k.endswith("_s")} for r in seeds])
+    assert records[0] == records[1]
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--jobs", "0"])
+    assert e.value.code == 2 and "--jobs must be >= 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value, message", [
     ("3-1", "invalid seeds '3-1'"), ("x", "invalid seeds 'x'"), ("1-", "invalid seeds '1-'"),
 ])
@@ -131,6 +163,7 @@ def test_cli_rejects_bad_seeds(capsys, value, message):
     (["--freeze", "0.7"], "start + freeze must be <= 1"),
     (["--tail-full-frac", "1.5"], "tail_full_frac must be in [0, 1], got 1.5"),
     (["--budget", "-1"], "budget must be >= 0, got -1"),
+    (["--knockout", "0.8"], "tail_full_frac + knockout must be <= 1, got 0.25 + 0.8"),
 ])
 def test_cli_rejects_bad_recipe(capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -144,6 +177,36 @@ def test_gate_recipe_rejects_bad_fractions():
         GateRecipe(start=0.5, freeze=0.6)
     with pytest.raises(ValueError, match=r"full_frac must be in \[0, 1\], got -0.1"):
         GateRecipe(full_frac=-0.1)
+
+
+def test_tail_gates():
+    """A gated tail step: the budget alone or (at the given rate) with other heads open, from
+    none to all of them; on a knockout step exactly one budget head streams, each in turn."""
+    frozen = torch.zeros(3, 8)
+    frozen[2, [0, 1, 3]] = 1.0
+    frozen[1, 5] = 1.0
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(_tail_gates(frozen, 0.0, False, g), frozen)
+    knocked = _tail_gates(frozen, 0.0, True, g)
+    assert torch.equal(knocked <= frozen, torch.ones(3, 8, dtype=torch.bool))
+    assert int((frozen - knocked).sum()) == 1
+    hit, opened = torch.zeros(3, 8), []
+    for _ in range(200):
+        a = _tail_gates(frozen, 0.5, True, g)
+        closed = (frozen == 1) & (a == 0)
+        assert int(closed.sum()) == 1
+        hit += closed
+        opened.append(int(((frozen == 0) & (a == 1)).sum()))
+    assert torch.equal(hit > 0, frozen.bool())
+    assert 70 < sum(n == 0 for n in opened) < 140  # about half: the budget alone
+    assert max(opened) >= 18 and 0.15 < sum(opened) / (200 * 20) < 0.35  # mean rate 1/4
+
+
+def test_budget_heads_found():
+    budget = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    alpha = torch.tensor([[0.9, 0.8, 0.1], [0.0, 0.7, 0.2]])
+    assert budget_heads_found(budget, alpha) == (2, 3)  # top-3: (0,0), (0,1), (1,1)
+    assert budget_heads_found(torch.zeros(2, 3), alpha) == (0, 0)
 
 
 def test_seed_forms():
@@ -161,7 +224,7 @@ def one_thread():
 
 
 def test_recipe_orders_selections(one_thread):
-    """The recipe at reduced size and steps: optimised > random > inverted, for real.
+    """The recipe at reduced length and steps: optimised > random > inverted, for real.
 
     A model whose retrieval is spread over many heads, or that never learned retrieval, fails
     this (every selection then scores about the same); nothing here is skipped.
@@ -170,6 +233,7 @@ def test_recipe_orders_selections(one_thread):
     cfg = TinyLMConfig(vocab=task.vocab, length=task.length, d_model=48, layers=RECIPE["layers"],
                        heads=8, head_dim=4, mlp=96, sink=4, recent=16)
     model = train_tiny_lm(task, cfg, RECIPE["steps"], seed=0, batch=16, gates=GateRecipe())
+    assert int(model.budget_heads.sum()) == GateRecipe().budget
     g = torch.Generator().manual_seed(1000)
     data = [task.batch(16, g)[0] for _ in range(40)]
     gates = optimize_gates(model.hidden, lambda s: data[s], task.answer_positions,
@@ -179,8 +243,14 @@ def test_recipe_orders_selections(one_thread):
     assert res["full"] > 0.8, res
     for frac in ("0.25", "0.5"):
         r = res[frac]
-        assert r["optimized"] > r["random_max"] >= r["random_mean"] > r["inverted"], (frac, res)
+        assert r["optimized"] > r["random_max"] >= r["random_mean"] >= r["inverted"], (frac, res)
+    # a quarter of the heads: random picks almost never hold all six budget heads
+    assert res["0.25"]["optimized"] - res["0.25"]["random_max"] > 0.5, res
+    # half of them: random picks sometimes do, the bottom half never
+    assert res["0.5"]["random_mean"] > res["0.5"]["inverted"], res
     assert res["0.5"]["optimized"] > 0.9 * res["full"], res
+    # the gate optimisation, blind to the training budget, ranks its heads at the top
+    assert budget_heads_found(model.budget_heads, gates.alpha) == (6, 6)
 
 
 def test_model_attention_paths_match_mixed_attention():
