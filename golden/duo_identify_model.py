@@ -130,6 +130,9 @@ class PasskeyTask:
         tok[:, 0] = _BOS
         digits = torch.argsort(torch.rand(n, self.symbols, generator=g), dim=1)[:, :nk] + _DIGIT0
         hi = L - nk - 1 - min_gap - nk - 1
+        if hi < 5:
+            raise ValueError(f"length {L} is too short for a {nk}-symbol key at least "
+                             f"{min_gap} tokens before the query: needs >= {L + 5 - hi}")
         key_pos = torch.randint(5, hi + 1, (n,), generator=g)
         block = torch.cat([torch.full((n, 1), _PK), digits], dim=1)
         rows = torch.arange(n).unsqueeze(1)
@@ -317,8 +320,8 @@ def _tail_gates(frozen: torch.Tensor, open_frac: float, knock: bool,
     """A gated tail step: the heads open in ``frozen``; with probability ``open_frac`` also each
     other head with probability ``u``, ``u`` uniform in ``[0, 1)`` (so from none to all of them);
     with ``knock`` one head of ``frozen`` (drawn uniformly) streaming."""
-    u = float(torch.rand((), generator=g))
-    u = float(torch.rand((), generator=g)) if u < open_frac else 0.0
+    widen = float(torch.rand((), generator=g)) < open_frac
+    u = float(torch.rand((), generator=g)) if widen else 0.0
     out = torch.maximum(frozen, (torch.rand(frozen.shape, generator=g) < u).float())
     if knock:
         budget = frozen.flatten().nonzero().flatten()
@@ -344,6 +347,7 @@ def train_tiny_lm(task: PasskeyTask, cfg: TinyLMConfig, steps: int, seed: int = 
         groups.append({"params": [logits], "lr": lr * gates.lr_mult, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     base = [grp["lr"] for grp in opt.param_groups]
+    frozen = None
     for step in range(steps):
         for grp, b in zip(opt.param_groups, base, strict=True):
             grp["lr"] = b * _lr_factor(step, steps)
@@ -351,7 +355,9 @@ def train_tiny_lm(task: PasskeyTask, cfg: TinyLMConfig, steps: int, seed: int = 
         alpha, pen, knock = None, torch.zeros(()), False
         draw = float(torch.rand((), generator=g)) if gates else 1.0
         if gates and step >= (1 - gates.freeze) * steps:
-            frozen = _frozen_gates(logits.detach(), gates.budget)
+            if frozen is None:  # the logits get no gradient from here on
+                frozen = _frozen_gates(logits.detach(), gates.budget)
+                model.budget_heads.copy_(frozen)
             if draw >= gates.tail_full_frac:
                 knock = draw < gates.tail_full_frac + gates.knockout and bool(frozen.any())
                 alpha = _tail_gates(frozen, gates.tail_open, knock, g)
@@ -373,8 +379,6 @@ def train_tiny_lm(task: PasskeyTask, cfg: TinyLMConfig, steps: int, seed: int = 
         print("training gate probabilities:")
         for row in torch.sigmoid(logits).tolist():
             print("  " + " ".join(f"{x:4.2f}" for x in row))
-    if gates and gates.freeze > 0:
-        model.budget_heads.copy_(_frozen_gates(logits.detach(), gates.budget))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -111,6 +111,22 @@ def test_passkey_task_layout():
         PasskeyTask(length=20)
 
 
+def test_passkey_task_alphabet_and_key_length():
+    task = PasskeyTask(length=48, symbols=16, key_len=3)
+    tok, _, key_pos = task.batch(64, torch.Generator().manual_seed(1))
+    assert task.vocab == 2 + 16 + 16 and task.answer_positions.tolist() == [44, 45, 46]
+    key = tok[:, -3:]
+    assert bool(((key >= 2) & (key < 18)).all()) and int(key.max()) > 11  # the whole alphabet
+    assert all(len(set(row.tolist())) == 3 for row in key)
+    assert bool((tok[torch.arange(64), key_pos] == 1).all())
+    assert bool((tok[:, :-4] == 1).sum(dim=1).eq(1).all())  # one PK before the query
+    with pytest.raises(ValueError, match=r"key_len must be in 1..symbols \(10\), got 11"):
+        PasskeyTask(key_len=11)
+    with pytest.raises(ValueError, match=r"length 40 is too short for a 10-symbol key at least "
+                                         r"22 tokens before the query: needs >= 49"):
+        PasskeyTask(length=40, key_len=10).batch(1, torch.Generator())
+
+
 def test_cli_smoke(capsys):
     argv = ["--seeds", "0-1", "--steps", "3", "--gate-steps", "2", "--eval-n", "8",
             "--random-draws", "1", "--length", "48", "--layers", "1", "--heads", "4", "--batch",
